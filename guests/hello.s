@@ -1,0 +1,3 @@
+_start:
+  li a7, 0
+  ecall
