@@ -1,0 +1,182 @@
+/**
+ * The HTTP API (Hono). Every guest is reached through its switch Durable
+ * Object; input is validated here, in the Worker, before any object is
+ * touched, so bad input never reaches an existing guest.
+ */
+import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { z } from "zod";
+import type { Env } from "../env.ts";
+import { ERROR_STATUS, parseGuestError } from "../host/errors.ts";
+import type { GuestConfig } from "../host/guest-config.ts";
+import { ImageError } from "../image/image.ts";
+import { buildImage, encodeBase64 } from "../image/load.ts";
+import { PAGE_SIZE } from "../guest/memory.ts";
+import { requireToken } from "./auth.ts";
+import { openApiDocument } from "./openapi.ts";
+import { problem } from "./problem.ts";
+import { CreateGuest, DiskQuery, FromQuery, GuestId, LIMITS, MemoryQuery, Step } from "./schemas.ts";
+
+type App = { Bindings: Env };
+type C = Context<App>;
+
+/** A validation failure, turned into a problem naming the field at fault. */
+class Invalid extends Error {
+  constructor(readonly response: Response) {
+    super("invalid request");
+  }
+}
+
+function fieldOf(path: PropertyKey[]): string {
+  return path.map(String).join(".");
+}
+
+function validate<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "query"): z.infer<S> {
+  const r = schema.safeParse(input);
+  if (r.success) return r.data;
+  const errors = r.error.issues.map((i) => ({ field: fieldOf(i.path) || where, message: i.message }));
+  const first = errors[0];
+  throw new Invalid(problem(400, `${first.field}: ${first.message}`, { field: first.field, errors }));
+}
+
+async function jsonBody(c: C): Promise<unknown> {
+  const type = c.req.header("content-type") ?? "";
+  if (!/^application\/(.+\+)?json\b/i.test(type)) throw new Invalid(problem(415, "the body must be JSON (Content-Type: application/json)"));
+  try {
+    return await c.req.json();
+  } catch {
+    throw new Invalid(problem(400, "the body is not valid JSON", { field: "body" }));
+  }
+}
+
+function guestId(c: C): string {
+  const id = c.req.param("id") ?? "";
+  if (!GuestId.safeParse(id).success) throw new Invalid(problem(404, `no guest '${id}'`, { field: "id" }));
+  return id;
+}
+
+function switchOf(c: C, id: string) {
+  return c.env.SWITCH.get(c.env.SWITCH.idFromName(id));
+}
+
+function newGuestId(): string {
+  return `g-${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
+}
+
+const tooLarge = (limit: number) => () => problem(413, `the body is larger than ${limit} bytes`);
+
+export function createApp(): Hono<App> {
+  const app = new Hono<App>();
+
+  app.get("/api/openapi.json", (c) => c.json(openApiDocument()));
+  app.use("/api/*", requireToken());
+
+  app.post("/api/guests", bodyLimit({ maxSize: LIMITS.createBodyBytes, onError: tooLarge(LIMITS.createBodyBytes) }), async (c) => {
+    const body = validate(CreateGuest, await jsonBody(c), "body");
+    const memoryBytes = body.memoryPages * PAGE_SIZE;
+    let image;
+    try {
+      image = buildImage(body.image, memoryBytes);
+    } catch (e) {
+      if (!(e instanceof ImageError)) throw e;
+      const field = `image.${Object.keys(body.image)[0]}`;
+      return problem(400, e.message, { field, ...e.detail });
+    }
+    const id = newGuestId();
+    const config: GuestConfig = {
+      id,
+      name: body.name ?? id,
+      mode: body.mode,
+      memoryPages: body.memoryPages,
+      diskSectors: body.diskSectors,
+      createdAt: Date.now(),
+    };
+    const status = await switchOf(c, id).create(config, image, null);
+    await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).add({ id, name: config.name, createdAt: config.createdAt });
+    return c.json(status, 201, { location: `/api/guests/${id}` });
+  });
+
+  app.get("/api/guests", async (c) => {
+    const entries = await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).list();
+    const guests = await Promise.all(
+      entries.map((e) =>
+        switchOf(c, e.id)
+          .status()
+          .catch((err: unknown) => ({ id: e.id, name: e.name, state: "unknown", error: String(err) })),
+      ),
+    );
+    return c.json({ guests });
+  });
+
+  app.get("/api/guests/:id", async (c) => c.json(await switchOf(c, guestId(c)).status()));
+
+  app.delete("/api/guests/:id", async (c) => {
+    const id = guestId(c);
+    await switchOf(c, id).destroy();
+    await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).remove(id);
+    return c.body(null, 204);
+  });
+
+  const json = bodyLimit({ maxSize: LIMITS.jsonBodyBytes, onError: tooLarge(LIMITS.jsonBodyBytes) });
+  app.post("/api/guests/:id/pause", async (c) => c.json(await switchOf(c, guestId(c)).pause()));
+  app.post("/api/guests/:id/resume", async (c) => c.json(await switchOf(c, guestId(c)).resume()));
+  app.post("/api/guests/:id/step", json, async (c) => {
+    const id = guestId(c);
+    const hasBody = (c.req.header("content-length") ?? "0") !== "0" || c.req.header("transfer-encoding");
+    const { instructions } = validate(Step, hasBody ? await jsonBody(c) : {}, "body");
+    return c.json(await switchOf(c, id).step(instructions));
+  });
+
+  app.get("/api/guests/:id/console", async (c) => {
+    const id = guestId(c);
+    const { from } = validate(FromQuery, c.req.query(), "query");
+    return c.json(await switchOf(c, id).console(from));
+  });
+
+  app.post(
+    "/api/guests/:id/inbound",
+    bodyLimit({ maxSize: LIMITS.packetBytes, onError: tooLarge(LIMITS.packetBytes) }),
+    async (c) => {
+      const id = guestId(c);
+      const packet = new Uint8Array(await c.req.arrayBuffer());
+      if (packet.length === 0) return problem(400, "a packet must have at least one byte", { field: "body" });
+      await switchOf(c, id).inbound(packet);
+      return c.json({ accepted: packet.length }, 202);
+    },
+  );
+
+  app.get("/api/guests/:id/outbound", async (c) => {
+    const id = guestId(c);
+    const { from } = validate(FromQuery, c.req.query(), "query");
+    const { packets, next } = await switchOf(c, id).outbound(from);
+    return c.json({ packets: packets.map((p) => ({ index: p.index, data: encodeBase64(p.data) })), next });
+  });
+
+  app.get("/api/guests/:id/memory", async (c) => {
+    const id = guestId(c);
+    const { addr, len } = validate(MemoryQuery, c.req.query(), "query");
+    return octets(await switchOf(c, id).memory(addr, len));
+  });
+
+  app.get("/api/guests/:id/disk", async (c) => {
+    const id = guestId(c);
+    const { sector, count } = validate(DiskQuery, c.req.query(), "query");
+    return octets(await switchOf(c, id).disk(sector, count));
+  });
+
+  app.all("/api/*", (c) => problem(404, `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
+
+  app.onError((err, _c) => {
+    if (err instanceof Invalid) return err.response;
+    const known = parseGuestError(err);
+    if (known) return problem(ERROR_STATUS[known.code], known.detail, known.field ? { field: known.field } : {});
+    console.error("unhandled error", err instanceof Error ? err.stack : err);
+    return problem(500, "internal error");
+  });
+
+  return app;
+}
+
+function octets(bytes: Uint8Array): Response {
+  return new Response(bytes, { headers: { "content-type": "application/octet-stream" } });
+}

@@ -1,0 +1,70 @@
+/**
+ * Request schemas: the single source of validation and of the OpenAPI document.
+ * Limits are stated here once and appear in both.
+ */
+import { z } from "zod";
+import { DEFAULT_DISK_SECTORS, MAX_DISK_SECTORS } from "../guest/abi.ts";
+import { DEFAULT_PAGES, MAX_PAGES, MIN_PAGES } from "../guest/memory.ts";
+
+export const LIMITS = {
+  /** Decoded size of an ELF or flat image. */
+  binaryImageBytes: 1 << 20,
+  /** Characters of assembly source. */
+  asmChars: 256 * 1024,
+  /** A create request's body (a base64 image of 1 MiB is ≈ 1.4 MB). */
+  createBodyBytes: 2 << 20,
+  /** Any other JSON body. */
+  jsonBodyBytes: 16 * 1024,
+  packetBytes: 4096,
+  stepInstructions: 10_000_000,
+  memoryReadBytes: 1 << 20,
+  diskReadSectors: 2048,
+} as const;
+
+const base64 = (what: string) =>
+  z
+    .string()
+    .max(Math.ceil(LIMITS.binaryImageBytes / 3) * 4, `${what} image is larger than ${LIMITS.binaryImageBytes} bytes`)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/, `${what} must be base64`)
+    .refine((s) => s.length % 4 === 0, `${what} must be base64 (length a multiple of 4)`);
+
+export const ImageSpec = z.union([
+  z.strictObject({ asm: z.string().max(LIMITS.asmChars, `assembly source is longer than ${LIMITS.asmChars} characters`).describe("GNU as syntax RISC-V assembly") }),
+  z.strictObject({ elf: base64("ELF").describe("base64 of an ELF32 RISC-V executable") }),
+  z.strictObject({ flat: base64("flat").describe("base64 of a flat binary loaded at 0, entry 0") }),
+]);
+export type ImageSpec = z.infer<typeof ImageSpec>;
+
+export const Mode = z.enum(["none"]).describe("how the guest is protected; the protected modes come with the next releases");
+
+export const CreateGuest = z.strictObject({
+  image: ImageSpec,
+  mode: Mode.default("none"),
+  memoryPages: z.number().int().min(MIN_PAGES).max(MAX_PAGES).default(DEFAULT_PAGES).describe("guest memory in 4 KiB pages"),
+  diskSectors: z.number().int().min(1).max(MAX_DISK_SECTORS).default(DEFAULT_DISK_SECTORS).describe("virtual disk in 512-byte sectors"),
+  name: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9][A-Za-z0-9 ._-]*$/, "name must start with a letter or digit and use letters, digits, space, '.', '_' or '-'")
+    .optional(),
+});
+export type CreateGuest = z.infer<typeof CreateGuest>;
+
+export const Step = z.strictObject({
+  instructions: z.number().int().min(1).max(LIMITS.stepInstructions).default(1),
+});
+
+const uint = (max: number) => z.coerce.number().int().min(0).max(max);
+
+export const FromQuery = z.strictObject({ from: uint(Number.MAX_SAFE_INTEGER).default(0) });
+export const MemoryQuery = z.strictObject({
+  addr: uint(0xffffffff),
+  len: z.coerce.number().int().min(1).max(LIMITS.memoryReadBytes),
+});
+export const DiskQuery = z.strictObject({
+  sector: uint(MAX_DISK_SECTORS),
+  count: z.coerce.number().int().min(1).max(LIMITS.diskReadSectors),
+});
+
+export const GuestId = z.string().regex(/^g-[0-9a-f]{12}$/);

@@ -1,0 +1,127 @@
+/**
+ * Guest physical memory with Xen-style log-dirty tracking.
+ *
+ * Every store must mark its 4 KiB page dirty, and the interpreter must not pay
+ * for that on every store. So each page carries one byte of `storeFlags`, and
+ * a store only leaves the fast path when its page's byte is non-zero:
+ *   CLEAN — the page is not yet in the dirty set (first store since the last sync);
+ *   CODE  — the interpreter holds pre-decoded instructions for the page, which a
+ *           store must invalidate (self-modifying code, or a loader writing code).
+ * After the first store to a data page its byte is 0 and stores cost one load
+ * and one compare. The dirty set itself is a list of page numbers in store
+ * order, so reading and clearing it costs O(dirty pages), never O(memory).
+ */
+export const PAGE_SHIFT = 12;
+export const PAGE_SIZE = 1 << PAGE_SHIFT;
+export const MIN_PAGES = 16;
+export const MAX_PAGES = 16384;
+export const DEFAULT_PAGES = 256;
+
+export const FLAG_CLEAN = 1;
+export const FLAG_CODE = 2;
+
+/** Two Int32 per instruction slot: packed (op, rd, rs1, rs2) and the immediate. */
+const CACHE_INTS_PER_PAGE = (PAGE_SIZE / 4) * 2;
+
+export class Memory {
+  readonly bytes: Uint8Array;
+  readonly view: DataView;
+  readonly pages: number;
+  readonly size: number;
+  /** Per page: FLAG_CLEAN | FLAG_CODE; 0 means a store needs no bookkeeping. */
+  readonly storeFlags: Uint8Array;
+  /** Pre-decoded instructions of pages that have been executed (see cpu.ts). */
+  private readonly codeCache: (Int32Array | undefined)[];
+  private readonly dirtyList: Int32Array;
+  private dirtyCount = 0;
+
+  constructor(pages: number) {
+    if (!Number.isInteger(pages) || pages < MIN_PAGES || pages > MAX_PAGES) {
+      throw new RangeError(`memory must be ${MIN_PAGES}..${MAX_PAGES} pages, got ${pages}`);
+    }
+    this.pages = pages;
+    this.size = pages * PAGE_SIZE;
+    this.bytes = new Uint8Array(this.size);
+    this.view = new DataView(this.bytes.buffer);
+    this.storeFlags = new Uint8Array(pages).fill(FLAG_CLEAN);
+    this.codeCache = new Array<Int32Array | undefined>(pages);
+    this.dirtyList = new Int32Array(pages);
+  }
+
+  /** Slow path of a store to [addr, addr+len): mark pages dirty, drop stale decoded code. */
+  touch(addr: number, len: number): void {
+    if (len <= 0) return;
+    const last = (addr + len - 1) >>> PAGE_SHIFT;
+    for (let p = addr >>> PAGE_SHIFT; p <= last; p++) {
+      const f = this.storeFlags[p];
+      if (f === 0) continue;
+      if (f & FLAG_CLEAN) this.dirtyList[this.dirtyCount++] = p;
+      if (f & FLAG_CODE) this.codeCache[p]!.fill(0);
+      this.storeFlags[p] = 0;
+    }
+  }
+
+  /** The decoded-instruction cache of a page, registering it for invalidation. */
+  codePage(page: number): Int32Array {
+    let c = this.codeCache[page];
+    if (c === undefined) this.codeCache[page] = c = new Int32Array(CACHE_INTS_PER_PAGE);
+    this.storeFlags[page] |= FLAG_CODE;
+    return c;
+  }
+
+  /** Bounds check for a host-side access (backends, loaders, the API). */
+  contains(addr: number, len: number): boolean {
+    return Number.isInteger(addr) && Number.isInteger(len) && addr >= 0 && len >= 0 && addr + len <= this.size;
+  }
+
+  /** A host-side write (a backend's response, a received packet, a disk read, a loader). */
+  write(addr: number, data: Uint8Array): void {
+    if (!this.contains(addr, data.length)) throw new RangeError(`write of ${data.length} bytes at ${addr} is outside memory`);
+    this.touch(addr, data.length);
+    this.bytes.set(data, addr);
+  }
+
+  writeU32(addr: number, value: number): void {
+    this.touch(addr, 4);
+    this.view.setUint32(addr, value >>> 0, true);
+  }
+
+  readU32(addr: number): number {
+    return this.view.getUint32(addr, true);
+  }
+
+  /** A copy of guest bytes, so the caller never aliases live memory. */
+  read(addr: number, len: number): Uint8Array {
+    if (!this.contains(addr, len)) throw new RangeError(`read of ${len} bytes at ${addr} is outside memory`);
+    return this.bytes.slice(addr, addr + len);
+  }
+
+  /** A view of one page's live bytes (no copy: encode it before the guest runs again). */
+  page(p: number): Uint8Array {
+    return this.bytes.subarray(p << PAGE_SHIFT, (p + 1) << PAGE_SHIFT);
+  }
+
+  get dirtyPageCount(): number {
+    return this.dirtyCount;
+  }
+
+  /** Page numbers dirtied since the last clear, ascending. */
+  dirtyPages(): Int32Array {
+    return this.dirtyList.slice(0, this.dirtyCount).sort();
+  }
+
+  isDirty(page: number): boolean {
+    return (this.storeFlags[page] & FLAG_CLEAN) === 0;
+  }
+
+  /** Start a new dirty epoch: called once the dirty pages are safely elsewhere. */
+  clearDirty(): void {
+    for (let i = 0; i < this.dirtyCount; i++) this.storeFlags[this.dirtyList[i]] |= FLAG_CLEAN;
+    this.dirtyCount = 0;
+  }
+
+  /** Mark every page dirty, e.g. before a full checkpoint to a fresh secondary. */
+  markAllDirty(): void {
+    this.touch(0, this.size);
+  }
+}

@@ -1,0 +1,180 @@
+/**
+ * A host running a guest: the machine plus its backends and the loop that
+ * drives them. Plain TypeScript; the GuestHost Durable Object owns one and
+ * supplies the disk, the way to the switch, and the scheduling.
+ *
+ * The loop is where Kemari taps the event channel: when the guest notifies a
+ * bound port, `tap` runs (a synchronisation to the secondary, in mode kemari)
+ * and only afterwards does the event reach its backend.
+ */
+import type { GuestState } from "../guest/abi.ts";
+import { Machine, type Binding, type MachineEnv, type RunResult } from "../guest/machine.ts";
+import type { Backend, DeviceHost, Disk, Output } from "../devices/backend.ts";
+import { createBackend } from "../devices/index.ts";
+import { NetRxBackend } from "../devices/net.ts";
+import type { Image } from "../image/image.ts";
+import type { Memory } from "../guest/memory.ts";
+
+/** Runs before an event reaches its backend; resolving lets the event through. */
+export type EventTap = (event: Extract<RunResult, { kind: "notify" }>) => Promise<void>;
+
+export interface RunnerCounters {
+  /** NOTIFYs delivered to backends. */
+  events: number;
+  outputs: number;
+  consoleBytes: number;
+  packetsOut: number;
+  packetsIn: number;
+}
+
+export interface DeviceStatus {
+  kind: string;
+  port: number;
+  ring: number;
+  reqProd: number;
+  rspProd: number;
+  /** The backend's private consumer cursor (not replicated). */
+  reqCons: number;
+  requests: number;
+  errors: number;
+}
+
+export class GuestRunner implements DeviceHost {
+  readonly machine: Machine;
+  private readonly backends: (Backend | null)[] = [];
+  private readonly pendingInbound: Uint8Array[] = [];
+  readonly counters: RunnerCounters = { events: 0, outputs: 0, consoleBytes: 0, packetsOut: 0, packetsIn: 0 };
+  /** Serialises slices, steps and restores: the guest runs on one thread of control. */
+  private lock: Promise<unknown> = Promise.resolve();
+  tap: EventTap = async () => {};
+
+  constructor(
+    pages: number,
+    readonly disk: Disk,
+    private readonly sink: (outputs: Output[]) => Promise<void>,
+    env?: MachineEnv,
+  ) {
+    this.machine = new Machine(pages, env);
+    this.machine.onConnect = (b) => this.attach(b);
+  }
+
+  get memory(): Memory {
+    return this.machine.memory;
+  }
+
+  get state(): GuestState {
+    return this.machine.state;
+  }
+
+  load(image: Image): void {
+    this.machine.load(image);
+  }
+
+  raise(port: number): void {
+    this.machine.raise(port);
+  }
+
+  async release(outputs: Output[]): Promise<void> {
+    await this.sink(outputs);
+    for (const o of outputs) {
+      this.counters.outputs++;
+      if (o.device === "console") this.counters.consoleBytes += o.data.length;
+      else this.counters.packetsOut++;
+    }
+  }
+
+  /** Attach a backend to a binding, rebuilding its cursors from the ring. */
+  private attach(binding: Binding): void {
+    const backend = createBackend(this, binding);
+    this.backends[binding.port] = backend;
+    if (backend instanceof NetRxBackend) {
+      for (const p of this.pendingInbound.splice(0)) backend.deliver(p);
+    }
+  }
+
+  /**
+   * Attach backends to every binding the machine already has: after a restore,
+   * the new host's backends learn where the guest was from the rings alone.
+   * Outstanding requests are then processed again, as Kemari's backends do.
+   */
+  async reattach(): Promise<void> {
+    for (const b of this.machine.bindings) if (b) this.attach(b);
+    for (const backend of this.backends) if (backend) await backend.notify();
+  }
+
+  /** A packet from the outside world for the guest's net-rx device. */
+  deliverInbound(packet: Uint8Array): void {
+    this.counters.packetsIn++;
+    const rx = this.backends.find((b): b is NetRxBackend => b instanceof NetRxBackend);
+    if (rx) rx.deliver(packet);
+    else if (this.pendingInbound.length < 256) this.pendingInbound.push(packet);
+  }
+
+  get rxDropped(): number {
+    const rx = this.backends.find((b): b is NetRxBackend => b instanceof NetRxBackend);
+    return rx ? rx.dropped : 0;
+  }
+
+  /** Run up to `budget` instructions, delivering each event after the tap lets it through. */
+  runSlice(budget: number): Promise<void> {
+    return this.exclusive(async () => {
+      const m = this.machine;
+      let left = budget;
+      while (left > 0 && m.runnable) {
+        const before = m.cpu.instret;
+        const r = m.run(left);
+        left -= m.cpu.instret - before;
+        if (r.kind === "notify") await this.deliver(r);
+      }
+    });
+  }
+
+  /** Execute exactly `n` instructions of a paused guest (fewer if it stops), then pause again. */
+  step(n: number): Promise<void> {
+    return this.exclusive(async () => {
+      const m = this.machine;
+      if (!m.resume()) return;
+      let left = n;
+      while (left > 0 && m.runnable) {
+        const before = m.cpu.instret;
+        const r = m.run(left);
+        left -= m.cpu.instret - before;
+        if (r.kind === "notify") await this.deliver(r);
+      }
+      if (m.state === "running" || m.state === "waiting") m.state = "paused";
+    });
+  }
+
+  /** Run `fn` with the guest to itself (no slice is running). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const next = this.lock.then(fn);
+    this.lock = next.catch(() => undefined);
+    return next;
+  }
+
+  private async deliver(event: Extract<RunResult, { kind: "notify" }>): Promise<void> {
+    await this.tap(event);
+    this.counters.events++;
+    await this.backends[event.port]?.notify();
+  }
+
+  devices(): DeviceStatus[] {
+    const names = ["console", "net-tx", "net-rx", "blk"];
+    const out: DeviceStatus[] = [];
+    for (const b of this.machine.bindings) {
+      if (!b) continue;
+      const be = this.backends[b.port];
+      out.push({
+        kind: names[b.kind],
+        port: b.port,
+        ring: b.ring,
+        reqProd: be ? be.ring.reqProd : 0,
+        rspProd: be ? be.ring.rspProd : 0,
+        reqCons: be ? be.reqCons : 0,
+        requests: be ? be.stats.requests : 0,
+        errors: be ? be.stats.errors : 0,
+      });
+    }
+    return out;
+  }
+}

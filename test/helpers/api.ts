@@ -1,0 +1,65 @@
+/** Test helpers: call the Worker's API in-process, the way a client would. */
+import { exports } from "cloudflare:workers";
+import { expect } from "vitest";
+import type { GuestStatus } from "../../src/host/status.ts";
+
+export const TOKEN = "test-token";
+
+export interface CallOptions {
+  body?: unknown;
+  raw?: BodyInit;
+  token?: string | null;
+  headers?: Record<string, string>;
+}
+
+export async function call(method: string, path: string, opts: CallOptions = {}): Promise<Response> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.token !== null) headers.authorization = `Bearer ${opts.token ?? TOKEN}`;
+  let body: BodyInit | undefined = opts.raw;
+  if (opts.body !== undefined) {
+    headers["content-type"] ??= "application/json";
+    body = JSON.stringify(opts.body);
+  }
+  return exports.default.fetch(new Request(`http://localhost${path}`, { method, headers, body }));
+}
+
+export async function json<T = Record<string, unknown>>(res: Response, status: number): Promise<T> {
+  const text = await res.text();
+  expect(res.status, text).toBe(status);
+  return JSON.parse(text) as T;
+}
+
+/** Create a guest from assembly (or another image) and return its status. */
+export async function createGuest(image: object, extra: Record<string, unknown> = {}): Promise<GuestStatus> {
+  return json<GuestStatus>(await call("POST", "/api/guests", { body: { image, ...extra } }), 201);
+}
+
+export async function status(id: string): Promise<GuestStatus> {
+  return json<GuestStatus>(await call("GET", `/api/guests/${id}`), 200);
+}
+
+/** Poll the guest's status until `done` holds (the guest runs on its own alarm). */
+export async function waitFor(id: string, done: (s: GuestStatus) => boolean, timeoutMs = 10_000): Promise<GuestStatus> {
+  const deadline = Date.now() + timeoutMs;
+  let s = await status(id);
+  while (!done(s)) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting; last status: ${JSON.stringify(s)}`);
+    await new Promise((r) => setTimeout(r, 5));
+    s = await status(id);
+  }
+  return s;
+}
+
+export async function consoleText(id: string): Promise<string> {
+  return (await json<{ text: string }>(await call("GET", `/api/guests/${id}/console`), 200)).text;
+}
+
+export async function outbound(id: string, from = 0): Promise<{ index: number; data: Uint8Array }[]> {
+  const r = await json<{ packets: { index: number; data: string }[] }>(await call("GET", `/api/guests/${id}/outbound?from=${from}`), 200);
+  return r.packets.map((p) => ({ index: p.index, data: Uint8Array.from(atob(p.data), (c) => c.charCodeAt(0)) }));
+}
+
+export async function sendPacket(id: string, data: Uint8Array): Promise<void> {
+  const res = await call("POST", `/api/guests/${id}/inbound`, { raw: data, headers: { "content-type": "application/octet-stream" } });
+  expect(res.status, await res.clone().text()).toBe(202);
+}
