@@ -81,19 +81,27 @@ export class GuestHost extends DurableObject<Env> {
 
   async pause(): Promise<HostStatus> {
     const r = this.guest();
-    await r.exclusive(async () => r.machine.pause());
+    await r.exclusive(async () => {
+      if (!r.machine.pause() && r.state !== "paused") throw new GuestError("conflict", `cannot pause a guest that is ${r.state}`);
+    });
     return this.status();
   }
 
   async resume(): Promise<HostStatus> {
     const r = this.guest();
-    r.machine.resume();
+    if (!r.machine.resume() && r.state !== "running" && r.state !== "waiting") {
+      throw new GuestError("conflict", `cannot resume a guest that is ${r.state}`);
+    }
     await this.schedule();
     return this.status();
   }
 
   async step(instructions: number): Promise<HostStatus> {
-    await this.guest().step(instructions);
+    const r = this.guest();
+    if (r.state !== "paused" && r.state !== "breakpoint") {
+      throw new GuestError("conflict", `only a paused guest can be stepped; this one is ${r.state}`);
+    }
+    await r.step(instructions);
     return this.status();
   }
 
@@ -103,12 +111,19 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   readMemory(addr: number, len: number): Uint8Array {
-    return this.guest().memory.read(addr, len);
+    const memory = this.guest().memory;
+    if (!memory.contains(addr, len)) {
+      throw new GuestError("bad-request", `addr + len (${addr} + ${len}) is beyond the guest's ${memory.size} bytes of memory`, "addr");
+    }
+    return memory.read(addr, len);
   }
 
   readDisk(sector: number, count: number): Uint8Array {
-    const sectors = this.meta?.config.diskSectors ?? 0;
-    return new SqlDisk(this.ctx.storage, sectors).read(sector, count);
+    const disk = this.guest().disk;
+    if (sector + count > disk.sectors) {
+      throw new GuestError("bad-request", `sector + count (${sector} + ${count}) is beyond the disk's ${disk.sectors} sectors`, "sector");
+    }
+    return disk.read(sector, count);
   }
 
   /** Forget the guest and everything stored for it. */

@@ -4,8 +4,8 @@
  * Each instruction is decoded once, the first time it executes, into two Int32
  * in its page's code cache (memory.ts): a packed word (op | rd<<8 | rs1<<14 |
  * rs2<<19) and the immediate. The loop then dispatches on a small dense op
- * number. A store into a page with decoded code clears that page's cache, so
- * self-modifying code and loaders stay correct.
+ * number. A store into a page with decoded code clears the decoded words it
+ * overlaps (memory.ts), so self-modifying code and loaders stay correct.
  *
  * Writes to x0 are decoded as writes to a sink register (index 32), which
  * keeps "x0 is zero" out of the loop entirely.
@@ -140,19 +140,19 @@ export class Cpu {
         case Op.SB: {
           const a = (regs[rs1] + imm) >>> 0;
           if (a >= size) { exit = this.accessFault("store", a, pc); n--; break loop; }
-          if (flags[a >>> 12] !== 0) { mem.touch(a, 1); page = -1; }
+          if (flags[a >>> 12] !== 0) { mem.touch(a, 1); }
           dv.setInt8(a, regs[rs2]); pc += 4; break;
         }
         case Op.SH: {
           const a = (regs[rs1] + imm) >>> 0;
           if (a > size - 2) { exit = this.accessFault("store", a, pc); n--; break loop; }
-          if ((flags[a >>> 12] | flags[(a + 1) >>> 12]) !== 0) { mem.touch(a, 2); page = -1; }
+          if ((flags[a >>> 12] | flags[(a + 1) >>> 12]) !== 0) { mem.touch(a, 2); }
           dv.setInt16(a, regs[rs2], true); pc += 4; break;
         }
         case Op.SW: {
           const a = (regs[rs1] + imm) >>> 0;
           if (a > size - 4) { exit = this.accessFault("store", a, pc); n--; break loop; }
-          if ((flags[a >>> 12] | flags[(a + 3) >>> 12]) !== 0) { mem.touch(a, 4); page = -1; }
+          if ((flags[a >>> 12] | flags[(a + 3) >>> 12]) !== 0) { mem.touch(a, 4); }
           dv.setInt32(a, regs[rs2], true); pc += 4; break;
         }
         case Op.ADDI: regs[rd] = regs[rs1] + imm; pc += 4; break;

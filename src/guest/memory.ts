@@ -51,13 +51,23 @@ export class Memory {
   /** Slow path of a store to [addr, addr+len): mark pages dirty, drop stale decoded code. */
   touch(addr: number, len: number): void {
     if (len <= 0) return;
-    const last = (addr + len - 1) >>> PAGE_SHIFT;
+    const end = addr + len;
+    const last = (end - 1) >>> PAGE_SHIFT;
     for (let p = addr >>> PAGE_SHIFT; p <= last; p++) {
       const f = this.storeFlags[p];
       if (f === 0) continue;
-      if (f & FLAG_CLEAN) this.dirtyList[this.dirtyCount++] = p;
-      if (f & FLAG_CODE) this.codeCache[p]!.fill(0);
-      this.storeFlags[p] = 0;
+      if (f & FLAG_CLEAN) {
+        this.dirtyList[this.dirtyCount++] = p;
+        this.storeFlags[p] = f & ~FLAG_CLEAN;
+      }
+      // Code and data often share a page (.data follows .text), so only the
+      // decoded words the store overlaps are dropped; the page stays CODE.
+      if (f & FLAG_CODE) {
+        const base = p << PAGE_SHIFT;
+        const from = (Math.max(addr, base) - base) >>> 2;
+        const to = ((Math.min(end, base + PAGE_SIZE) - base + 3) >>> 2);
+        this.codeCache[p]!.fill(0, from * 2, to * 2);
+      }
     }
   }
 

@@ -1,0 +1,189 @@
+/** Every API route, with good and bad input. */
+import { describe, expect, it } from "vitest";
+import hello from "../guests/hello.s?raw";
+import { call, consoleText, createGuest, json, status, waitFor } from "./helpers/api.ts";
+import { encodeBase64 } from "../src/image/load.ts";
+import type { Problem } from "../src/api/problem.ts";
+
+const SPIN = "_start:\n  j _start\n";
+const BREAK = "_start:\n  li a0, 7\n  ebreak\n  li a0, 0\n  li a7, 0\n  ecall\n";
+
+async function problemOf(res: Response, status: number): Promise<Problem> {
+  expect(res.headers.get("content-type")).toBe("application/problem+json");
+  const p = await json<Problem>(res, status);
+  expect(p.status).toBe(status);
+  expect(typeof p.detail).toBe("string");
+  return p;
+}
+
+describe("authentication", () => {
+  it("refuses a request without a token", async () => {
+    const p = await problemOf(await call("GET", "/api/guests", { token: null }), 401);
+    expect(p.detail).toMatch(/Authorization/);
+  });
+
+  it("refuses a wrong token", async () => {
+    await problemOf(await call("GET", "/api/guests", { token: "nope" }), 401);
+  });
+
+  it("serves the OpenAPI document without a token", async () => {
+    const doc = await json<{ openapi: string; paths: Record<string, unknown> }>(await call("GET", "/api/openapi.json", { token: null }), 200);
+    expect(doc.openapi).toBe("3.1.0");
+    expect(Object.keys(doc.paths)).toContain("/api/guests/{id}/console");
+  });
+});
+
+describe("creating guests", () => {
+  it("runs hello to completion and shows its console", async () => {
+    const created = await createGuest({ asm: hello }, { name: "hello" });
+    expect(created).toMatchObject({ name: "hello", mode: "none", generation: 0, protection: "unprotected", memoryPages: 256, diskSectors: 2048 });
+    expect(created.id).toMatch(/^g-[0-9a-f]{12}$/);
+    const s = await waitFor(created.id, (s) => s.state === "halted");
+    expect(s.exitCode).toBe(0);
+    expect(s.crash).toBeNull();
+    expect(s.instructions).toBeGreaterThan(10);
+    expect(await consoleText(created.id)).toBe("Hello from a Kemari guest!\n");
+  });
+
+  it("accepts flat binaries", async () => {
+    // li a0, 42 ; li a7, 0 ; ecall
+    const words = [0x02a00513, 0x00000893, 0x00000073];
+    const bytes = new Uint8Array(new Uint32Array(words).buffer);
+    const g = await createGuest({ flat: encodeBase64(bytes) }, { memoryPages: 16 });
+    const s = await waitFor(g.id, (s) => s.state === "halted");
+    expect(s.exitCode).toBe(42);
+  });
+
+  it("names the source line of an assembly error", async () => {
+    const res = await call("POST", "/api/guests", { body: { image: { asm: "_start:\n  addi a0, a0, 1\n  frobnicate a0\n" } } });
+    const p = await problemOf(res, 400);
+    expect(p.field).toBe("image.asm");
+    expect(p.line).toBe(3);
+    expect(p.column).toBeGreaterThan(0);
+  });
+
+  it("names the offset of an ELF error", async () => {
+    const res = await call("POST", "/api/guests", { body: { image: { elf: encodeBase64(new Uint8Array(64)) } } });
+    const p = await problemOf(res, 400);
+    expect(p.field).toBe("image.elf");
+    expect(p.offset).toBe(0);
+  });
+
+  it.each([
+    [{ image: { asm: SPIN }, memoryPages: 8 }, "memoryPages"],
+    [{ image: { asm: SPIN }, memoryPages: 16385 }, "memoryPages"],
+    [{ image: { asm: SPIN }, memoryPages: 1.5 }, "memoryPages"],
+    [{ image: { asm: SPIN }, diskSectors: 0 }, "diskSectors"],
+    [{ image: { asm: SPIN }, mode: "paxos" }, "mode"],
+    [{ image: { asm: SPIN }, surprise: 1 }, "body"],
+    [{ image: { asm: SPIN }, name: "" }, "name"],
+    [{ image: {} }, "image"],
+    [{ image: { elf: "not base64!" } }, "image.elf"],
+    [{}, "image"],
+  ])("refuses %j, naming %s", async (body, field) => {
+    const p = await problemOf(await call("POST", "/api/guests", { body }), 400);
+    expect(p.field).toBe(field);
+  });
+
+  it("refuses an image larger than memory", async () => {
+    const p = await problemOf(await call("POST", "/api/guests", { body: { image: { asm: `${SPIN}.data\n.space 70000\n` }, memoryPages: 16 } }), 400);
+    expect(p.detail).toMatch(/memoryPages/);
+  });
+
+  it("refuses a body that is not JSON", async () => {
+    await problemOf(await call("POST", "/api/guests", { raw: "{nope", headers: { "content-type": "application/json" } }), 400);
+    await problemOf(await call("POST", "/api/guests", { raw: "hi", headers: { "content-type": "text/plain" } }), 415);
+  });
+
+  it("refuses a body over the limit", async () => {
+    const big = "#".repeat(3 << 20);
+    await problemOf(await call("POST", "/api/guests", { raw: JSON.stringify({ image: { asm: big } }), headers: { "content-type": "application/json" } }), 413);
+  });
+
+  it("lists guests", async () => {
+    const g = await createGuest({ asm: SPIN }, { name: "listed" });
+    const list = await json<{ guests: { id: string; name: string; state: string }[] }>(await call("GET", "/api/guests"), 200);
+    expect(list.guests.find((x) => x.id === g.id)).toMatchObject({ name: "listed", state: "running" });
+  });
+});
+
+describe("controlling a guest", () => {
+  it("pauses, steps exactly, resumes", async () => {
+    const g = await createGuest({ asm: SPIN });
+    const paused = await json<{ state: string; instructions: number; pc: number }>(await call("POST", `/api/guests/${g.id}/pause`), 200);
+    expect(paused.state).toBe("paused");
+    const stepped = await json<{ state: string; instructions: number }>(await call("POST", `/api/guests/${g.id}/step`, { body: { instructions: 5 } }), 200);
+    expect(stepped).toMatchObject({ state: "paused", instructions: paused.instructions + 5 });
+    const again = await json<{ instructions: number }>(await call("POST", `/api/guests/${g.id}/step`), 200);
+    expect(again.instructions).toBe(stepped.instructions + 1);
+    const resumed = await json<{ state: string }>(await call("POST", `/api/guests/${g.id}/resume`), 200);
+    expect(resumed.state).toBe("running");
+    const later = await waitFor(g.id, (s) => s.instructions > stepped.instructions + 1000);
+    expect(later.state).toBe("running");
+  });
+
+  it("refuses a step of a running guest, and a bad step count", async () => {
+    const g = await createGuest({ asm: SPIN });
+    await problemOf(await call("POST", `/api/guests/${g.id}/step`, { body: { instructions: 1 } }), 409);
+    await call("POST", `/api/guests/${g.id}/pause`);
+    const p = await problemOf(await call("POST", `/api/guests/${g.id}/step`, { body: { instructions: 0 } }), 400);
+    expect(p.field).toBe("instructions");
+  });
+
+  it("stops at a breakpoint and resumes after it", async () => {
+    const g = await createGuest({ asm: BREAK });
+    const s = await waitFor(g.id, (s) => s.state === "breakpoint");
+    expect(s.pc).toBe(8);
+    await call("POST", `/api/guests/${g.id}/resume`);
+    expect((await waitFor(g.id, (s) => s.state === "halted")).exitCode).toBe(0);
+  });
+
+  it("reports a crash with its reason and pc", async () => {
+    const g = await createGuest({ asm: "_start:\n  nop\n  .word 0xffffffff\n" });
+    const s = await waitFor(g.id, (s) => s.state === "crashed");
+    expect(s.crash).toEqual({ reason: "illegal instruction 0xffffffff", pc: 4 });
+    await problemOf(await call("POST", `/api/guests/${g.id}/resume`), 409);
+  });
+
+  it("serves requests while a guest spins", async () => {
+    const g = await createGuest({ asm: SPIN });
+    const a = (await status(g.id)).instructions;
+    for (let i = 0; i < 5; i++) await status(g.id);
+    const b = await waitFor(g.id, (s) => s.instructions > a);
+    expect(b.state).toBe("running");
+  });
+
+  it("reads memory and disk as raw bytes, within bounds", async () => {
+    const g = await createGuest({ asm: "_start:\n  j _start\n.data\nmsg: .ascii \"KEMARI\"\n" }, { memoryPages: 16 });
+    const res = await call("GET", `/api/guests/${g.id}/memory?addr=4&len=6`);
+    expect(res.headers.get("content-type")).toBe("application/octet-stream");
+    expect(new TextDecoder().decode(await res.arrayBuffer())).toBe("KEMARI");
+    const disk = await call("GET", `/api/guests/${g.id}/disk?sector=0&count=2`);
+    expect((await disk.arrayBuffer()).byteLength).toBe(1024);
+    expect((await problemOf(await call("GET", `/api/guests/${g.id}/memory?addr=65530&len=16`), 400)).field).toBe("addr");
+    expect((await problemOf(await call("GET", `/api/guests/${g.id}/memory?addr=0`), 400)).field).toBe("len");
+    expect((await problemOf(await call("GET", `/api/guests/${g.id}/disk?sector=2047&count=2`), 400)).field).toBe("sector");
+    expect((await problemOf(await call("GET", `/api/guests/${g.id}/console?from=-1`), 400)).field).toBe("from");
+  });
+
+  it("deletes a guest", async () => {
+    const g = await createGuest({ asm: SPIN });
+    expect((await call("DELETE", `/api/guests/${g.id}`)).status).toBe(204);
+    await problemOf(await call("GET", `/api/guests/${g.id}`), 404);
+    await problemOf(await call("DELETE", `/api/guests/${g.id}`), 404);
+    const list = await json<{ guests: { id: string }[] }>(await call("GET", "/api/guests"), 200);
+    expect(list.guests.some((x) => x.id === g.id)).toBe(false);
+  });
+
+  it("answers 404 for unknown guests and routes", async () => {
+    await problemOf(await call("GET", "/api/guests/g-000000000000"), 404);
+    await problemOf(await call("GET", "/api/guests/nonsense"), 404);
+    await problemOf(await call("GET", "/api/nothing-here"), 404);
+  });
+
+  it("refuses an empty or oversized inbound packet", async () => {
+    const g = await createGuest({ asm: SPIN });
+    await problemOf(await call("POST", `/api/guests/${g.id}/inbound`, { raw: new Uint8Array(0) }), 400);
+    await problemOf(await call("POST", `/api/guests/${g.id}/inbound`, { raw: new Uint8Array(4097) }), 413);
+  });
+});
