@@ -8,7 +8,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Output } from "../src/devices/backend.ts";
 import type { Env } from "../src/env.ts";
 import type { Image } from "../src/image/image.ts";
-import { GuestError } from "../src/host/errors.ts";
+import { GuestError, outcome, type Outcome } from "../src/host/errors.ts";
 import { SLICES_PER_ALARM, SLICE_INSTRUCTIONS, type GuestConfig } from "../src/host/guest-config.ts";
 import { GuestRunner } from "../src/host/runner.ts";
 import type { HostStatus } from "../src/host/status.ts";
@@ -33,7 +33,11 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   /** Become the primary for a new guest: load the image and start running it. */
-  async start(config: GuestConfig, image: Image, switchName: string): Promise<HostStatus> {
+  start(config: GuestConfig, image: Image, switchName: string): Promise<Outcome<HostStatus>> {
+    return outcome(() => this.startGuest(config, image, switchName));
+  }
+
+  private async startGuest(config: GuestConfig, image: Image, switchName: string): Promise<HostStatus> {
     if (this.meta) throw new GuestError("conflict", `host already runs guest ${this.meta.config.id}`);
     this.meta = { config, switchName };
     this.ctx.storage.sql.exec("INSERT INTO meta (k, v) VALUES ('host', ?)", JSON.stringify(this.meta));
@@ -41,7 +45,7 @@ export class GuestHost extends DurableObject<Env> {
     runner.load(image);
     this.runner = runner;
     await this.schedule();
-    return this.status();
+    return this.snapshot();
   }
 
   private newRunner(config: GuestConfig, switchName: string): GuestRunner {
@@ -57,7 +61,11 @@ export class GuestHost extends DurableObject<Env> {
     throw new GuestError("not-found", "no guest on this host");
   }
 
-  status(): HostStatus {
+  status(): Promise<Outcome<HostStatus>> {
+    return outcome(() => this.snapshot());
+  }
+
+  private snapshot(): HostStatus {
     if (!this.runner) {
       if (!this.meta) throw new GuestError("not-found", "no guest on this host");
       // The object restarted: its RAM, and with it the guest, is gone.
@@ -79,51 +87,63 @@ export class GuestHost extends DurableObject<Env> {
     };
   }
 
-  async pause(): Promise<HostStatus> {
-    const r = this.guest();
-    await r.exclusive(async () => {
-      if (!r.machine.pause() && r.state !== "paused") throw new GuestError("conflict", `cannot pause a guest that is ${r.state}`);
+  pause(): Promise<Outcome<HostStatus>> {
+    return outcome(async () => {
+      const r = this.guest();
+      await r.exclusive(async () => {
+        if (!r.machine.pause() && r.state !== "paused") throw new GuestError("conflict", `cannot pause a guest that is ${r.state}`);
+      });
+      return this.snapshot();
     });
-    return this.status();
   }
 
-  async resume(): Promise<HostStatus> {
-    const r = this.guest();
-    if (!r.machine.resume() && r.state !== "running" && r.state !== "waiting") {
-      throw new GuestError("conflict", `cannot resume a guest that is ${r.state}`);
-    }
-    await this.schedule();
-    return this.status();
+  resume(): Promise<Outcome<HostStatus>> {
+    return outcome(async () => {
+      const r = this.guest();
+      if (!r.machine.resume() && r.state !== "running" && r.state !== "waiting") {
+        throw new GuestError("conflict", `cannot resume a guest that is ${r.state}`);
+      }
+      await this.schedule();
+      return this.snapshot();
+    });
   }
 
-  async step(instructions: number): Promise<HostStatus> {
-    const r = this.guest();
-    if (r.state !== "paused" && r.state !== "breakpoint") {
-      throw new GuestError("conflict", `only a paused guest can be stepped; this one is ${r.state}`);
-    }
-    await r.step(instructions);
-    return this.status();
+  step(instructions: number): Promise<Outcome<HostStatus>> {
+    return outcome(async () => {
+      const r = this.guest();
+      if (r.state !== "paused" && r.state !== "breakpoint") {
+        throw new GuestError("conflict", `only a paused guest can be stepped; this one is ${r.state}`);
+      }
+      await r.step(instructions);
+      return this.snapshot();
+    });
   }
 
-  async inbound(packet: Uint8Array): Promise<void> {
-    this.guest().deliverInbound(packet);
-    await this.schedule();
+  inbound(packet: Uint8Array): Promise<Outcome<void>> {
+    return outcome(async () => {
+      this.guest().deliverInbound(packet);
+      await this.schedule();
+    });
   }
 
-  readMemory(addr: number, len: number): Uint8Array {
-    const memory = this.guest().memory;
-    if (!memory.contains(addr, len)) {
-      throw new GuestError("bad-request", `addr + len (${addr} + ${len}) is beyond the guest's ${memory.size} bytes of memory`, "addr");
-    }
-    return memory.read(addr, len);
+  readMemory(addr: number, len: number): Promise<Outcome<Uint8Array>> {
+    return outcome(() => {
+      const memory = this.guest().memory;
+      if (!memory.contains(addr, len)) {
+        throw new GuestError("bad-request", `addr + len (${addr} + ${len}) is beyond the guest's ${memory.size} bytes of memory`, "addr");
+      }
+      return memory.read(addr, len);
+    });
   }
 
-  readDisk(sector: number, count: number): Uint8Array {
-    const disk = this.guest().disk;
-    if (sector + count > disk.sectors) {
-      throw new GuestError("bad-request", `sector + count (${sector} + ${count}) is beyond the disk's ${disk.sectors} sectors`, "sector");
-    }
-    return disk.read(sector, count);
+  readDisk(sector: number, count: number): Promise<Outcome<Uint8Array>> {
+    return outcome(() => {
+      const disk = this.guest().disk;
+      if (sector + count > disk.sectors) {
+        throw new GuestError("bad-request", `sector + count (${sector} + ${count}) is beyond the disk's ${disk.sectors} sectors`, "sector");
+      }
+      return disk.read(sector, count);
+    });
   }
 
   /** Forget the guest and everything stored for it. */

@@ -9,7 +9,7 @@ import { DurableObject } from "cloudflare:workers";
 import type { Output } from "../src/devices/backend.ts";
 import type { Env } from "../src/env.ts";
 import type { Image } from "../src/image/image.ts";
-import { GuestError } from "../src/host/errors.ts";
+import { GuestError, outcome, unwrap, type Outcome } from "../src/host/errors.ts";
 import type { GuestConfig } from "../src/host/guest-config.ts";
 import type { GuestStatus, HostStatus } from "../src/host/status.ts";
 
@@ -40,12 +40,14 @@ export class GuestSwitch extends DurableObject<Env> {
   }
 
   /** Create the guest: choose its primary host and start it there. */
-  async create(config: GuestConfig, image: Image, region: string | null): Promise<GuestStatus> {
-    if (this.meta) throw new GuestError("conflict", `guest ${config.id} exists`);
-    const meta: SwitchMeta = { config, generation: 0, primary: { name: `${config.id}/host-0`, region } };
-    this.save(meta);
-    await this.host(meta).start(config, image, config.id);
-    return this.status();
+  create(config: GuestConfig, image: Image, region: string | null): Promise<Outcome<GuestStatus>> {
+    return outcome(async () => {
+      if (this.meta) throw new GuestError("conflict", `guest ${config.id} exists`);
+      const meta: SwitchMeta = { config, generation: 0, primary: { name: `${config.id}/host-0`, region } };
+      this.save(meta);
+      unwrap(await this.host(meta).start(config, image, config.id));
+      return this.describe();
+    });
   }
 
   private save(meta: SwitchMeta): void {
@@ -85,7 +87,14 @@ export class GuestSwitch extends DurableObject<Env> {
   }
 
   /** Console output from byte offset `from`: the text and the offset to ask for next. */
-  console(from: number): { text: string; next: number } {
+  console(from: number): Promise<Outcome<{ text: string; next: number }>> {
+    return outcome(() => {
+      if (!this.meta) throw notFound();
+      return this.readConsole(from);
+    });
+  }
+
+  private readConsole(from: number): { text: string; next: number } {
     const rows = this.ctx.storage.sql.exec<{ offset: number; data: ArrayBuffer }>(
       "SELECT offset, data FROM console WHERE offset + length(data) > ? ORDER BY offset", from).toArray();
     const parts: Uint8Array[] = [];
@@ -105,17 +114,24 @@ export class GuestSwitch extends DurableObject<Env> {
   }
 
   /** Packets the guest sent, from net-tx index `from`. */
-  outbound(from: number): { packets: { index: number; data: Uint8Array }[]; next: number } {
+  outbound(from: number): Promise<Outcome<{ packets: { index: number; data: Uint8Array }[]; next: number }>> {
+    return outcome(() => {
+      if (!this.meta) throw notFound();
+      return this.readPackets(from);
+    });
+  }
+
+  private readPackets(from: number): { packets: { index: number; data: Uint8Array }[]; next: number } {
     const rows = this.ctx.storage.sql.exec<{ idx: number; data: ArrayBuffer }>(
       "SELECT idx, data FROM packets WHERE idx >= ? ORDER BY idx LIMIT ?", from, MAX_PACKETS_READ).toArray();
     const packets = rows.map((r) => ({ index: r.idx, data: new Uint8Array(r.data) }));
     return { packets, next: packets.length > 0 ? packets[packets.length - 1].index + 1 : from };
   }
 
-  async status(): Promise<GuestStatus> {
+  private async describe(): Promise<GuestStatus> {
     if (!this.meta) throw notFound();
     const meta = this.meta;
-    const host: HostStatus = await this.primary().status();
+    const host: HostStatus = unwrap(await this.primary().status());
     return {
       id: meta.config.id,
       name: meta.config.name,
@@ -130,39 +146,51 @@ export class GuestSwitch extends DurableObject<Env> {
     };
   }
 
-  async pause(): Promise<GuestStatus> {
-    await this.primary().pause();
-    return this.status();
+  status(): Promise<Outcome<GuestStatus>> {
+    return outcome(() => this.describe());
   }
 
-  async resume(): Promise<GuestStatus> {
-    await this.primary().resume();
-    return this.status();
+  pause(): Promise<Outcome<GuestStatus>> {
+    return outcome(async () => {
+      unwrap(await this.primary().pause());
+      return this.describe();
+    });
   }
 
-  async step(instructions: number): Promise<GuestStatus> {
-    await this.primary().step(instructions);
-    return this.status();
+  resume(): Promise<Outcome<GuestStatus>> {
+    return outcome(async () => {
+      unwrap(await this.primary().resume());
+      return this.describe();
+    });
   }
 
-  async inbound(packet: Uint8Array): Promise<void> {
-    await this.primary().inbound(packet);
+  step(instructions: number): Promise<Outcome<GuestStatus>> {
+    return outcome(async () => {
+      unwrap(await this.primary().step(instructions));
+      return this.describe();
+    });
   }
 
-  async memory(addr: number, len: number): Promise<Uint8Array> {
-    return this.primary().readMemory(addr, len);
+  inbound(packet: Uint8Array): Promise<Outcome<void>> {
+    return outcome(async () => unwrap(await this.primary().inbound(packet)));
   }
 
-  async disk(sector: number, count: number): Promise<Uint8Array> {
-    return this.primary().readDisk(sector, count);
+  memory(addr: number, len: number): Promise<Outcome<Uint8Array>> {
+    return outcome(async () => unwrap(await this.primary().readMemory(addr, len)));
   }
 
-  async destroy(): Promise<void> {
-    if (!this.meta) throw notFound();
-    await this.primary().destroy();
-    this.meta = null;
-    this.consoleBytes = 0;
-    await this.ctx.storage.deleteAll();
+  disk(sector: number, count: number): Promise<Outcome<Uint8Array>> {
+    return outcome(async () => unwrap(await this.primary().readDisk(sector, count)));
+  }
+
+  destroy(): Promise<Outcome<void>> {
+    return outcome(async () => {
+      if (!this.meta) throw notFound();
+      await this.primary().destroy();
+      this.meta = null;
+      this.consoleBytes = 0;
+      await this.ctx.storage.deleteAll();
+    });
   }
 }
 

@@ -4,6 +4,9 @@ import hello from "../guests/hello.s?raw";
 import { call, consoleText, createGuest, json, status, waitFor } from "./helpers/api.ts";
 import { encodeBase64 } from "../src/image/load.ts";
 import type { Problem } from "../src/api/problem.ts";
+import { createApp } from "../src/api/app.ts";
+import { tokensEqual } from "../src/api/auth.ts";
+import { env } from "cloudflare:workers";
 
 const SPIN = "_start:\n  j _start\n";
 const BREAK = "_start:\n  li a0, 7\n  ebreak\n  li a0, 0\n  li a7, 0\n  ecall\n";
@@ -24,6 +27,21 @@ describe("authentication", () => {
 
   it("refuses a wrong token", async () => {
     await problemOf(await call("GET", "/api/guests", { token: "nope" }), 401);
+  });
+
+  it("fails closed when no token is configured", async () => {
+    const app = createApp();
+    const res = await app.fetch(new Request("http://localhost/api/guests", { headers: { authorization: "Bearer " } }), { ...env, API_TOKEN: undefined });
+    const p = await problemOf(res, 401);
+    expect(p.detail).toMatch(/no token configured/);
+    const res2 = await app.fetch(new Request("http://localhost/api/guests", { headers: { authorization: "Bearer undefined" } }), { ...env, API_TOKEN: "" });
+    await problemOf(res2, 401);
+  });
+
+  it("compares tokens exactly", async () => {
+    expect(await tokensEqual("dev", "dev")).toBe(true);
+    expect(await tokensEqual("dev", "dev ")).toBe(false);
+    expect(await tokensEqual("", "dev")).toBe(false);
   });
 
   it("serves the OpenAPI document without a token", async () => {
@@ -143,6 +161,14 @@ describe("controlling a guest", () => {
     const s = await waitFor(g.id, (s) => s.state === "crashed");
     expect(s.crash).toEqual({ reason: "illegal instruction 0xffffffff", pc: 4 });
     await problemOf(await call("POST", `/api/guests/${g.id}/resume`), 409);
+  });
+
+  it("costs no CPU while waiting", async () => {
+    const g = await createGuest({ asm: "_start:\n  li a7, 2\n  ecall\n  j _start\n" });
+    const a = await waitFor(g.id, (s) => s.state === "waiting");
+    await new Promise((r) => setTimeout(r, 50));
+    const b = await status(g.id);
+    expect(b).toMatchObject({ state: "waiting", instructions: a.instructions, pc: 4 });
   });
 
   it("serves requests while a guest spins", async () => {

@@ -7,7 +7,7 @@ import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import type { Env } from "../env.ts";
-import { ERROR_STATUS, parseGuestError } from "../host/errors.ts";
+import { ERROR_STATUS, GuestError, unwrap } from "../host/errors.ts";
 import type { GuestConfig } from "../host/guest-config.ts";
 import { ImageError } from "../image/image.ts";
 import { buildImage, encodeBase64 } from "../image/load.ts";
@@ -91,7 +91,7 @@ export function createApp(): Hono<App> {
       diskSectors: body.diskSectors,
       createdAt: Date.now(),
     };
-    const status = await switchOf(c, id).create(config, image, null);
+    const status = unwrap(await switchOf(c, id).create(config, image, null));
     await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).add({ id, name: config.name, createdAt: config.createdAt });
     return c.json(status, 201, { location: `/api/guests/${id}` });
   });
@@ -102,35 +102,36 @@ export function createApp(): Hono<App> {
       entries.map((e) =>
         switchOf(c, e.id)
           .status()
+          .then(unwrap)
           .catch((err: unknown) => ({ id: e.id, name: e.name, state: "unknown", error: String(err) })),
       ),
     );
     return c.json({ guests });
   });
 
-  app.get("/api/guests/:id", async (c) => c.json(await switchOf(c, guestId(c)).status()));
+  app.get("/api/guests/:id", async (c) => c.json(unwrap(await switchOf(c, guestId(c)).status())));
 
   app.delete("/api/guests/:id", async (c) => {
     const id = guestId(c);
-    await switchOf(c, id).destroy();
+    unwrap(await switchOf(c, id).destroy());
     await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).remove(id);
     return c.body(null, 204);
   });
 
   const json = bodyLimit({ maxSize: LIMITS.jsonBodyBytes, onError: tooLarge(LIMITS.jsonBodyBytes) });
-  app.post("/api/guests/:id/pause", async (c) => c.json(await switchOf(c, guestId(c)).pause()));
-  app.post("/api/guests/:id/resume", async (c) => c.json(await switchOf(c, guestId(c)).resume()));
+  app.post("/api/guests/:id/pause", async (c) => c.json(unwrap(await switchOf(c, guestId(c)).pause())));
+  app.post("/api/guests/:id/resume", async (c) => c.json(unwrap(await switchOf(c, guestId(c)).resume())));
   app.post("/api/guests/:id/step", json, async (c) => {
     const id = guestId(c);
     const hasBody = (c.req.header("content-length") ?? "0") !== "0" || c.req.header("transfer-encoding");
     const { instructions } = validate(Step, hasBody ? await jsonBody(c) : {}, "body");
-    return c.json(await switchOf(c, id).step(instructions));
+    return c.json(unwrap(await switchOf(c, id).step(instructions)));
   });
 
   app.get("/api/guests/:id/console", async (c) => {
     const id = guestId(c);
     const { from } = validate(FromQuery, c.req.query(), "query");
-    return c.json(await switchOf(c, id).console(from));
+    return c.json(unwrap(await switchOf(c, id).console(from)));
   });
 
   app.post(
@@ -140,7 +141,7 @@ export function createApp(): Hono<App> {
       const id = guestId(c);
       const packet = new Uint8Array(await c.req.arrayBuffer());
       if (packet.length === 0) return problem(400, "a packet must have at least one byte", { field: "body" });
-      await switchOf(c, id).inbound(packet);
+      unwrap(await switchOf(c, id).inbound(packet));
       return c.json({ accepted: packet.length }, 202);
     },
   );
@@ -148,28 +149,27 @@ export function createApp(): Hono<App> {
   app.get("/api/guests/:id/outbound", async (c) => {
     const id = guestId(c);
     const { from } = validate(FromQuery, c.req.query(), "query");
-    const { packets, next } = await switchOf(c, id).outbound(from);
+    const { packets, next } = unwrap(await switchOf(c, id).outbound(from));
     return c.json({ packets: packets.map((p) => ({ index: p.index, data: encodeBase64(p.data) })), next });
   });
 
   app.get("/api/guests/:id/memory", async (c) => {
     const id = guestId(c);
     const { addr, len } = validate(MemoryQuery, c.req.query(), "query");
-    return octets(await switchOf(c, id).memory(addr, len));
+    return octets(unwrap(await switchOf(c, id).memory(addr, len)));
   });
 
   app.get("/api/guests/:id/disk", async (c) => {
     const id = guestId(c);
     const { sector, count } = validate(DiskQuery, c.req.query(), "query");
-    return octets(await switchOf(c, id).disk(sector, count));
+    return octets(unwrap(await switchOf(c, id).disk(sector, count)));
   });
 
   app.all("/api/*", (c) => problem(404, `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
 
   app.onError((err, _c) => {
     if (err instanceof Invalid) return err.response;
-    const known = parseGuestError(err);
-    if (known) return problem(ERROR_STATUS[known.code], known.detail, known.field ? { field: known.field } : {});
+    if (err instanceof GuestError) return problem(ERROR_STATUS[err.code], err.detail, err.field ? { field: err.field } : {});
     console.error("unhandled error", err instanceof Error ? err.stack : err);
     return problem(500, "internal error");
   });

@@ -1,7 +1,10 @@
 /**
- * Errors a host or switch reports to the API. Only an error's message crosses
- * Durable Object RPC intact, so the code travels at its start ("not-found: …")
- * and the API turns it back into an HTTP problem.
+ * Errors a host or switch reports to the API (not found, conflict, …).
+ *
+ * They cross Durable Object RPC as values, not exceptions: an RPC method
+ * returns an `Outcome`, and the caller `unwrap`s it, re-throwing a local
+ * GuestError that the API turns into a problem response. (A thrown error
+ * would arrive with only its message, and be logged as uncaught.)
  */
 export const ERROR_STATUS = {
   "not-found": 404,
@@ -14,25 +17,28 @@ export type GuestErrorCode = keyof typeof ERROR_STATUS;
 export class GuestError extends Error {
   constructor(
     readonly code: GuestErrorCode,
-    detail: string,
+    readonly detail: string,
     /** The request field at fault, if one is. */
-    field?: string,
+    readonly field?: string,
   ) {
-    super(`${code}${field ? `[${field}]` : ""}: ${detail}`);
+    super(`${code}: ${detail}`);
     this.name = "GuestError";
   }
 }
 
-export interface ParsedGuestError {
-  code: GuestErrorCode;
-  detail: string;
-  field?: string;
+export type Outcome<T> = { ok: true; value: T } | { ok: false; code: GuestErrorCode; detail: string; field?: string };
+
+/** Run `fn`, turning a GuestError into a failed Outcome; anything else still throws. */
+export async function outcome<T>(fn: () => T | Promise<T>): Promise<Outcome<T>> {
+  try {
+    return { ok: true, value: await fn() };
+  } catch (e) {
+    if (!(e instanceof GuestError)) throw e;
+    return { ok: false, code: e.code, detail: e.detail, ...(e.field ? { field: e.field } : {}) };
+  }
 }
 
-/** Recover a GuestError that crossed RPC, or null if the error is something else. */
-export function parseGuestError(e: unknown): ParsedGuestError | null {
-  const message = e instanceof Error ? e.message : String(e);
-  const m = /(not-found|conflict|lost|bad-request)(?:\[([\w.]+)\])?: ([\s\S]*)$/.exec(message);
-  if (!m) return null;
-  return { code: m[1] as GuestErrorCode, detail: m[3], ...(m[2] ? { field: m[2] } : {}) };
+export function unwrap<T>(o: Outcome<T>): T {
+  if (o.ok) return o.value;
+  throw new GuestError(o.code, o.detail, o.field);
 }

@@ -150,26 +150,33 @@ function lexLine(src: string, line: number): Tok[] {
   return toks;
 }
 
+const TWO_64 = 1n << 64n;
+const DECIMAL = /^[1-9][0-9]*$/;
+const HEX_OR_BINARY = /^0(?:[xX][0-9a-fA-F]+|[bB][01]+)$/;
+const LOCAL_REF = /^([0-9]+)([bf])$/;
+const OCTAL = /^0[0-7]*$/;
+
 function lexNumber(text: string, line: number, col: number): Tok {
-  const base = { text, col, end: col + text.length };
+  const end = col + text.length;
   let value: bigint;
-  const local = /^([0-9]+)([bf])$/.exec(text);
-  if (/^0[xX][0-9a-fA-F]+$/.test(text) || /^0[bB][01]+$/.test(text)) {
+  let local: RegExpExecArray | null;
+  if (DECIMAL.test(text)) {
+    // Short decimals (the common case) skip BigInt parsing of a string.
+    value = text.length < 16 ? BigInt(Number(text)) : BigInt(text);
+  } else if (HEX_OR_BINARY.test(text)) {
     value = BigInt(text);
-  } else if (local) {
+  } else if ((local = LOCAL_REF.exec(text))) {
     // `1b` / `1f`: a reference to numeric local label 1, backward or forward. (Checked after
     // binary, so `0b1` is a number and `0b` alone a reference to label 0.)
     if (local[1].length > 9) expected(line, col, "a local label of at most 9 digits", q(text));
-    return { ...base, kind: "local", label: Number(local[1]), dir: local[2] as "b" | "f" };
-  } else if (/^0[0-7]*$/.test(text)) {
+    return { kind: "local", text, col, end, label: Number(local[1]), dir: local[2] as "b" | "f" };
+  } else if (OCTAL.test(text)) {
     value = BigInt(`0o${text.slice(1) || "0"}`);
-  } else if (/^[1-9][0-9]*$/.test(text)) {
-    value = BigInt(text);
   } else {
     return expected(line, col, "a number", q(text));
   }
-  if (value >= 1n << 64n) expected(line, col, "a number below 2^64", q(text));
-  return { ...base, kind: "num", value };
+  if (value >= TWO_64) expected(line, col, "a number below 2^64", q(text));
+  return { kind: "num", text, col, end, value };
 }
 
 const SIMPLE_ESCAPES: Readonly<Record<string, number>> = {
@@ -461,7 +468,7 @@ class ExprParser {
         }
         break;
       case "str":
-        break;
+        return expected(this.line, t.col, "an expression", `the string ${t.text.length > 40 ? q(t.text) : t.text}`);
     }
     return expected(this.line, t.col, "an expression", q(t.text));
   }
