@@ -3,6 +3,18 @@
  * a guest. It owns the guest's memory (in RAM only, like a real host: a
  * restart loses it), a disk replica in SQLite, and drives the guest in bounded
  * slices from its alarm so that one busy guest never starves its requests.
+ *
+ * In mode kemari a host has a role, given by the guest's switch (the witness):
+ * - primary: runs the guest; at each event it synchronises the secondary
+ *   (src/kemari/replicator.ts) before the event reaches its backend, and
+ *   mirrors disk writes to it;
+ * - secondary: holds the last checkpoint (src/kemari/replica.ts) in RAM and in
+ *   SQLite, and becomes primary when the witness promotes it;
+ * - fenced: a primary the witness has replaced; it runs and releases nothing.
+ *
+ * Links between objects can be cut for teaching (`fault`): a partitioned host
+ * neither answers nor reaches the other hosts and the switch. Its management
+ * calls (status, faults) still work, as an out-of-band console would.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Output } from "../src/devices/backend.ts";
@@ -11,53 +23,368 @@ import type { Image } from "../src/image/image.ts";
 import { GuestError, outcome, type Outcome } from "../src/host/errors.ts";
 import { SLICES_PER_ALARM, SLICE_INSTRUCTIONS, type GuestConfig } from "../src/host/guest-config.ts";
 import { GuestRunner } from "../src/host/runner.ts";
-import type { HostStatus } from "../src/host/status.ts";
+import type { HostPlace, HostStatus, SyncSummary } from "../src/host/status.ts";
+import type { FaultKind, FaultStep } from "../src/kemari/faults.ts";
+import { MirroredDisk } from "../src/kemari/mirrored-disk.ts";
+import { Replica } from "../src/kemari/replica.ts";
+import { Replicator, SyncRefused, type SyncReply, type SyncStats, type SyncStep } from "../src/kemari/replicator.ts";
+import { restoreMachine } from "../src/kemari/state.ts";
 import { SqlDisk } from "./sql-disk.ts";
+import type { RecordReply, SecondaryReply } from "./guest-switch.ts";
+import { SqlReplicaStore } from "./replica-store.ts";
+
+export type Role = "primary" | "secondary" | "fenced";
 
 interface HostMeta {
   config: GuestConfig;
-  /** Name of the guest's switch, where outputs go. */
+  /** Name of the guest's switch: where outputs go, and the witness. */
   switchName: string;
+  /** This host's own name and region. */
+  self: HostPlace;
+  role: Role;
+  generation: number;
 }
+
+export type PingReply = { ok: true; state: string } | { ok: false; code: "lost" | "not-primary" | "unreachable"; reason: string };
+
+/** The witness has moved the guest elsewhere: this host must stop and release nothing. */
+class Fenced extends Error {
+  constructor(reason: string) {
+    super(`fenced: ${reason}`);
+    this.name = "Fenced";
+  }
+}
+
+/** Failed sends to a secondary before the primary asks the witness for another. */
+const LINK_ATTEMPTS = 3;
+const LINK_BACKOFF_MS = 20;
+/** How often a primary cut off from the witness tries it again. */
+const WITNESS_RETRY_MS = 100;
 
 export class GuestHost extends DurableObject<Env> {
   private runner: GuestRunner | null = null;
   private meta: HostMeta | null = null;
   private pumping = false;
+  private disk: SqlDisk | null = null;
+  /** Primary: the synchronisation to the current secondary, null until one is attached. */
+  private replicator: Replicator | null = null;
+  private secondary: HostPlace | null = null;
+  private failedSecondary: HostPlace | null = null;
+  private lastSync: SyncStats | null = null;
+  private lastPauseMs = 0;
+  /** Secondary: the copy, loaded from storage on first use after a restart. */
+  private replica: Replica | null = null;
+  private replicaStore: SqlReplicaStore;
+  private partitioned = false;
+  private armed: FaultStep | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
     const row = ctx.storage.sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'host'").toArray()[0];
     this.meta = row ? (JSON.parse(row.v) as HostMeta) : null;
+    this.replicaStore = new SqlReplicaStore(ctx.storage);
   }
 
-  /** Become the primary for a new guest: load the image and start running it. */
-  start(config: GuestConfig, image: Image, switchName: string): Promise<Outcome<HostStatus>> {
-    return outcome(() => this.startGuest(config, image, switchName));
+  private save(meta: HostMeta): void {
+    this.meta = meta;
+    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('host', ?)", JSON.stringify(meta));
   }
 
-  private async startGuest(config: GuestConfig, image: Image, switchName: string): Promise<HostStatus> {
-    if (this.meta) throw new GuestError("conflict", `host already runs guest ${this.meta.config.id}`);
-    this.meta = { config, switchName };
-    this.ctx.storage.sql.exec("INSERT INTO meta (k, v) VALUES ('host', ?)", JSON.stringify(this.meta));
-    const runner = this.newRunner(config, switchName);
-    runner.load(image);
-    this.runner = runner;
-    await this.schedule();
-    return this.snapshot();
+  // ---- Becoming a primary or a secondary ----
+
+  /** Become the primary for a new guest: load the image, protect it (mode kemari), start it. */
+  start(config: GuestConfig, image: Image, switchName: string, self: HostPlace, secondary: HostPlace | null): Promise<Outcome<HostStatus>> {
+    return outcome(async () => {
+      if (this.meta) throw new GuestError("conflict", `host already serves guest ${this.meta.config.id}`);
+      this.save({ config, switchName, self, role: "primary", generation: 0 });
+      const runner = this.newRunner(config);
+      runner.load(image);
+      this.runner = runner;
+      if (secondary) {
+        this.secondary = secondary;
+        this.replicator = this.newReplicator(secondary);
+        await runner.exclusive(() => this.replicate(async () => {}));
+      }
+      await this.schedule();
+      return this.snapshot();
+    });
   }
 
-  private newRunner(config: GuestConfig, switchName: string): GuestRunner {
-    const sw = this.env.SWITCH.get(this.env.SWITCH.idFromName(switchName));
-    const disk = new SqlDisk(this.ctx.storage, config.diskSectors);
-    return new GuestRunner(config.memoryPages, disk, (outputs: Output[]) => sw.record(outputs));
+  /** Become the secondary of a guest under `generation` (forgetting anything held before). */
+  init(config: GuestConfig, switchName: string, self: HostPlace, generation: number): Promise<Outcome<void>> {
+    return outcome(() => {
+      if (this.partitioned) throw new GuestError("unavailable", "host is cut off");
+      if (this.meta && this.meta.role === "primary" && this.runner) throw new GuestError("conflict", "host runs a guest");
+      this.ctx.storage.sql.exec("DELETE FROM disk");
+      this.replicaStore.clear();
+      this.runner = null;
+      this.replica = null;
+      this.save({ config, switchName, self, role: "secondary", generation });
+    });
   }
+
+  private newRunner(config: GuestConfig): GuestRunner {
+    const sw = this.switchStub();
+    this.disk = new SqlDisk(this.ctx.storage, config.diskSectors);
+    const kemari = config.mode === "kemari";
+    const disk = kemari ? new MirroredDisk(this.disk, (s, d) => this.mirrorWrite(s, d)) : this.disk;
+    const runner = new GuestRunner(config.memoryPages, disk, (outputs: Output[]) => this.releaseOutputs(sw, outputs));
+    if (kemari) {
+      runner.tap = () => this.replicate(async (r) => this.sync(r));
+      runner.afterEvent = async () => this.at("after-release");
+    }
+    return runner;
+  }
+
+  private switchStub() {
+    return this.env.SWITCH.get(this.env.SWITCH.idFromName(this.meta!.switchName));
+  }
+
+  private hostStub(place: HostPlace) {
+    const ns = this.env.HOST;
+    const id = ns.idFromName(place.name);
+    return place.region ? ns.get(id, { locationHint: place.region as DurableObjectLocationHint }) : ns.get(id);
+  }
+
+  // ---- The primary's side of Kemari ----
+
+  private newReplicator(secondary: HostPlace): Replicator {
+    const stub = this.hostStub(secondary);
+    const generation = this.meta!.generation;
+    return new Replicator(generation, {
+      send: (frame) => this.net<SyncReply>(() => stub.receive(frame)),
+    });
+  }
+
+  /** One checkpoint of what changed, to the current secondary. */
+  private async sync(r: Replicator): Promise<void> {
+    const runner = this.runner!;
+    const t0 = Date.now();
+    const stats = await r.sync(runner.machine, {
+      diskSectors: this.meta!.config.diskSectors,
+      sectors: r.seq === 0 ? this.disk!.entries() : undefined,
+      at: (step) => this.at(step),
+      minFrames: this.armed === "mid-transfer" ? 2 : 1,
+    });
+    this.lastPauseMs = Date.now() - t0;
+    this.lastSync = stats;
+  }
+
+  /**
+   * Run `op` against the secondary, handling every way the link can fail:
+   * retry a few times, then ask the witness for a fresh secondary (which gets
+   * a full checkpoint first). Returns only when `op` succeeded; throws Fenced
+   * if the witness says this host is no longer the primary.
+   */
+  private async replicate(op: (r: Replicator) => Promise<void>): Promise<void> {
+    let failures = 0;
+    for (;;) {
+      this.checkPrimary();
+      try {
+        if (!this.replicator) await this.attachSecondary();
+        const r = this.replicator!;
+        if (r.seq === 0) {
+          await this.sync(r);
+          await this.net<void>(() => this.switchStub().secondaryReady(this.meta!.generation, this.secondary!));
+        }
+        await op(r);
+        return;
+      } catch (e) {
+        if (e instanceof Fenced) throw e;
+        failures++;
+        const refused = e instanceof SyncRefused ? e.code : null;
+        if (refused === "out-of-order" && this.replicator) this.replicator.seq = 0; // start again with a full checkpoint
+        if (refused === "superseded" || refused === "not-secondary" || failures >= LINK_ATTEMPTS) {
+          if (this.secondary) this.failedSecondary = this.secondary;
+          this.replicator = null;
+          this.secondary = null;
+          failures = 0;
+        } else {
+          await sleep(LINK_BACKOFF_MS);
+        }
+      }
+    }
+  }
+
+  /** Ask the witness for a (new) secondary; keep asking while it cannot be reached. */
+  private async attachSecondary(): Promise<void> {
+    for (;;) {
+      this.checkPrimary();
+      const meta = this.meta!;
+      let reply;
+      try {
+        reply = await this.net<SecondaryReply>(() => this.switchStub().replaceSecondary(meta.generation, this.failedSecondary));
+      } catch {
+        await sleep(WITNESS_RETRY_MS);
+        continue;
+      }
+      if (!reply.ok) throw this.fence(reply.reason);
+      this.secondary = reply.secondary;
+      this.failedSecondary = null;
+      this.replicator = this.newReplicator(reply.secondary);
+      return;
+    }
+  }
+
+  private async mirrorWrite(sector: number, data: Uint8Array): Promise<void> {
+    await this.replicate(async () => {
+      const stub = this.hostStub(this.secondary!);
+      const reply = await this.net<SyncReply>(() => stub.diskWrite(this.meta!.generation, sector, data));
+      if (!reply.ok) throw new SyncRefused(reply.code, reply.reason);
+    });
+  }
+
+  private async releaseOutputs(sw: ReturnType<GuestHost["switchStub"]>, outputs: Output[]): Promise<void> {
+    for (;;) {
+      this.checkPrimary();
+      let reply;
+      try {
+        reply = await this.net<RecordReply>(() => sw.record(this.meta!.generation, outputs));
+      } catch {
+        await sleep(WITNESS_RETRY_MS);
+        continue;
+      }
+      if (!reply.ok) throw this.fence(reply.reason);
+      return;
+    }
+  }
+
+  private checkPrimary(): void {
+    if (this.meta?.role !== "primary") throw new Fenced("this host is not the primary");
+  }
+
+  /** Stop for good: the guest lives elsewhere now. */
+  private fence(reason: string): Fenced {
+    if (this.meta && this.meta.role !== "fenced") this.save({ ...this.meta, role: "fenced" });
+    this.runner?.machine.pause();
+    this.replicator = null;
+    return new Fenced(reason);
+  }
+
+  /** A call over the (possibly cut) network between objects. */
+  private async net<T>(fn: () => PromiseLike<T>): Promise<T> {
+    if (this.partitioned) throw new Error("link down: this host is partitioned");
+    const v = await fn();
+    if (this.partitioned) throw new Error("link down: this host is partitioned");
+    return v;
+  }
+
+  // ---- The secondary's side ----
+
+  private ensureReplica(): Replica {
+    if (!this.replica) this.replica = new Replica(this.replicaStore, this.meta!.generation);
+    return this.replica;
+  }
+
+  /** One frame of a checkpoint from the primary. */
+  receive(frame: Uint8Array): SyncReply {
+    if (this.partitioned) return { ok: false, code: "unreachable", reason: "host is cut off" };
+    const meta = this.meta;
+    if (!meta || meta.role !== "secondary") {
+      return { ok: false, code: meta && meta.role === "primary" ? "superseded" : "not-secondary", reason: `this host is ${meta?.role ?? "unassigned"}` };
+    }
+    if (this.armed === "before-transfer") this.crash("before-transfer");
+    const replica = this.ensureReplica();
+    this.replicaStore.midway = this.armed === "mid-transfer" ? () => this.crash("mid-transfer") : null;
+    const reply = replica.receive(frame);
+    this.replicaStore.midway = null;
+    if (reply.ok && reply.committed && (this.armed === "after-ack" || this.armed === "after-release")) {
+      this.armed = null;
+      setTimeout(() => this.ctx.abort("injected crash after ack"), 0);
+    }
+    return reply;
+  }
+
+  /** A disk write mirrored from the primary. */
+  async diskWrite(generation: number, sector: number, data: Uint8Array): Promise<SyncReply> {
+    if (this.partitioned) return { ok: false, code: "unreachable", reason: "host is cut off" };
+    const meta = this.meta;
+    if (!meta || meta.role !== "secondary" || generation !== meta.generation) {
+      return { ok: false, code: "superseded", reason: `not the secondary of generation ${generation}` };
+    }
+    if (!this.ensureReplica().meta) return { ok: false, code: "out-of-order", reason: "no full checkpoint yet" };
+    await new SqlDisk(this.ctx.storage, meta.config.diskSectors).write(sector, data);
+    return { ok: true, seq: this.replica!.seq, committed: true };
+  }
+
+  /**
+   * Take over: restore the guest from the last checkpoint, let the backends
+   * rebuild their cursors from the rings (processing outstanding requests
+   * again), and run. Then find a new secondary and re-protect.
+   */
+  promote(generation: number): Promise<Outcome<{ takeoverMs: number }>> {
+    return outcome(async () => {
+      const t0 = performance.now();
+      const meta = this.meta;
+      if (this.partitioned) throw new GuestError("unavailable", "host is cut off");
+      if (!meta || meta.role !== "secondary") throw new GuestError("conflict", `this host is ${meta?.role ?? "unassigned"}, not a secondary`);
+      const replica = this.ensureReplica();
+      if (!replica.meta || !replica.memory) throw new GuestError("lost", "the secondary never received a full checkpoint");
+      this.save({ ...meta, role: "primary", generation });
+      const runner = this.newRunner(meta.config);
+      restoreMachine(runner.machine, replica.meta.machine, replica.memory);
+      this.replica = null;
+      this.runner = runner;
+      await runner.exclusive(() => runner.reattach());
+      await this.schedule();
+      const takeoverMs = performance.now() - t0;
+      // Re-protection runs on while the guest does: its next event waits for it.
+      void runner.exclusive(() => this.replicate(async () => {})).catch(() => undefined);
+      this.ctx.waitUntil(Promise.resolve().then(() => this.replicaStore.clear()));
+      return { takeoverMs };
+    });
+  }
+
+  /** The witness asks: are you alive, and still the primary of `generation`? */
+  ping(generation: number): PingReply {
+    if (this.partitioned) return { ok: false, code: "unreachable", reason: "host is cut off" };
+    const meta = this.meta;
+    if (!meta || meta.role !== "primary" || meta.generation !== generation) return { ok: false, code: "not-primary", reason: `this host is ${meta?.role ?? "unassigned"}` };
+    if (!this.runner) return { ok: false, code: "lost", reason: LOST };
+    return { ok: true, state: this.runner.state };
+  }
+
+  /** The witness has moved the guest away from this host (a call that a cut link stops). */
+  retire(generation: number): boolean {
+    if (this.partitioned) return false;
+    if (this.meta && this.meta.role !== "fenced" && this.meta.generation < generation) {
+      this.replica = null;
+      this.fence(`generation ${generation} runs elsewhere`);
+    }
+    return true;
+  }
+
+  // ---- Fault injection ----
+
+  fault(kind: FaultKind, at: FaultStep): Promise<Outcome<void>> {
+    return outcome(() => {
+      if (kind === "partition") this.partitioned = true;
+      else if (kind === "heal") this.partitioned = false;
+      else if (at === "now") setTimeout(() => this.ctx.abort("injected crash"), 0);
+      else this.armed = at;
+    });
+  }
+
+  /** A protocol step of a sync: crash here if a fault is armed for it. */
+  private at(step: SyncStep | "after-release"): void {
+    if (this.armed === step) this.crash(step);
+  }
+
+  private crash(step: string): never {
+    this.armed = null;
+    // Like a power cut: the object's memory is gone; only storage survives.
+    this.ctx.abort(`injected crash at ${step}`);
+    throw new Error("unreachable after abort");
+  }
+
+  // ---- The guest, as the switch and the API see it ----
 
   /** The running guest, or an error that says why there is none. */
   private guest(): GuestRunner {
-    if (this.runner) return this.runner;
-    if (this.meta) throw new GuestError("lost", LOST);
+    if (this.runner && this.meta?.role === "primary") return this.runner;
+    if (this.meta?.role === "primary") throw new GuestError("lost", LOST);
+    if (this.meta?.role === "fenced") throw new GuestError("conflict", "this host was fenced: the guest runs elsewhere");
     throw new GuestError("not-found", "no guest on this host");
   }
 
@@ -84,6 +411,35 @@ export class GuestHost extends DurableObject<Env> {
       rxDropped: r.rxDropped,
       counters: { ...r.counters },
       devices: r.devices(),
+      sync: this.syncSummary(),
+    };
+  }
+
+  private syncSummary(): SyncSummary | null {
+    const r = this.replicator;
+    if (this.meta?.config.mode !== "kemari") return null;
+    return {
+      seq: r?.seq ?? 0,
+      syncs: r?.totals.syncs ?? 0,
+      pagesSent: r?.totals.pages ?? 0,
+      bytesDirtied: r?.totals.dirtyBytes ?? 0,
+      bytesSent: r?.totals.sentBytes ?? 0,
+      deltaSaved: r?.totals.deltaSaved ?? 0,
+      lastPauseMs: this.lastPauseMs,
+      last: this.lastSync,
+    };
+  }
+
+  /** What a secondary holds, for tests and the dashboard. */
+  replicaStatus(): { role: Role | null; generation: number; seq: number; pc: number | null; instructions: number | null } {
+    const meta = this.meta;
+    const rep = meta?.role === "secondary" ? this.ensureReplica() : null;
+    return {
+      role: meta?.role ?? null,
+      generation: meta?.generation ?? 0,
+      seq: rep?.seq ?? 0,
+      pc: rep?.meta?.machine.pc ?? null,
+      instructions: rep?.meta?.machine.instret ?? null,
     };
   }
 
@@ -114,13 +470,14 @@ export class GuestHost extends DurableObject<Env> {
       if (r.state !== "paused" && r.state !== "breakpoint") {
         throw new GuestError("conflict", `only a paused guest can be stepped; this one is ${r.state}`);
       }
-      await r.step(instructions);
+      await this.drive(() => r.step(instructions));
       return this.snapshot();
     });
   }
 
   inbound(packet: Uint8Array): Promise<Outcome<void>> {
     return outcome(async () => {
+      if (this.partitioned) throw new GuestError("unavailable", "the guest's host is cut off from the network");
       this.guest().deliverInbound(packet);
       await this.schedule();
     });
@@ -151,6 +508,8 @@ export class GuestHost extends DurableObject<Env> {
     const r = this.runner;
     this.runner = null;
     this.meta = null;
+    this.replicator = null;
+    this.replica = null;
     if (r) await r.exclusive(async () => r.machine.pause());
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
@@ -158,8 +517,17 @@ export class GuestHost extends DurableObject<Env> {
 
   /** Make sure a runnable guest has an alarm coming to drive it. */
   private async schedule(): Promise<void> {
-    if (!this.runner?.machine.runnable || this.pumping) return;
+    if (!this.runner?.machine.runnable || this.pumping || this.meta?.role !== "primary") return;
     if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now());
+  }
+
+  /** Run guest code; a fence stops it for good (it is not an error of the request). */
+  private async drive(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (e) {
+      if (!(e instanceof Fenced)) throw e;
+    }
   }
 
   /**
@@ -169,21 +537,27 @@ export class GuestHost extends DurableObject<Env> {
    */
   override async alarm(): Promise<void> {
     const r = this.runner;
-    if (!r || this.pumping) return;
+    if (!r || this.pumping) {
+      // Restarted without its memory: tell the witness at once rather than wait for a heartbeat.
+      if (!r && this.meta?.role === "primary" && this.meta.config.mode === "kemari") {
+        await this.net<void>(() => this.switchStub().primaryLost(this.meta!.generation)).catch(() => undefined);
+      }
+      return;
+    }
     this.pumping = true;
     try {
-      for (let i = 0; i < SLICES_PER_ALARM && r.machine.runnable && this.runner === r; i++) {
-        await r.runSlice(SLICE_INSTRUCTIONS);
+      for (let i = 0; i < SLICES_PER_ALARM && r.machine.runnable && this.runner === r && this.meta?.role === "primary"; i++) {
+        await this.drive(() => r.runSlice(SLICE_INSTRUCTIONS));
         await yieldToRequests();
       }
     } finally {
       this.pumping = false;
     }
-    if (this.runner === r && r.machine.runnable) await this.ctx.storage.setAlarm(Date.now());
+    if (this.runner === r && r.machine.runnable && this.meta?.role === "primary") await this.ctx.storage.setAlarm(Date.now());
   }
 }
 
-const LOST = "the host restarted and lost the guest's memory (mode none keeps no copy)";
+const LOST = "the host restarted and lost the guest's memory";
 
 function lostStatus(): HostStatus {
   return {
@@ -197,9 +571,14 @@ function lostStatus(): HostStatus {
     rxDropped: 0,
     counters: { events: 0, outputs: 0, consoleBytes: 0, packetsOut: 0, packetsIn: 0 },
     devices: [],
+    sync: null,
   };
 }
 
 function yieldToRequests(): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, 0));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }

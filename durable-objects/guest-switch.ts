@@ -1,9 +1,17 @@
 /**
- * A guest's switch: its port on the outside world. It records what the guest
- * says (console chunks and packets, each under its ring index, so a repeat
- * after a failover is kept once), delivers inbound packets to the current
- * primary, and is the witness that says which host is primary, under which
- * generation. The API reaches a guest only through its switch.
+ * A guest's switch: its port on the outside world, and the witness.
+ *
+ * - It records what the guest says (console chunks and packets, each under
+ *   its ring index, so a repeat after a failover is kept once) and delivers
+ *   inbound packets to the current primary.
+ * - It decides, atomically, which host is primary, under a generation number.
+ *   Outputs from any other generation are refused at its port (fencing), so a
+ *   superseded primary can release nothing.
+ * - It watches the primary (heartbeat from its alarm) and fails the guest over
+ *   to the secondary when the primary is lost or silent; it assigns each new
+ *   secondary (re-protection).
+ *
+ * The API reaches a guest only through its switch.
  */
 import { DurableObject } from "cloudflare:workers";
 import type { Output } from "../src/devices/backend.ts";
@@ -11,21 +19,40 @@ import type { Env } from "../src/env.ts";
 import type { Image } from "../src/image/image.ts";
 import { GuestError, outcome, unwrap, type Outcome } from "../src/host/errors.ts";
 import type { GuestConfig } from "../src/host/guest-config.ts";
-import type { GuestStatus, HostStatus } from "../src/host/status.ts";
+import type { FailoverRecord, GuestStatus, HostPlace, HostStatus, Protection } from "../src/host/status.ts";
+import type { Fault } from "../src/kemari/faults.ts";
+import type { PingReply } from "./guest-host.ts";
+import { pickSecondaryRegion, type Region } from "../src/kemari/placement.ts";
 
 interface SwitchMeta {
   config: GuestConfig;
   generation: number;
-  primary: { name: string; region: string | null };
+  primary: HostPlace;
+  secondary: HostPlace | null;
+  protection: Protection;
+  /** Hosts created so far: names are `<guest>/host-<n>`. */
+  hostCount: number;
+  failovers: FailoverRecord[];
+  /** Why the guest is gone, if a failure left no copy to fail over to. */
+  lost: string | null;
 }
 
 /** Reads never return more than this in one response; `next` says where to go on. */
 const MAX_CONSOLE_READ = 1 << 20;
 const MAX_PACKETS_READ = 1000;
+const MAX_FAILOVER_RECORDS = 50;
+
+export type RecordReply = { ok: true } | { ok: false; reason: string };
+export type SecondaryReply = { ok: true; secondary: HostPlace } | { ok: false; reason: string };
 
 export class GuestSwitch extends DurableObject<Env> {
   private meta: SwitchMeta | null;
   private consoleBytes: number;
+  private fencedReleases = 0;
+  private lastSeen = Date.now();
+  /** One failover at a time. */
+  private failing: Promise<void> | null = null;
+  private lastHost: HostStatus | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -39,13 +66,27 @@ export class GuestSwitch extends DurableObject<Env> {
     this.consoleBytes = end.n ?? 0;
   }
 
-  /** Create the guest: choose its primary host and start it there. */
-  create(config: GuestConfig, image: Image, region: string | null): Promise<Outcome<GuestStatus>> {
+  /** Create the guest: place its hosts, start it on the primary (which protects it first). */
+  create(config: GuestConfig, image: Image): Promise<Outcome<GuestStatus>> {
     return outcome(async () => {
       if (this.meta) throw new GuestError("conflict", `guest ${config.id} exists`);
-      const meta: SwitchMeta = { config, generation: 0, primary: { name: `${config.id}/host-0`, region } };
+      const kemari = config.mode === "kemari";
+      const primary: HostPlace = { name: `${config.id}/host-0`, region: kemari ? config.regions.primary : null };
+      const secondary: HostPlace | null = kemari ? { name: `${config.id}/host-1`, region: config.regions.secondary } : null;
+      const meta: SwitchMeta = {
+        config,
+        generation: 0,
+        primary,
+        secondary,
+        protection: kemari ? "reprotecting" : "unprotected",
+        hostCount: kemari ? 2 : 1,
+        failovers: [],
+        lost: null,
+      };
       this.save(meta);
-      unwrap(await this.host(meta).start(config, image, config.id));
+      if (secondary) unwrap(await this.host(secondary).init(config, config.id, secondary, 0));
+      unwrap(await this.host(primary).start(config, image, config.id, primary, secondary));
+      if (kemari) await this.heartbeatSoon(config.heartbeat.intervalMs);
       return this.describe();
     });
   }
@@ -55,24 +96,31 @@ export class GuestSwitch extends DurableObject<Env> {
     this.ctx.storage.sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('switch', ?)", JSON.stringify(meta));
   }
 
-  private host(meta: SwitchMeta) {
+  private host(place: HostPlace) {
     const ns = this.env.HOST;
-    const id = ns.idFromName(meta.primary.name);
-    const hint = meta.primary.region as DurableObjectLocationHint | null;
-    return hint ? ns.get(id, { locationHint: hint }) : ns.get(id);
+    const id = ns.idFromName(place.name);
+    return place.region ? ns.get(id, { locationHint: place.region as DurableObjectLocationHint }) : ns.get(id);
   }
 
-  private primary() {
+  private current(): SwitchMeta {
     if (!this.meta) throw notFound();
-    return this.host(this.meta);
+    if (this.meta.lost) throw new GuestError("lost", this.meta.lost);
+    return this.meta;
   }
 
   exists(): boolean {
     return this.meta !== null;
   }
 
-  /** Outputs released by the primary; a repeat of an identity is dropped. */
-  record(outputs: Output[]): void {
+  // ---- The witness ----
+
+  /** Outputs released by the primary of `generation`; a repeat of an identity is dropped. */
+  record(generation: number, outputs: Output[]): RecordReply {
+    const meta = this.meta;
+    if (!meta || generation !== meta.generation) {
+      this.fencedReleases += outputs.length;
+      return { ok: false, reason: `generation ${generation} is superseded by ${meta?.generation ?? "none"}` };
+    }
     const sql = this.ctx.storage.sql;
     this.ctx.storage.transactionSync(() => {
       for (const o of outputs) {
@@ -84,7 +132,127 @@ export class GuestSwitch extends DurableObject<Env> {
         }
       }
     });
+    return { ok: true };
   }
+
+  /**
+   * The primary of `generation` needs a secondary (its first, or because the
+   * last one failed): assign a fresh host in another region.
+   */
+  async replaceSecondary(generation: number, failed: HostPlace | null): Promise<SecondaryReply> {
+    const meta = this.meta;
+    if (!meta || meta.lost || generation !== meta.generation) return { ok: false, reason: `generation ${generation} is superseded` };
+    const primaryRegion = meta.primary.region as Region;
+    const avoid = [failed?.region, meta.secondary?.region].filter((r): r is Region => !!r);
+    const region = pickSecondaryRegion(primaryRegion, avoid);
+    const secondary: HostPlace = { name: `${meta.config.id}/host-${meta.hostCount}`, region };
+    this.save({ ...meta, secondary, hostCount: meta.hostCount + 1, protection: "reprotecting" });
+    if (meta.secondary) void this.host(meta.secondary).retire(generation + 1).catch(() => undefined);
+    unwrap(await this.host(secondary).init(meta.config, meta.config.id, secondary, generation));
+    return { ok: true, secondary };
+  }
+
+  /** The primary has sent `secondary` a full checkpoint: the guest is protected again. */
+  secondaryReady(generation: number, secondary: HostPlace): void {
+    const meta = this.meta;
+    if (!meta || generation !== meta.generation || meta.secondary?.name !== secondary.name) return;
+    this.save({ ...meta, protection: "protected" });
+  }
+
+  /** A primary that restarted without its memory reports itself. */
+  async primaryLost(generation: number): Promise<void> {
+    if (this.meta && generation === this.meta.generation) await this.failover("the primary restarted and lost the guest's memory");
+  }
+
+  /**
+   * Move the guest to the secondary under generation + 1. The decision is
+   * saved before the secondary is told, so from that instant the old
+   * primary's outputs are refused here and its checkpoints by the secondary.
+   */
+  failover(reason: string): Promise<void> {
+    if (!this.failing) this.failing = this.takeOver(reason).finally(() => (this.failing = null));
+    return this.failing;
+  }
+
+  private async takeOver(reason: string): Promise<void> {
+    const meta = this.meta;
+    if (!meta || meta.lost || meta.config.mode !== "kemari") return;
+    if (!meta.secondary || meta.protection !== "protected") {
+      this.save({ ...meta, lost: `${reason}, and no secondary held a complete copy` });
+      return;
+    }
+    const at = Date.now();
+    const from = meta.primary;
+    const to = meta.secondary;
+    const generation = meta.generation + 1;
+    this.save({ ...meta, generation, primary: to, secondary: null, protection: "failing-over" });
+    const promoted = await this.host(to).promote(generation).catch((e: unknown) => ({ ok: false as const, detail: String(e) }));
+    const now = this.meta!;
+    if (!promoted.ok) {
+      this.save({ ...now, lost: `${reason}; the secondary could not take over: ${promoted.detail}` });
+      return;
+    }
+    const record: FailoverRecord = { generation, reason, from, to, at, takeoverMs: promoted.value.takeoverMs };
+    // The new primary is re-protecting already (it may even have finished).
+    const protection = now.protection === "failing-over" ? "reprotecting" : now.protection;
+    this.save({ ...now, protection, failovers: [...now.failovers, record].slice(-MAX_FAILOVER_RECORDS) });
+    this.lastSeen = Date.now();
+    void this.host(from).retire(generation).catch(() => undefined);
+  }
+
+  /** Heartbeat: ping the primary; a lost one fails over at once, a silent one after the timeout. */
+  override async alarm(): Promise<void> {
+    const meta = this.meta;
+    if (!meta || meta.lost || meta.config.mode !== "kemari") return;
+    const { intervalMs, timeoutMs } = meta.config.heartbeat;
+    if (!this.failing) {
+      const reply = await withTimeout<PingReply>(this.host(meta.primary).ping(meta.generation), Math.min(timeoutMs, 1000)).catch(
+        (e: unknown) => ({ ok: false as const, code: "unreachable" as const, reason: String(e) }),
+      );
+      if (this.meta?.generation === meta.generation) {
+        if (reply.ok) {
+          this.lastSeen = Date.now();
+          if (reply.state === "halted" || reply.state === "crashed") return; // nothing left to protect
+        } else if (reply.code === "lost") {
+          await this.failover(`the primary ${meta.primary.name} lost the guest`);
+        } else if (Date.now() - this.lastSeen >= timeoutMs) {
+          await this.failover(`the primary ${meta.primary.name} was silent for ${Date.now() - this.lastSeen} ms`);
+        }
+      }
+    }
+    await this.heartbeatSoon(intervalMs);
+  }
+
+  private async heartbeatSoon(ms: number): Promise<void> {
+    const due = Date.now() + ms;
+    const cur = await this.ctx.storage.getAlarm();
+    if (cur === null || cur > due) await this.ctx.storage.setAlarm(due);
+  }
+
+  /** Inject a fault into one of the guest's hosts. */
+  fault(f: Fault): Promise<Outcome<{ host: HostPlace }>> {
+    return outcome(async () => {
+      const meta = this.current();
+      if (meta.config.mode !== "kemari" && (f.target === "secondary" || f.kind !== "crash")) {
+        throw new GuestError("conflict", "a guest in mode none has no secondary and no links to cut", "target");
+      }
+      const host = f.target === "primary" ? meta.primary : meta.secondary;
+      if (!host) throw new GuestError("conflict", `the guest has no ${f.target} right now (it is ${meta.protection})`, "target");
+      unwrap(await this.host(host).fault(f.kind, f.at));
+      // A crash now is noticed at the next heartbeat; make that soon.
+      if (meta.config.mode === "kemari") await this.heartbeatSoon(f.kind === "crash" && f.at === "now" ? 20 : meta.config.heartbeat.intervalMs);
+      return { host };
+    });
+  }
+
+  /** What a host holds, for tests and the dashboard. */
+  async hostDetail(target: "primary" | "secondary") {
+    const meta = this.current();
+    const place = target === "primary" ? meta.primary : meta.secondary;
+    return place ? { place, detail: await this.host(place).replicaStatus() } : null;
+  }
+
+  // ---- The outside world ----
 
   /** Console output from byte offset `from`: the text and the offset to ask for next. */
   console(from: number): Promise<Outcome<{ text: string; next: number }>> {
@@ -128,10 +296,32 @@ export class GuestSwitch extends DurableObject<Env> {
     return { packets, next: packets.length > 0 ? packets[packets.length - 1].index + 1 : from };
   }
 
+  /**
+   * Call the primary; if it turns out to have lost the guest, fail over at
+   * once and call the new primary.
+   */
+  private async onPrimary<T>(fn: (host: ReturnType<GuestSwitch["host"]>) => Promise<Outcome<T>>): Promise<T> {
+    await this.failing;
+    let meta = this.current();
+    let r = await fn(this.host(meta.primary));
+    if (!r.ok && r.code === "lost" && meta.config.mode === "kemari") {
+      await this.failover(`the primary ${meta.primary.name} lost the guest`);
+      meta = this.current();
+      r = await fn(this.host(meta.primary));
+    }
+    return unwrap(r);
+  }
+
   private async describe(): Promise<GuestStatus> {
     if (!this.meta) throw notFound();
+    let host: HostStatus;
+    if (this.meta.lost) host = this.lastHost ?? lostHost(this.meta.lost);
+    else {
+      host = await this.onPrimary((h) => h.status());
+      this.lastHost = host;
+    }
     const meta = this.meta;
-    const host: HostStatus = unwrap(await this.primary().status());
+    if (meta.lost) host = { ...host, state: "crashed", crash: { reason: meta.lost, pc: host.pc } };
     return {
       id: meta.config.id,
       name: meta.config.name,
@@ -140,8 +330,11 @@ export class GuestSwitch extends DurableObject<Env> {
       diskSectors: meta.config.diskSectors,
       createdAt: meta.config.createdAt,
       generation: meta.generation,
-      protection: "unprotected",
-      hosts: { primary: meta.primary },
+      protection: meta.protection,
+      hosts: { primary: meta.primary, secondary: meta.secondary },
+      heartbeat: meta.config.mode === "kemari" ? meta.config.heartbeat : null,
+      failovers: meta.failovers,
+      fencedReleases: this.fencedReleases,
       ...host,
     };
   }
@@ -152,43 +345,47 @@ export class GuestSwitch extends DurableObject<Env> {
 
   pause(): Promise<Outcome<GuestStatus>> {
     return outcome(async () => {
-      unwrap(await this.primary().pause());
+      await this.onPrimary((h) => h.pause());
       return this.describe();
     });
   }
 
   resume(): Promise<Outcome<GuestStatus>> {
     return outcome(async () => {
-      unwrap(await this.primary().resume());
+      await this.onPrimary((h) => h.resume());
       return this.describe();
     });
   }
 
   step(instructions: number): Promise<Outcome<GuestStatus>> {
     return outcome(async () => {
-      unwrap(await this.primary().step(instructions));
+      await this.onPrimary((h) => h.step(instructions));
       return this.describe();
     });
   }
 
   inbound(packet: Uint8Array): Promise<Outcome<void>> {
-    return outcome(async () => unwrap(await this.primary().inbound(packet)));
+    return outcome(() => this.onPrimary((h) => h.inbound(packet)));
   }
 
   memory(addr: number, len: number): Promise<Outcome<Uint8Array>> {
-    return outcome(async () => unwrap(await this.primary().readMemory(addr, len)));
+    return outcome(() => this.onPrimary((h) => h.readMemory(addr, len)));
   }
 
   disk(sector: number, count: number): Promise<Outcome<Uint8Array>> {
-    return outcome(async () => unwrap(await this.primary().readDisk(sector, count)));
+    return outcome(() => this.onPrimary((h) => h.readDisk(sector, count)));
   }
 
   destroy(): Promise<Outcome<void>> {
     return outcome(async () => {
       if (!this.meta) throw notFound();
-      await this.primary().destroy();
+      const meta = this.meta;
       this.meta = null;
+      const hosts = new Set<string>();
+      for (let i = 0; i < meta.hostCount; i++) hosts.add(`${meta.config.id}/host-${i}`);
+      await Promise.all([...hosts].map((name) => this.host({ name, region: null }).destroy().catch(() => undefined)));
       this.consoleBytes = 0;
+      await this.ctx.storage.deleteAlarm();
       await this.ctx.storage.deleteAll();
     });
   }
@@ -196,4 +393,30 @@ export class GuestSwitch extends DurableObject<Env> {
 
 function notFound(): GuestError {
   return new GuestError("not-found", "no such guest");
+}
+
+function lostHost(reason: string): HostStatus {
+  return {
+    state: "crashed",
+    exitCode: null,
+    crash: { reason, pc: 0 },
+    pc: 0,
+    instructions: 0,
+    pending: 0,
+    dirtyPages: 0,
+    rxDropped: 0,
+    counters: { events: 0, outputs: 0, consoleBytes: 0, packetsOut: 0, packetsIn: 0 },
+    devices: [],
+    sync: null,
+  };
+}
+
+function withTimeout<T>(p: PromiseLike<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    p.then(
+      (v) => { clearTimeout(t); resolve(v); },
+      (e: unknown) => { clearTimeout(t); reject(e as Error); },
+    );
+  });
 }

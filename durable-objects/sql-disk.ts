@@ -21,6 +21,12 @@ export class SqlDisk implements Disk {
     return out;
   }
 
+  /** Every written sector, for a full checkpoint to a fresh secondary. */
+  *entries(): Generator<[number, Uint8Array]> {
+    const rows = this.storage.sql.exec<{ sector: number; data: ArrayBuffer }>("SELECT sector, data FROM disk ORDER BY sector");
+    for (const row of rows) yield [row.sector, new Uint8Array(row.data)];
+  }
+
   async write(sector: number, data: Uint8Array): Promise<void> {
     this.storage.transactionSync(() => {
       for (let i = 0; i < data.length / SECTOR_SIZE; i++) {

@@ -54,12 +54,28 @@ describe("authentication", () => {
 describe("creating guests", () => {
   it("runs hello to completion and shows its console", async () => {
     const created = await createGuest({ asm: hello }, { name: "hello" });
-    expect(created).toMatchObject({ name: "hello", mode: "none", generation: 0, protection: "unprotected", memoryPages: 256, diskSectors: 2048 });
+    expect(created).toMatchObject({
+      name: "hello",
+      mode: "kemari",
+      generation: 0,
+      protection: "protected",
+      memoryPages: 256,
+      diskSectors: 2048,
+      hosts: { primary: { region: "weur" }, secondary: { region: "enam" } },
+      heartbeat: { intervalMs: 200, timeoutMs: 2000 },
+    });
     expect(created.id).toMatch(/^g-[0-9a-f]{12}$/);
     const s = await waitFor(created.id, (s) => s.state === "halted");
     expect(s.exitCode).toBe(0);
     expect(s.crash).toBeNull();
     expect(s.instructions).toBeGreaterThan(10);
+    expect(await consoleText(created.id)).toBe("Hello from a Kemari guest!\n");
+  });
+
+  it("runs a guest unprotected in mode none", async () => {
+    const created = await createGuest({ asm: hello }, { mode: "none" });
+    expect(created).toMatchObject({ mode: "none", protection: "unprotected", hosts: { secondary: null }, heartbeat: null, sync: null });
+    await waitFor(created.id, (s) => s.state === "halted");
     expect(await consoleText(created.id)).toBe("Hello from a Kemari guest!\n");
   });
 
@@ -93,6 +109,11 @@ describe("creating guests", () => {
     [{ image: { asm: SPIN }, memoryPages: 1.5 }, "memoryPages"],
     [{ image: { asm: SPIN }, diskSectors: 0 }, "diskSectors"],
     [{ image: { asm: SPIN }, mode: "paxos" }, "mode"],
+    [{ image: { asm: SPIN }, regions: { primary: "weur", secondary: "weur" } }, "regions.secondary"],
+    [{ image: { asm: SPIN }, regions: { primary: "mars" } }, "regions.primary"],
+    [{ image: { asm: SPIN }, regions: { primary: "wnam", tertiary: "oc" } }, "regions"],
+    [{ image: { asm: SPIN }, heartbeat: { intervalMs: 500, timeoutMs: 100 } }, "heartbeat.timeoutMs"],
+    [{ image: { asm: SPIN }, heartbeat: { intervalMs: 1 } }, "heartbeat.intervalMs"],
     [{ image: { asm: SPIN }, surprise: 1 }, "body"],
     [{ image: { asm: SPIN }, name: "" }, "name"],
     [{ image: {} }, "image"],

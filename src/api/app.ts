@@ -8,14 +8,15 @@ import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import type { Env } from "../env.ts";
 import { ERROR_STATUS, GuestError, unwrap } from "../host/errors.ts";
-import type { GuestConfig } from "../host/guest-config.ts";
+import { DEFAULT_HEARTBEAT, type GuestConfig } from "../host/guest-config.ts";
+import { DEFAULT_PRIMARY_REGION, DEFAULT_SECONDARY_REGION } from "../kemari/placement.ts";
 import { ImageError } from "../image/image.ts";
 import { buildImage, encodeBase64 } from "../image/load.ts";
 import { PAGE_SIZE } from "../guest/memory.ts";
 import { requireToken } from "./auth.ts";
 import { openApiDocument } from "./openapi.ts";
 import { problem } from "./problem.ts";
-import { CreateGuest, DiskQuery, FromQuery, GuestId, LIMITS, MemoryQuery, Step } from "./schemas.ts";
+import { CreateGuest, DiskQuery, FaultRequest, FromQuery, GuestId, LIMITS, MemoryQuery, Step } from "./schemas.ts";
 
 type App = { Bindings: Env };
 type C = Context<App>;
@@ -90,8 +91,10 @@ export function createApp(): Hono<App> {
       memoryPages: body.memoryPages,
       diskSectors: body.diskSectors,
       createdAt: Date.now(),
+      regions: body.regions ?? { primary: DEFAULT_PRIMARY_REGION, secondary: DEFAULT_SECONDARY_REGION },
+      heartbeat: body.heartbeat ?? DEFAULT_HEARTBEAT,
     };
-    const status = unwrap(await switchOf(c, id).create(config, image, null));
+    const status = unwrap(await switchOf(c, id).create(config, image));
     await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).add({ id, name: config.name, createdAt: config.createdAt });
     return c.json(status, 201, { location: `/api/guests/${id}` });
   });
@@ -126,6 +129,13 @@ export function createApp(): Hono<App> {
     const hasBody = (c.req.header("content-length") ?? "0") !== "0" || c.req.header("transfer-encoding");
     const { instructions } = validate(Step, hasBody ? await jsonBody(c) : {}, "body");
     return c.json(unwrap(await switchOf(c, id).step(instructions)));
+  });
+
+  app.post("/api/guests/:id/faults", json, async (c) => {
+    const id = guestId(c);
+    const fault = validate(FaultRequest, await jsonBody(c), "body");
+    const { host } = unwrap(await switchOf(c, id).fault(fault));
+    return c.json({ ...fault, host }, 202);
   });
 
   app.get("/api/guests/:id/console", async (c) => {

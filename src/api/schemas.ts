@@ -5,6 +5,9 @@
 import { z } from "zod";
 import { DEFAULT_DISK_SECTORS, MAX_DISK_SECTORS } from "../guest/abi.ts";
 import { DEFAULT_PAGES, MAX_PAGES, MIN_PAGES } from "../guest/memory.ts";
+import { DEFAULT_HEARTBEAT } from "../host/guest-config.ts";
+import { FAULT_KINDS, FAULT_STEPS, FAULT_TARGETS } from "../kemari/faults.ts";
+import { DEFAULT_PRIMARY_REGION, DEFAULT_SECONDARY_REGION, REGIONS } from "../kemari/placement.ts";
 
 export const LIMITS = {
   /** Decoded size of an ELF or flat image. */
@@ -35,11 +38,32 @@ export const ImageSpec = z.union([
 ]);
 export type ImageSpec = z.infer<typeof ImageSpec>;
 
-export const Mode = z.enum(["none"]).describe("how the guest is protected; the protected modes come with the next releases");
+export const Mode = z
+  .enum(["none", "kemari"])
+  .describe("how the guest is protected: kemari synchronises a secondary at every device event; none keeps no copy");
+
+const Region = z.enum(REGIONS).describe("a Durable Object location hint");
+
+export const Regions = z
+  .strictObject({
+    primary: Region.default(DEFAULT_PRIMARY_REGION),
+    secondary: Region.default(DEFAULT_SECONDARY_REGION),
+  })
+  .refine((r) => r.primary !== r.secondary, { message: "the primary and the secondary must be in different regions", path: ["secondary"] })
+  .describe("where the primary and the secondary host are placed (mode kemari)");
+
+export const Heartbeat = z
+  .strictObject({
+    intervalMs: z.number().int().min(20).max(10_000).default(DEFAULT_HEARTBEAT.intervalMs).describe("how often the witness pings the primary"),
+    timeoutMs: z.number().int().min(50).max(60_000).default(DEFAULT_HEARTBEAT.timeoutMs).describe("a primary silent this long is failed over"),
+  })
+  .refine((h) => h.timeoutMs >= h.intervalMs, { message: "timeoutMs must be at least intervalMs", path: ["timeoutMs"] });
 
 export const CreateGuest = z.strictObject({
   image: ImageSpec,
-  mode: Mode.default("none"),
+  mode: Mode.default("kemari"),
+  regions: Regions.optional(),
+  heartbeat: Heartbeat.optional(),
   memoryPages: z.number().int().min(MIN_PAGES).max(MAX_PAGES).default(DEFAULT_PAGES).describe("guest memory in 4 KiB pages"),
   diskSectors: z.number().int().min(1).max(MAX_DISK_SECTORS).default(DEFAULT_DISK_SECTORS).describe("virtual disk in 512-byte sectors"),
   name: z
@@ -68,3 +92,11 @@ export const DiskQuery = z.strictObject({
 });
 
 export const GuestId = z.string().regex(/^g-[0-9a-f]{12}$/);
+
+export const FaultRequest = z
+  .strictObject({
+    target: z.enum(FAULT_TARGETS),
+    kind: z.enum(FAULT_KINDS),
+    at: z.enum(FAULT_STEPS).default("now").describe("a crash at a step happens at that step of the next sync"),
+  })
+  .refine((f) => f.kind === "crash" || f.at === "now", { message: "only a crash can wait for a protocol step", path: ["at"] });

@@ -130,6 +130,17 @@ export class Memory {
     this.dirtyCount = 0;
   }
 
+  /** Mark pages dirty again, e.g. when the sync that carried them failed. */
+  markDirty(pages: ArrayLike<number>): void {
+    for (let i = 0; i < pages.length; i++) {
+      const p = pages[i];
+      if (this.storeFlags[p] & FLAG_CLEAN) {
+        this.dirtyList[this.dirtyCount++] = p;
+        this.storeFlags[p] &= ~FLAG_CLEAN;
+      }
+    }
+  }
+
   /** Mark every page dirty, e.g. before a full checkpoint to a fresh secondary. */
   markAllDirty(): void {
     this.touch(0, this.size);

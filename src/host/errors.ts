@@ -11,6 +11,8 @@ export const ERROR_STATUS = {
   conflict: 409,
   lost: 410,
   "bad-request": 400,
+  /** The guest is between hosts (failing over) or its host is cut off: retry. */
+  unavailable: 503,
 } as const;
 export type GuestErrorCode = keyof typeof ERROR_STATUS;
 

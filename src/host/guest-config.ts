@@ -1,5 +1,14 @@
 /** What a guest is made of, fixed at creation and stored by its switch and hosts. */
-export type Mode = "none";
+import type { Region } from "../kemari/placement.ts";
+
+export type Mode = "none" | "kemari";
+
+export interface HeartbeatConfig {
+  /** How often the switch (the witness) pings the primary. */
+  intervalMs: number;
+  /** A primary silent this long is declared failed. */
+  timeoutMs: number;
+}
 
 export interface GuestConfig {
   id: string;
@@ -8,7 +17,12 @@ export interface GuestConfig {
   memoryPages: number;
   diskSectors: number;
   createdAt: number;
+  /** Where the first primary and secondary are placed (mode kemari). */
+  regions: { primary: Region; secondary: Region };
+  heartbeat: HeartbeatConfig;
 }
+
+export const DEFAULT_HEARTBEAT: HeartbeatConfig = { intervalMs: 200, timeoutMs: 2000 };
 
 /** Numbers that shape how a host drives its guest. */
 export const SLICE_INSTRUCTIONS = 1_000_000;

@@ -47,6 +47,8 @@ export class GuestRunner implements DeviceHost {
   /** Serialises slices, steps and restores: the guest runs on one thread of control. */
   private lock: Promise<unknown> = Promise.resolve();
   tap: EventTap = async () => {};
+  /** Runs after an event has reached its backend and its outputs are out. */
+  afterEvent: EventTap = async () => {};
 
   constructor(
     pages: number,
@@ -156,6 +158,7 @@ export class GuestRunner implements DeviceHost {
     await this.tap(event);
     this.counters.events++;
     await this.backends[event.port]?.notify();
+    await this.afterEvent(event);
   }
 
   devices(): DeviceStatus[] {

@@ -1,11 +1,13 @@
 /** The status of a guest as the API reports it. */
 import type { GuestState } from "../guest/abi.ts";
 import type { Fault } from "../guest/cpu.ts";
-import type { GuestConfig } from "./guest-config.ts";
+import type { SyncStats } from "../kemari/replicator.ts";
+import type { GuestConfig, HeartbeatConfig } from "./guest-config.ts";
 import type { DeviceStatus, RunnerCounters } from "./runner.ts";
 
 export type Protection = "protected" | "unprotected" | "failing-over" | "reprotecting";
 
+/** What the primary says about the guest it runs. */
 export interface HostStatus {
   state: GuestState;
   exitCode: number | null;
@@ -17,6 +19,38 @@ export interface HostStatus {
   rxDropped: number;
   counters: RunnerCounters;
   devices: DeviceStatus[];
+  /** Kemari synchronisation, in mode kemari. */
+  sync: SyncSummary | null;
+}
+
+export interface SyncSummary {
+  /** Sequence number of the last checkpoint the secondary acknowledged. */
+  seq: number;
+  syncs: number;
+  pagesSent: number;
+  bytesDirtied: number;
+  bytesSent: number;
+  /** Bytes delta compression saved against sending changed pages whole. */
+  deltaSaved: number;
+  /** The guest's pause at the last sync, milliseconds. */
+  lastPauseMs: number;
+  last: SyncStats | null;
+}
+
+export interface HostPlace {
+  name: string;
+  region: string | null;
+}
+
+export interface FailoverRecord {
+  generation: number;
+  reason: string;
+  from: HostPlace;
+  to: HostPlace;
+  /** When the witness decided (epoch ms). */
+  at: number;
+  /** From the decision until the guest ran again on the new primary. */
+  takeoverMs: number;
 }
 
 export interface GuestStatus extends HostStatus {
@@ -28,5 +62,9 @@ export interface GuestStatus extends HostStatus {
   createdAt: number;
   generation: number;
   protection: Protection;
-  hosts: { primary: { name: string; region: string | null } };
+  hosts: { primary: HostPlace; secondary: HostPlace | null };
+  heartbeat: HeartbeatConfig | null;
+  failovers: FailoverRecord[];
+  /** Outputs the switch refused because a superseded primary sent them. */
+  fencedReleases: number;
 }

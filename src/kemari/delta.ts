@@ -1,0 +1,98 @@
+/**
+ * Delta compression of a page against the version last sent to the
+ * secondary: XOR the two (unchanged bytes become zero), then encode the XOR
+ * as runs — `[zeros u16][literal length u16][literal bytes]…` — until the
+ * page is covered. A guest that changes a counter in a page costs a few
+ * bytes instead of 4 KiB. The secondary holds every page's last version, so
+ * it can always undo the XOR.
+ */
+const MAX_RUN = 0xffff;
+
+/** Encode `next` against `prev` (same length). Returns null when the delta would not be smaller than the page. */
+export function encodeDelta(prev: Uint8Array, next: Uint8Array): Uint8Array | null {
+  const n = next.length;
+  const out = new Uint8Array(n);
+  let o = 0;
+  let i = 0;
+  while (i < n) {
+    let z = i;
+    while (z < n && prev[z] === next[z] && z - i < MAX_RUN) z++;
+    if (z === n) break; // trailing unchanged bytes need no run
+    let l = z;
+    // A literal ends at the first run of 4+ equal bytes: a shorter run costs more as a new header.
+    while (l < n && l - z < MAX_RUN) {
+      if (prev[l] === next[l]) {
+        let e = l;
+        while (e < n && e - l < 4 && prev[e] === next[e]) e++;
+        if (e - l >= 4 || e === n) break;
+        l = e;
+      } else l++;
+    }
+    if (o + 4 + (l - z) >= n) return null;
+    out[o++] = (z - i) & 0xff;
+    out[o++] = (z - i) >>> 8;
+    out[o++] = (l - z) & 0xff;
+    out[o++] = (l - z) >>> 8;
+    for (let k = z; k < l; k++) out[o++] = prev[k] ^ next[k];
+    i = l;
+  }
+  return out.slice(0, o);
+}
+
+/** Apply a delta to `page` in place. Throws on a malformed delta (it never writes past the page). */
+export function applyDelta(page: Uint8Array, delta: Uint8Array): void {
+  let i = 0;
+  let d = 0;
+  while (d < delta.length) {
+    if (d + 4 > delta.length) throw new RangeError("delta: truncated run header");
+    const zeros = delta[d] | (delta[d + 1] << 8);
+    const lit = delta[d + 2] | (delta[d + 3] << 8);
+    d += 4;
+    i += zeros;
+    if (i + lit > page.length || d + lit > delta.length) throw new RangeError("delta: run past the end of the page");
+    for (let k = 0; k < lit; k++) page[i + k] ^= delta[d + k];
+    i += lit;
+    d += lit;
+  }
+  if (i > page.length) throw new RangeError("delta: run past the end of the page");
+}
+
+/**
+ * The primary's memory of what it last sent, for the pages it sent most
+ * recently (bounded, so a 64 MiB guest does not double its footprint). A page
+ * not remembered is simply sent whole.
+ */
+export class PageHistory {
+  private readonly pages = new Map<number, Uint8Array>();
+
+  constructor(readonly capacity = 1024) {}
+
+  get(page: number): Uint8Array | undefined {
+    return this.pages.get(page);
+  }
+
+  /** Remember `data` (copied) as the version of `page` the secondary now holds. */
+  set(page: number, data: Uint8Array): void {
+    const copy = this.pages.get(page);
+    if (copy) {
+      copy.set(data);
+      // Refresh its place: Map iteration order is insertion order, the oldest first.
+      this.pages.delete(page);
+      this.pages.set(page, copy);
+      return;
+    }
+    if (this.pages.size >= this.capacity) {
+      const oldest = this.pages.keys().next().value as number;
+      this.pages.delete(oldest);
+    }
+    this.pages.set(page, data.slice());
+  }
+
+  clear(): void {
+    this.pages.clear();
+  }
+
+  get size(): number {
+    return this.pages.size;
+  }
+}

@@ -1,0 +1,176 @@
+/**
+ * The secondary's copy of a guest: its memory and machine state as of the
+ * last committed checkpoint, kept in RAM for a fast takeover and in durable
+ * storage so that it survives the secondary's own restart.
+ *
+ * Frames of a checkpoint are staged until its COMMIT frame arrives; then the
+ * whole checkpoint is decoded and checked, written in one storage transaction,
+ * and only then copied into RAM. A torn transfer (a missing, repeated or
+ * corrupt frame) is refused and the staging dropped: the copy stays at the
+ * previous checkpoint.
+ */
+import { PAGE_SIZE } from "../guest/memory.ts";
+import { CheckpointError, Enc, Space, decodeFrame, type Frame, type MachineState } from "./checkpoint.ts";
+import { applyDelta } from "./delta.ts";
+import type { SyncReply } from "./replicator.ts";
+
+export interface ReplicaMeta {
+  seq: number;
+  generation: number;
+  memoryPages: number;
+  diskSectors: number;
+  machine: MachineState;
+}
+
+export interface CommitBatch {
+  full: boolean;
+  /** New page contents; null = all zero. */
+  pages: [number, Uint8Array | null][];
+  sectors: [number, Uint8Array][];
+  meta: ReplicaMeta;
+}
+
+/** Durable storage of a replica; `commit` must be all or nothing. */
+export interface ReplicaStore {
+  commit(batch: CommitBatch): void;
+  load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array]> } | null;
+}
+
+export class Replica {
+  meta: ReplicaMeta | null = null;
+  memory: Uint8Array | null = null;
+  private staged: Frame[] = [];
+  readonly stats = { committed: 0, refused: 0, bytes: 0 };
+
+  constructor(
+    private readonly store: ReplicaStore,
+    /** The generation whose primary this replica serves; frames from any other are refused. */
+    readonly generation: number,
+  ) {
+    const saved = store.load();
+    if (saved && saved.meta.generation === generation) {
+      this.meta = saved.meta;
+      this.memory = new Uint8Array(saved.meta.memoryPages * PAGE_SIZE);
+      for (const [p, data] of saved.pages) this.memory.set(data, p * PAGE_SIZE);
+    }
+  }
+
+  get seq(): number {
+    return this.meta?.seq ?? 0;
+  }
+
+  receive(bytes: Uint8Array): SyncReply {
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes);
+    } catch (e) {
+      if (!(e instanceof CheckpointError)) throw e;
+      return this.refuse("corrupt", e.reason);
+    }
+    if (frame.generation < this.generation) return this.refuse("superseded", `frame of generation ${frame.generation}; this replica serves generation ${this.generation}`);
+    if (frame.generation !== this.generation) return this.refuse("out-of-order", `frame of generation ${frame.generation}; expected ${this.generation}`);
+    if (!frame.full) {
+      if (!this.meta) return this.refuse("out-of-order", "an incremental checkpoint needs a full one first");
+      if (frame.seq === this.seq && frame.machine) {
+        // The primary did not hear our ack and sent the same checkpoint again.
+        this.staged = [];
+        return { ok: true, seq: this.seq, committed: true };
+      }
+      if (frame.seq !== this.seq + 1) return this.refuse("out-of-order", `checkpoint ${frame.seq} after ${this.seq}`);
+    }
+    const first = this.staged[0];
+    if (frame.part !== this.staged.length || (first && (first.seq !== frame.seq || first.full !== frame.full))) {
+      return this.refuse("out-of-order", `part ${frame.part} of checkpoint ${frame.seq} does not follow what was staged`);
+    }
+    this.staged.push(frame);
+    if (!frame.machine) return { ok: true, seq: frame.seq, committed: false };
+    const frames = this.staged;
+    this.staged = [];
+    try {
+      this.commit(frames, frame.machine);
+    } catch (e) {
+      if (!(e instanceof CheckpointError)) throw e;
+      return this.refuse("corrupt", e.reason);
+    }
+    this.stats.bytes += bytes.length;
+    return { ok: true, seq: frame.seq, committed: true };
+  }
+
+  private refuse(code: Extract<SyncReply, { ok: false }>["code"], reason: string): SyncReply {
+    this.staged = [];
+    this.stats.refused++;
+    return { ok: false, code, reason };
+  }
+
+  /** Build every new page first (deltas may fail), then store, then copy into RAM. */
+  private commit(frames: Frame[], machine: MachineState): void {
+    const head = frames[0];
+    if (frames.some((f) => f.memoryPages !== head.memoryPages || f.diskSectors !== head.diskSectors)) {
+      throw new CheckpointError("frames disagree on the guest's size");
+    }
+    if (this.meta && !head.full && head.memoryPages !== this.meta.memoryPages) throw new CheckpointError("memory size changed");
+    const base = head.full || !this.memory ? null : this.memory;
+    const pages = new Map<number, Uint8Array | null>();
+    const sectors: [number, Uint8Array][] = [];
+    for (const f of frames) {
+      for (const e of f.entries) {
+        if (e.space === Space.SECTOR) {
+          sectors.push([e.index, e.data.slice()]);
+          continue;
+        }
+        if (e.enc === Enc.ZERO) pages.set(e.index, null);
+        else if (e.enc === Enc.RAW) pages.set(e.index, e.data.slice());
+        else {
+          const prev = pages.has(e.index) ? pages.get(e.index) : base?.subarray(e.index * PAGE_SIZE, (e.index + 1) * PAGE_SIZE);
+          if (prev === undefined) throw new CheckpointError(`delta for page ${e.index} with no base version`);
+          const page = prev ? prev.slice() : new Uint8Array(PAGE_SIZE);
+          try {
+            applyDelta(page, e.data);
+          } catch (err) {
+            throw new CheckpointError(`page ${e.index}: ${(err as Error).message}`);
+          }
+          pages.set(e.index, page);
+        }
+      }
+    }
+    const meta: ReplicaMeta = { seq: head.seq, generation: this.generation, memoryPages: head.memoryPages, diskSectors: head.diskSectors, machine };
+    this.store.commit({ full: head.full, pages: [...pages], sectors, meta });
+    if (!this.memory || head.full) this.memory = new Uint8Array(head.memoryPages * PAGE_SIZE);
+    for (const [p, data] of pages) {
+      if (data) this.memory.set(data, p * PAGE_SIZE);
+      else this.memory.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+    }
+    this.meta = meta;
+    this.stats.committed++;
+  }
+}
+
+/** A store in RAM only, for tests and benchmarks of the plain logic. */
+export class MemoryReplicaStore implements ReplicaStore {
+  meta: ReplicaMeta | null = null;
+  pages = new Map<number, Uint8Array>();
+  sectors = new Map<number, Uint8Array>();
+  /** Fail the next commit, as a storage error would, to show it leaves nothing behind. */
+  failNext = false;
+
+  commit(b: CommitBatch): void {
+    if (this.failNext) {
+      this.failNext = false;
+      throw new Error("storage failure");
+    }
+    if (b.full) {
+      this.pages.clear();
+      this.sectors.clear();
+    }
+    for (const [p, d] of b.pages) {
+      if (d) this.pages.set(p, d.slice());
+      else this.pages.delete(p);
+    }
+    for (const [s, d] of b.sectors) this.sectors.set(s, d.slice());
+    this.meta = structuredClone(b.meta);
+  }
+
+  load() {
+    return this.meta ? { meta: structuredClone(this.meta), pages: this.pages.entries() } : null;
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * The primary's side of Kemari: at each event, encode what changed since the
+ * last acknowledged checkpoint and send it to the secondary, returning only
+ * once the secondary holds all of it.
+ *
+ * Pages are taken off the dirty set when they are encoded (the guest is
+ * paused, but a backend may still write guest memory while the transfer is
+ * in flight; such pages stay dirty for the next checkpoint). If the transfer
+ * fails they are marked dirty again, so nothing is ever lost from the next one.
+ */
+import type { Machine } from "../guest/machine.ts";
+import { PAGE_SIZE } from "../guest/memory.ts";
+import { Enc, Space, encodeFrame, frameBytes, machineBytes, ENTRY_HEADER_BYTES, HEADER_BYTES, type Entry, type Frame } from "./checkpoint.ts";
+import { PageHistory, encodeDelta } from "./delta.ts";
+import { captureMachine } from "./state.ts";
+
+/** The secondary's answer to one frame. */
+export type SyncReply =
+  | { ok: true; seq: number; committed: boolean }
+  | { ok: false; code: "corrupt" | "out-of-order" | "superseded" | "not-secondary" | "unreachable"; reason: string };
+
+export interface SecondaryLink {
+  send(frame: Uint8Array): Promise<SyncReply>;
+}
+
+/** Protocol steps at which a fault can be injected (see faults.ts). */
+export type SyncStep = "before-transfer" | "mid-transfer" | "after-ack";
+
+export interface SyncOptions {
+  /** Send everything (to a fresh secondary): memory, and the disk's written sectors. */
+  full?: boolean;
+  sectors?: Iterable<[number, Uint8Array]>;
+  diskSectors: number;
+  /** Called at each protocol step; a fault injector may crash the host here. */
+  at?: (step: SyncStep) => Promise<void> | void;
+  /** Split into at least this many frames (so a mid-transfer fault has a middle). */
+  minFrames?: number;
+}
+
+export interface SyncStats {
+  seq: number;
+  full: boolean;
+  pages: number;
+  /** Bytes of guest memory in the pages sent. */
+  dirtyBytes: number;
+  /** Bytes on the wire, all frames. */
+  sentBytes: number;
+  /** Bytes delta compression saved against sending changed pages whole. */
+  deltaSaved: number;
+  frames: number;
+}
+
+export class SyncRefused extends Error {
+  constructor(readonly code: Extract<SyncReply, { ok: false }>["code"], readonly reason: string) {
+    super(`secondary refused the checkpoint (${code}): ${reason}`);
+    this.name = "SyncRefused";
+  }
+}
+
+export const DEFAULT_MAX_FRAME_BYTES = 8 << 20;
+
+export class Replicator {
+  /** Sequence number of the last checkpoint the secondary acknowledged. */
+  seq = 0;
+  readonly history: PageHistory;
+  readonly totals = { syncs: 0, pages: 0, dirtyBytes: 0, sentBytes: 0, deltaSaved: 0 };
+
+  constructor(
+    readonly generation: number,
+    private readonly link: SecondaryLink,
+    private readonly options: { maxFrameBytes?: number; delta?: boolean; historyPages?: number } = {},
+  ) {
+    this.history = new PageHistory(options.delta === false ? 0 : (options.historyPages ?? 1024));
+  }
+
+  async sync(m: Machine, opts: SyncOptions): Promise<SyncStats> {
+    const full = opts.full === true || this.seq === 0;
+    const mem = m.memory;
+    const pages = full ? allPages(mem.pages) : mem.dirtyPages();
+    mem.clearDirty();
+    const seq = this.seq + 1;
+    const delta = this.options.delta !== false && !full;
+    const sent: [number, Uint8Array][] = [];
+    const entries: Entry[] = [];
+    let deltaSaved = 0;
+    for (const p of pages) {
+      const live = mem.page(p);
+      const copy = live.slice();
+      if (isZero(copy)) {
+        if (!full) entries.push({ space: Space.PAGE, index: p, enc: Enc.ZERO, data: EMPTY });
+      } else {
+        const prev = delta ? this.history.get(p) : undefined;
+        const d = prev ? encodeDelta(prev, copy) : null;
+        if (d) {
+          deltaSaved += PAGE_SIZE - d.length;
+          entries.push({ space: Space.PAGE, index: p, enc: Enc.DELTA, data: d });
+        } else entries.push({ space: Space.PAGE, index: p, enc: Enc.RAW, data: copy });
+      }
+      if (this.history.capacity > 0) sent.push([p, copy]);
+    }
+    if (full && opts.sectors) {
+      for (const [index, data] of opts.sectors) if (!isZero(data)) entries.push({ space: Space.SECTOR, index, enc: Enc.RAW, data });
+    }
+    const frames = this.split({ seq, generation: this.generation, full, memoryPages: mem.pages, diskSectors: opts.diskSectors }, entries, captureMachine(m), opts.minFrames ?? 1);
+    let sentBytes = 0;
+    try {
+      await opts.at?.("before-transfer");
+      for (let i = 0; i < frames.length; i++) {
+        if (i === 1) await opts.at?.("mid-transfer");
+        const bytes = encodeFrame(frames[i]);
+        sentBytes += bytes.length;
+        const reply = await this.link.send(bytes);
+        if (!reply.ok) throw new SyncRefused(reply.code, reply.reason);
+      }
+    } catch (e) {
+      mem.markDirty(pages);
+      throw e;
+    }
+    this.seq = seq;
+    if (full) this.history.clear();
+    for (const [p, copy] of sent) this.history.set(p, copy);
+    const stats: SyncStats = { seq, full, pages: pages.length, dirtyBytes: pages.length * PAGE_SIZE, sentBytes, deltaSaved, frames: frames.length };
+    this.totals.syncs++;
+    this.totals.pages += stats.pages;
+    this.totals.dirtyBytes += stats.dirtyBytes;
+    this.totals.sentBytes += sentBytes;
+    this.totals.deltaSaved += deltaSaved;
+    await opts.at?.("after-ack");
+    return stats;
+  }
+
+  /** Cut entries into frames below the size limit; the machine state rides on the last. */
+  private split(head: Omit<Frame, "part" | "machine" | "entries">, entries: Entry[], machine: Frame["machine"], minFrames: number): Frame[] {
+    const limit = this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    const frames: Frame[] = [];
+    let cur: Entry[] = [];
+    let size = HEADER_BYTES + machineBytes(machine) + 4;
+    for (const e of entries) {
+      const n = ENTRY_HEADER_BYTES + e.data.length;
+      if (cur.length > 0 && size + n > limit) {
+        frames.push({ ...head, part: frames.length, machine: null, entries: cur });
+        cur = [];
+        size = HEADER_BYTES + machineBytes(machine) + 4;
+      }
+      cur.push(e);
+      size += n;
+    }
+    while (frames.length + 1 < minFrames) {
+      // Move half of what is left into its own frame (or send an empty one).
+      const half = cur.splice(0, Math.floor(cur.length / 2));
+      frames.push({ ...head, part: frames.length, machine: null, entries: half });
+    }
+    frames.push({ ...head, part: frames.length, machine, entries: cur });
+    for (const f of frames) if (frameBytes(f) > limit && f.entries.length > 1) throw new Error("checkpoint frame over the limit");
+    return frames;
+  }
+}
+
+const EMPTY = new Uint8Array(0);
+
+function allPages(n: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = i;
+  return a;
+}
+
+function isZero(b: Uint8Array): boolean {
+  if (b.byteOffset & 3 || b.byteLength & 3) return b.every((x) => x === 0);
+  const w = new Int32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
+  for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;
+  return true;
+}
