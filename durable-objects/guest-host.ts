@@ -94,12 +94,13 @@ export class GuestHost extends DurableObject<Env> {
   // ---- Becoming a primary or a secondary ----
 
   /** Become the primary for a new guest: load the image, protect it (mode kemari), start it. */
-  start(config: GuestConfig, image: Image, switchName: string, self: HostPlace, secondary: HostPlace | null): Promise<Outcome<HostStatus>> {
+  start(config: GuestConfig, image: Image, switchName: string, self: HostPlace, secondary: HostPlace | null, paused = false): Promise<Outcome<HostStatus>> {
     return outcome(async () => {
       if (this.meta) throw new GuestError("conflict", `host already serves guest ${this.meta.config.id}`);
       this.save({ config, switchName, self, role: "primary", generation: 0 });
       const runner = this.newRunner(config);
       runner.load(image);
+      if (paused) runner.machine.pause();
       this.runner = runner;
       if (secondary) {
         this.secondary = secondary;
@@ -313,7 +314,7 @@ export class GuestHost extends DurableObject<Env> {
    * rebuild their cursors from the rings (processing outstanding requests
    * again), and run. Then find a new secondary and re-protect.
    */
-  promote(generation: number): Promise<Outcome<{ takeoverMs: number }>> {
+  promote(generation: number, paused: boolean): Promise<Outcome<{ takeoverMs: number }>> {
     return outcome(async () => {
       const t0 = performance.now();
       const meta = this.meta;
@@ -324,6 +325,9 @@ export class GuestHost extends DurableObject<Env> {
       this.save({ ...meta, role: "primary", generation });
       const runner = this.newRunner(meta.config);
       restoreMachine(runner.machine, replica.meta.machine, replica.memory);
+      // Paused or not is the operator's say (kept by the witness), not the checkpoint's.
+      if (paused) runner.machine.pause();
+      else runner.machine.resume();
       this.replica = null;
       this.runner = runner;
       await runner.exclusive(() => runner.reattach());
@@ -395,7 +399,10 @@ export class GuestHost extends DurableObject<Env> {
   private snapshot(): HostStatus {
     if (!this.runner) {
       if (!this.meta) throw new GuestError("not-found", "no guest on this host");
-      // The object restarted: its RAM, and with it the guest, is gone.
+      // The object restarted: its RAM, and with it the guest, is gone. In mode
+      // kemari that is a failure for the witness to act on; in mode none it is the end.
+      if (this.meta.role === "primary" && this.meta.config.mode === "kemari") throw new GuestError("lost", LOST);
+      if (this.meta.role !== "primary") throw new GuestError("conflict", `this host is ${this.meta.role}`);
       return lostStatus();
     }
     const r = this.runner;

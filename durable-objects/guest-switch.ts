@@ -35,6 +35,11 @@ interface SwitchMeta {
   failovers: FailoverRecord[];
   /** Why the guest is gone, if a failure left no copy to fail over to. */
   lost: string | null;
+  /**
+   * The operator's intent: paused or not. Pausing is control, not guest
+   * state, so it is not in any checkpoint; a takeover applies it.
+   */
+  paused: boolean;
 }
 
 /** Reads never return more than this in one response; `next` says where to go on. */
@@ -67,7 +72,7 @@ export class GuestSwitch extends DurableObject<Env> {
   }
 
   /** Create the guest: place its hosts, start it on the primary (which protects it first). */
-  create(config: GuestConfig, image: Image): Promise<Outcome<GuestStatus>> {
+  create(config: GuestConfig, image: Image, paused = false): Promise<Outcome<GuestStatus>> {
     return outcome(async () => {
       if (this.meta) throw new GuestError("conflict", `guest ${config.id} exists`);
       const kemari = config.mode === "kemari";
@@ -82,10 +87,11 @@ export class GuestSwitch extends DurableObject<Env> {
         hostCount: kemari ? 2 : 1,
         failovers: [],
         lost: null,
+        paused,
       };
       this.save(meta);
       if (secondary) unwrap(await this.host(secondary).init(config, config.id, secondary, 0));
-      unwrap(await this.host(primary).start(config, image, config.id, primary, secondary));
+      unwrap(await this.host(primary).start(config, image, config.id, primary, secondary, paused));
       if (kemari) await this.heartbeatSoon(config.heartbeat.intervalMs);
       return this.describe();
     });
@@ -186,7 +192,7 @@ export class GuestSwitch extends DurableObject<Env> {
     const to = meta.secondary;
     const generation = meta.generation + 1;
     this.save({ ...meta, generation, primary: to, secondary: null, protection: "failing-over" });
-    const promoted = await this.host(to).promote(generation).catch((e: unknown) => ({ ok: false as const, detail: String(e) }));
+    const promoted = await this.host(to).promote(generation, meta.paused).catch((e: unknown) => ({ ok: false as const, detail: String(e) }));
     const now = this.meta!;
     if (!promoted.ok) {
       this.save({ ...now, lost: `${reason}; the secondary could not take over: ${promoted.detail}` });
@@ -312,6 +318,10 @@ export class GuestSwitch extends DurableObject<Env> {
     return unwrap(r);
   }
 
+  private setPaused(paused: boolean): void {
+    if (this.meta && this.meta.paused !== paused) this.save({ ...this.meta, paused });
+  }
+
   private async describe(): Promise<GuestStatus> {
     if (!this.meta) throw notFound();
     let host: HostStatus;
@@ -346,6 +356,7 @@ export class GuestSwitch extends DurableObject<Env> {
   pause(): Promise<Outcome<GuestStatus>> {
     return outcome(async () => {
       await this.onPrimary((h) => h.pause());
+      this.setPaused(true);
       return this.describe();
     });
   }
@@ -353,6 +364,7 @@ export class GuestSwitch extends DurableObject<Env> {
   resume(): Promise<Outcome<GuestStatus>> {
     return outcome(async () => {
       await this.onPrimary((h) => h.resume());
+      this.setPaused(false);
       return this.describe();
     });
   }

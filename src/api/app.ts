@@ -94,7 +94,7 @@ export function createApp(): Hono<App> {
       regions: body.regions ?? { primary: DEFAULT_PRIMARY_REGION, secondary: DEFAULT_SECONDARY_REGION },
       heartbeat: body.heartbeat ?? DEFAULT_HEARTBEAT,
     };
-    const status = unwrap(await switchOf(c, id).create(config, image));
+    const status = unwrap(await switchOf(c, id).create(config, image, body.paused));
     await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).add({ id, name: config.name, createdAt: config.createdAt });
     return c.json(status, 201, { location: `/api/guests/${id}` });
   });

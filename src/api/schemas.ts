@@ -64,6 +64,7 @@ export const CreateGuest = z.strictObject({
   mode: Mode.default("kemari"),
   regions: Regions.optional(),
   heartbeat: Heartbeat.optional(),
+  paused: z.boolean().default(false).describe("create the guest paused (resume it with POST /resume): time to arm a fault first"),
   memoryPages: z.number().int().min(MIN_PAGES).max(MAX_PAGES).default(DEFAULT_PAGES).describe("guest memory in 4 KiB pages"),
   diskSectors: z.number().int().min(1).max(MAX_DISK_SECTORS).default(DEFAULT_DISK_SECTORS).describe("virtual disk in 512-byte sectors"),
   name: z

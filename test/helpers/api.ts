@@ -63,3 +63,51 @@ export async function sendPacket(id: string, data: Uint8Array): Promise<void> {
   const res = await call("POST", `/api/guests/${id}/inbound`, { raw: data, headers: { "content-type": "application/octet-stream" } });
   expect(res.status, await res.clone().text()).toBe(202);
 }
+
+export interface FaultBody {
+  target: "primary" | "secondary";
+  kind: "crash" | "partition" | "heal";
+  at?: "now" | "before-transfer" | "mid-transfer" | "after-ack" | "after-release";
+}
+
+export async function fault(id: string, body: FaultBody): Promise<void> {
+  const res = await call("POST", `/api/guests/${id}/faults`, { body });
+  expect(res.status, await res.clone().text()).toBe(202);
+}
+
+export async function diskBytes(id: string, sector: number, count: number): Promise<Uint8Array> {
+  const res = await call("GET", `/api/guests/${id}/disk?sector=${sector}&count=${count}`);
+  expect(res.status).toBe(200);
+  return new Uint8Array(await res.arrayBuffer());
+}
+
+export async function resume(id: string): Promise<void> {
+  const res = await call("POST", `/api/guests/${id}/resume`);
+  expect(res.status, await res.clone().text()).toBe(200);
+}
+
+/** Everything the outside world can see of a finished guest, to compare runs. */
+export interface Observed {
+  state: string;
+  exitCode: number | null;
+  console: string;
+  packets: string[];
+  disk: string;
+}
+
+export async function observe(id: string, sectors = 64): Promise<Observed> {
+  const s = await status(id);
+  const disk = await diskBytes(id, 0, sectors);
+  return {
+    state: s.state,
+    exitCode: s.exitCode,
+    console: await consoleText(id),
+    packets: (await outbound(id)).map((p) => `${p.index}:${[...p.data].join(",")}`),
+    disk: await sha256(disk),
+  };
+}
+
+async function sha256(bytes: Uint8Array): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return [...d].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
