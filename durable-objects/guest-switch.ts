@@ -65,6 +65,7 @@ export class GuestSwitch extends DurableObject<Env> {
     sql.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
     sql.exec("CREATE TABLE IF NOT EXISTS console (idx INTEGER PRIMARY KEY, offset INTEGER NOT NULL, data BLOB NOT NULL)");
     sql.exec("CREATE TABLE IF NOT EXISTS packets (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)");
+    sql.exec("CREATE TABLE IF NOT EXISTS partitioned (name TEXT PRIMARY KEY, region TEXT)");
     const row = sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'switch'").toArray()[0];
     this.meta = row ? (JSON.parse(row.v) as SwitchMeta) : null;
     const end = sql.exec<{ n: number | null }>("SELECT MAX(offset + length(data)) AS n FROM console").one();
@@ -149,7 +150,9 @@ export class GuestSwitch extends DurableObject<Env> {
     const meta = this.meta;
     if (!meta || meta.lost || generation !== meta.generation) return { ok: false, reason: `generation ${generation} is superseded` };
     const primaryRegion = meta.primary.region as Region;
-    const avoid = [failed?.region, meta.secondary?.region].filter((r): r is Region => !!r);
+    // Not where the primary is, nor where a host just failed.
+    const lastFailover = meta.failovers[meta.failovers.length - 1];
+    const avoid = [failed?.region, meta.secondary?.region, lastFailover?.from.region].filter((r): r is Region => !!r);
     const region = pickSecondaryRegion(primaryRegion, avoid);
     const secondary: HostPlace = { name: `${meta.config.id}/host-${meta.hostCount}`, region };
     this.save({ ...meta, secondary, hostCount: meta.hostCount + 1, protection: "reprotecting" });
@@ -191,17 +194,21 @@ export class GuestSwitch extends DurableObject<Env> {
     const from = meta.primary;
     const to = meta.secondary;
     const generation = meta.generation + 1;
-    this.save({ ...meta, generation, primary: to, secondary: null, protection: "failing-over" });
+    // The decision, made durable before anyone is told: from here on the old
+    // primary's outputs are refused. takeoverMs is filled in once it is done.
+    const record: FailoverRecord = { generation, reason, from, to, at, takeoverMs: -1 };
+    const failovers = [...meta.failovers, record].slice(-MAX_FAILOVER_RECORDS);
+    this.save({ ...meta, generation, primary: to, secondary: null, protection: "failing-over", failovers });
     const promoted = await this.host(to).promote(generation, meta.paused).catch((e: unknown) => ({ ok: false as const, detail: String(e) }));
     const now = this.meta!;
     if (!promoted.ok) {
       this.save({ ...now, lost: `${reason}; the secondary could not take over: ${promoted.detail}` });
       return;
     }
-    const record: FailoverRecord = { generation, reason, from, to, at, takeoverMs: promoted.value.takeoverMs };
+    record.takeoverMs = promoted.value.takeoverMs;
     // The new primary is re-protecting already (it may even have finished).
     const protection = now.protection === "failing-over" ? "reprotecting" : now.protection;
-    this.save({ ...now, protection, failovers: [...now.failovers, record].slice(-MAX_FAILOVER_RECORDS) });
+    this.save({ ...now, protection, failovers: now.failovers.map((f) => (f.generation === generation ? record : f)) });
     this.lastSeen = Date.now();
     void this.host(from).retire(generation).catch(() => undefined);
   }
@@ -235,20 +242,38 @@ export class GuestSwitch extends DurableObject<Env> {
     if (cur === null || cur > due) await this.ctx.storage.setAlarm(due);
   }
 
-  /** Inject a fault into one of the guest's hosts. */
-  fault(f: Fault): Promise<Outcome<{ host: HostPlace }>> {
+  /**
+   * Inject a fault into one of the guest's hosts. A heal reconnects every
+   * host of the guest that was cut off: after a failover the host that was
+   * partitioned as primary is no longer "the primary", and healing it is how
+   * a zombie comes back.
+   */
+  fault(f: Fault): Promise<Outcome<{ hosts: HostPlace[] }>> {
     return outcome(async () => {
       const meta = this.current();
       if (meta.config.mode !== "kemari" && (f.target === "secondary" || f.kind !== "crash")) {
         throw new GuestError("conflict", "a guest in mode none has no secondary and no links to cut", "target");
       }
-      const host = f.target === "primary" ? meta.primary : meta.secondary;
-      if (!host) throw new GuestError("conflict", `the guest has no ${f.target} right now (it is ${meta.protection})`, "target");
-      unwrap(await this.host(host).fault(f.kind, f.at));
+      const cut = this.cutHosts();
+      let hosts: HostPlace[];
+      if (f.kind === "heal") {
+        hosts = cut;
+        this.ctx.storage.sql.exec("DELETE FROM partitioned");
+      } else {
+        const host = f.target === "primary" ? meta.primary : meta.secondary;
+        if (!host) throw new GuestError("conflict", `the guest has no ${f.target} right now (it is ${meta.protection})`, "target");
+        hosts = [host];
+        if (f.kind === "partition") this.ctx.storage.sql.exec("INSERT OR REPLACE INTO partitioned (name, region) VALUES (?, ?)", host.name, host.region);
+      }
+      for (const h of hosts) unwrap(await this.host(h).fault(f.kind, f.at));
       // A crash now is noticed at the next heartbeat; make that soon.
       if (meta.config.mode === "kemari") await this.heartbeatSoon(f.kind === "crash" && f.at === "now" ? 20 : meta.config.heartbeat.intervalMs);
-      return { host };
+      return { hosts };
     });
+  }
+
+  private cutHosts(): HostPlace[] {
+    return this.ctx.storage.sql.exec<{ name: string; region: string | null }>("SELECT name, region FROM partitioned").toArray().map((r) => ({ name: r.name, region: r.region }));
   }
 
   /** What a host holds, for tests and the dashboard. */
@@ -309,13 +334,40 @@ export class GuestSwitch extends DurableObject<Env> {
   private async onPrimary<T>(fn: (host: ReturnType<GuestSwitch["host"]>) => Promise<Outcome<T>>): Promise<T> {
     await this.failing;
     let meta = this.current();
-    let r = await fn(this.host(meta.primary));
-    if (!r.ok && r.code === "lost" && meta.config.mode === "kemari") {
-      await this.failover(`the primary ${meta.primary.name} lost the guest`);
-      meta = this.current();
-      r = await fn(this.host(meta.primary));
+    let r = await this.call(meta, fn);
+    if (!r.ok && (r.code === "lost" || r.code === "unavailable") && meta.config.mode === "kemari") {
+      if (r.code === "lost") await this.failover(`the primary ${meta.primary.name} lost the guest`);
+      else await this.alarm(); // a heartbeat now: it fails over if the primary is gone
+      if (this.current().generation !== meta.generation) {
+        meta = this.current();
+        r = await this.call(meta, fn);
+      }
     }
     return unwrap(r);
+  }
+
+  /** One call to the primary; a host that dies during it answers "unavailable". */
+  private async call<T>(meta: SwitchMeta, fn: (host: ReturnType<GuestSwitch["host"]>) => Promise<Outcome<T>>): Promise<Outcome<T>> {
+    try {
+      return await fn(this.host(meta.primary));
+    } catch (e) {
+      return { ok: false, code: "unavailable", detail: `the primary failed during the call (${String(e)}); retry` };
+    }
+  }
+
+  /**
+   * Pause and resume record the operator's intent first, and a takeover
+   * applies it. So when such a call fails because the guest moved to a new
+   * primary during it, the request has still done what was asked.
+   */
+  private async withIntent(paused: boolean, fn: (host: ReturnType<GuestSwitch["host"]>) => Promise<Outcome<HostStatus>>): Promise<void> {
+    this.setPaused(paused);
+    const generation = this.meta?.generation;
+    try {
+      await this.onPrimary(fn);
+    } catch (e) {
+      if (!(e instanceof GuestError) || this.meta?.generation === generation) throw e;
+    }
   }
 
   private setPaused(paused: boolean): void {
@@ -355,16 +407,14 @@ export class GuestSwitch extends DurableObject<Env> {
 
   pause(): Promise<Outcome<GuestStatus>> {
     return outcome(async () => {
-      await this.onPrimary((h) => h.pause());
-      this.setPaused(true);
+      await this.withIntent(true, (h) => h.pause());
       return this.describe();
     });
   }
 
   resume(): Promise<Outcome<GuestStatus>> {
     return outcome(async () => {
-      await this.onPrimary((h) => h.resume());
-      this.setPaused(false);
+      await this.withIntent(false, (h) => h.resume());
       return this.describe();
     });
   }

@@ -134,8 +134,8 @@ export function createApp(): Hono<App> {
   app.post("/api/guests/:id/faults", json, async (c) => {
     const id = guestId(c);
     const fault = validate(FaultRequest, await jsonBody(c), "body");
-    const { host } = unwrap(await switchOf(c, id).fault(fault));
-    return c.json({ ...fault, host }, 202);
+    const { hosts } = unwrap(await switchOf(c, id).fault(fault));
+    return c.json({ ...fault, hosts }, 202);
   });
 
   app.get("/api/guests/:id/console", async (c) => {

@@ -73,6 +73,7 @@ export class PageHistory {
 
   /** Remember `data` (copied) as the version of `page` the secondary now holds. */
   set(page: number, data: Uint8Array): void {
+    if (this.capacity <= 0) return; // remembers nothing (delta compression off)
     const copy = this.pages.get(page);
     if (copy) {
       copy.set(data);

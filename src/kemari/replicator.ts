@@ -103,17 +103,24 @@ export class Replicator {
     }
     const frames = this.split({ seq, generation: this.generation, full, memoryPages: mem.pages, diskSectors: opts.diskSectors }, entries, captureMachine(m), opts.minFrames ?? 1);
     let sentBytes = 0;
+    let commitSent = false;
     try {
       await opts.at?.("before-transfer");
       for (let i = 0; i < frames.length; i++) {
         if (i === 1) await opts.at?.("mid-transfer");
         const bytes = encodeFrame(frames[i]);
         sentBytes += bytes.length;
+        commitSent = i === frames.length - 1;
         const reply = await this.link.send(bytes);
         if (!reply.ok) throw new SyncRefused(reply.code, reply.reason);
       }
     } catch (e) {
       mem.markDirty(pages);
+      // The commit frame went out and no answer came back: the secondary may or
+      // may not hold this checkpoint. A retry under the same seq would be taken
+      // for a re-send and dropped, and deltas would have no certain base, so
+      // start again with a full checkpoint (as after "out-of-order").
+      if (commitSent && !(e instanceof SyncRefused)) this.seq = 0;
       throw e;
     }
     this.seq = seq;
