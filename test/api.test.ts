@@ -234,3 +234,45 @@ describe("controlling a guest", () => {
     await problemOf(await call("POST", `/api/guests/${g.id}/inbound`, { raw: new Uint8Array(4097) }), 413);
   });
 });
+
+describe("faults", () => {
+  it("accepts a fault and says which host it hit", async () => {
+    const g = await createGuest({ asm: SPIN }, { paused: true });
+    const res = await call("POST", `/api/guests/${g.id}/faults`, { body: { target: "secondary", kind: "crash", at: "after-ack" } });
+    const body = await json<{ target: string; kind: string; at: string; hosts: { name: string }[] }>(res, 202);
+    expect(body).toMatchObject({ target: "secondary", kind: "crash", at: "after-ack" });
+    expect(body.hosts.map((h) => h.name)).toEqual([g.hosts.secondary!.name]);
+    const now = await json<{ at: string }>(await call("POST", `/api/guests/${g.id}/faults`, { body: { target: "primary", kind: "partition" } }), 202);
+    expect(now.at).toBe("now");
+    const healed = await json<{ hosts: { name: string }[] }>(await call("POST", `/api/guests/${g.id}/faults`, { body: { target: "primary", kind: "heal" } }), 202);
+    expect(healed.hosts.map((h) => h.name)).toEqual([g.hosts.primary.name]);
+  });
+
+  it.each([
+    [{ target: "tertiary", kind: "crash" }, "target"],
+    [{ target: "primary", kind: "explode" }, "kind"],
+    [{ target: "primary", kind: "crash", at: "sometime" }, "at"],
+    [{ target: "primary", kind: "partition", at: "mid-transfer" }, "at"],
+    [{ kind: "crash" }, "target"],
+    [{ target: "primary", kind: "crash", extra: 1 }, "body"],
+  ])("refuses %j, naming %s", async (body, field) => {
+    const g = await createGuest({ asm: SPIN }, { paused: true });
+    const p = await problemOf(await call("POST", `/api/guests/${g.id}/faults`, { body }), 400);
+    expect(p.field).toBe(field);
+    expect((await status(g.id)).generation).toBe(0);
+  });
+
+  it("refuses a secondary fault on an unprotected guest", async () => {
+    const g = await createGuest({ asm: SPIN }, { mode: "none" });
+    const p = await problemOf(await call("POST", `/api/guests/${g.id}/faults`, { body: { target: "secondary", kind: "crash" } }), 409);
+    expect(p.field).toBe("target");
+    await problemOf(await call("POST", "/api/guests/g-000000000000/faults", { body: { target: "primary", kind: "crash" } }), 404);
+  });
+
+  it("reports a guest in mode none as lost when its host crashes", async () => {
+    const g = await createGuest({ asm: SPIN }, { mode: "none" });
+    await json(await call("POST", `/api/guests/${g.id}/faults`, { body: { target: "primary", kind: "crash" } }), 202);
+    const s = await waitFor(g.id, (x) => x.state === "crashed");
+    expect(s.crash!.reason).toMatch(/lost/);
+  });
+});

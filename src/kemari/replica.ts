@@ -78,6 +78,8 @@ export class Replica {
       }
       if (frame.seq !== this.seq + 1) return this.refuse("out-of-order", `checkpoint ${frame.seq} after ${this.seq}`);
     }
+    // A new first part starts the checkpoint over: whatever was staged was torn.
+    if (frame.part === 0) this.staged = [];
     const first = this.staged[0];
     if (frame.part !== this.staged.length || (first && (first.seq !== frame.seq || first.full !== frame.full))) {
       return this.refuse("out-of-order", `part ${frame.part} of checkpoint ${frame.seq} does not follow what was staged`);
