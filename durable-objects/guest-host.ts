@@ -30,6 +30,7 @@ import { Replica } from "../src/kemari/replica.ts";
 import { Replicator, SyncRefused, type SyncReply, type SyncStats, type SyncStep } from "../src/kemari/replicator.ts";
 import { restoreMachine } from "../src/kemari/state.ts";
 import { SqlDisk } from "./sql-disk.ts";
+import { MAX_LISTED_PAGES, event, type StreamEvent } from "../src/events/messages.ts";
 import type { RecordReply, SecondaryReply } from "./guest-switch.ts";
 import { SqlReplicaStore } from "./replica-store.ts";
 
@@ -77,6 +78,9 @@ export class GuestHost extends DurableObject<Env> {
   private replicaStore: SqlReplicaStore;
   private partitioned = false;
   private armed: FaultStep | null = null;
+  /** Events for the switch's live stream, sent in batches off the sync path. */
+  private outbox: StreamEvent[] = [];
+  private flushing: ReturnType<typeof setTimeout> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -170,6 +174,51 @@ export class GuestHost extends DurableObject<Env> {
     });
     this.lastPauseMs = Date.now() - t0;
     this.lastSync = stats;
+    this.outbox.push(
+      event({
+        type: "sync",
+        generation: r.generation,
+        seq: stats.seq,
+        full: stats.full,
+        pages: stats.pages,
+        sent: stats.sentPages.slice(0, MAX_LISTED_PAGES),
+        bytes: stats.sentBytes,
+        dirtyBytes: stats.dirtyBytes,
+        deltaSaved: stats.deltaSaved,
+        pauseMs: this.lastPauseMs,
+      }),
+    );
+    this.changed();
+  }
+
+  /** Something a dashboard would show has changed: send the stream a batch soon (at most 10 a second). */
+  private changed(): void {
+    if (this.flushing || this.meta?.role !== "primary") return;
+    this.flushing = setTimeout(() => {
+      this.flushing = null;
+      void this.flush();
+    }, 100);
+  }
+
+  private async flush(): Promise<void> {
+    const r = this.runner;
+    const meta = this.meta;
+    if (!r || !meta || meta.role !== "primary") return;
+    const events = this.outbox.splice(0, 500);
+    const dirty = r.memory.dirtyPages();
+    events.push(
+      event({
+        type: "guest",
+        generation: meta.generation,
+        state: r.state,
+        pc: r.machine.cpu.pc,
+        instructions: r.machine.cpu.instret,
+        devices: r.devices(),
+        dirty: Array.from(dirty.subarray(0, MAX_LISTED_PAGES)),
+      }),
+    );
+    this.outbox = [];
+    await this.net<void>(() => this.switchStub().publish(meta.generation, events)).catch(() => undefined);
   }
 
   /**
@@ -396,6 +445,12 @@ export class GuestHost extends DurableObject<Env> {
     return outcome(() => this.snapshot());
   }
 
+  /** Control changed the guest (pause, resume, step, a packet): let the stream know. */
+  private touched<T>(v: T): T {
+    this.changed();
+    return v;
+  }
+
   private snapshot(): HostStatus {
     if (!this.runner) {
       if (!this.meta) throw new GuestError("not-found", "no guest on this host");
@@ -433,7 +488,7 @@ export class GuestHost extends DurableObject<Env> {
       bytesSent: r?.totals.sentBytes ?? 0,
       deltaSaved: r?.totals.deltaSaved ?? 0,
       lastPauseMs: this.lastPauseMs,
-      last: this.lastSync,
+      last: this.lastSync ? { ...this.lastSync, sentPages: this.lastSync.sentPages.slice(0, 64) } : null,
     };
   }
 
@@ -456,7 +511,7 @@ export class GuestHost extends DurableObject<Env> {
       await r.exclusive(async () => {
         if (!r.machine.pause() && r.state !== "paused") throw new GuestError("conflict", `cannot pause a guest that is ${r.state}`);
       });
-      return this.snapshot();
+      return this.touched(this.snapshot());
     });
   }
 
@@ -467,7 +522,7 @@ export class GuestHost extends DurableObject<Env> {
         throw new GuestError("conflict", `cannot resume a guest that is ${r.state}`);
       }
       await this.schedule();
-      return this.snapshot();
+      return this.touched(this.snapshot());
     });
   }
 
@@ -478,7 +533,7 @@ export class GuestHost extends DurableObject<Env> {
         throw new GuestError("conflict", `only a paused guest can be stepped; this one is ${r.state}`);
       }
       await this.drive(() => r.step(instructions));
-      return this.snapshot();
+      return this.touched(this.snapshot());
     });
   }
 
@@ -555,6 +610,7 @@ export class GuestHost extends DurableObject<Env> {
     try {
       for (let i = 0; i < SLICES_PER_ALARM && r.machine.runnable && this.runner === r && this.meta?.role === "primary"; i++) {
         await this.drive(() => r.runSlice(SLICE_INSTRUCTIONS));
+        this.changed();
         await yieldToRequests();
       }
     } finally {

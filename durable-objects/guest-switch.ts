@@ -22,6 +22,9 @@ import type { GuestConfig } from "../src/host/guest-config.ts";
 import type { FailoverRecord, GuestStatus, HostPlace, HostStatus, Protection } from "../src/host/status.ts";
 import type { Fault } from "../src/kemari/faults.ts";
 import type { PingReply } from "./guest-host.ts";
+import { tokensEqual } from "../src/api/auth.ts";
+import { encodeBase64 } from "../src/image/load.ts";
+import { Timeline, encodeMessage, event, type StreamEvent } from "../src/events/messages.ts";
 import { pickSecondaryRegion, type Region } from "../src/kemari/placement.ts";
 
 interface SwitchMeta {
@@ -58,6 +61,8 @@ export class GuestSwitch extends DurableObject<Env> {
   /** One failover at a time. */
   private failing: Promise<void> | null = null;
   private lastHost: HostStatus | null = null;
+  /** The recent events, for dashboards that join late. */
+  private readonly timeline = new Timeline();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -129,16 +134,22 @@ export class GuestSwitch extends DurableObject<Env> {
       return { ok: false, reason: `generation ${generation} is superseded by ${meta?.generation ?? "none"}` };
     }
     const sql = this.ctx.storage.sql;
+    const fresh: StreamEvent[] = [];
     this.ctx.storage.transactionSync(() => {
       for (const o of outputs) {
         if (o.device === "console") {
           const cur = sql.exec("INSERT OR IGNORE INTO console (idx, offset, data) VALUES (?, ?, ?)", o.index, this.consoleBytes, o.data);
-          if (cur.rowsWritten > 0) this.consoleBytes += o.data.length;
+          if (cur.rowsWritten > 0) {
+            this.consoleBytes += o.data.length;
+            fresh.push(event({ type: "output", device: "console", index: o.index, bytes: o.data.length, text: new TextDecoder().decode(o.data) }));
+          }
         } else {
-          sql.exec("INSERT OR IGNORE INTO packets (idx, data) VALUES (?, ?)", o.index, o.data);
+          const cur = sql.exec("INSERT OR IGNORE INTO packets (idx, data) VALUES (?, ?)", o.index, o.data);
+          if (cur.rowsWritten > 0) fresh.push(event({ type: "output", device: "net", index: o.index, bytes: o.data.length, data: encodeBase64(o.data.subarray(0, 256)) }));
         }
       }
     });
+    this.broadcast(fresh);
     return { ok: true };
   }
 
@@ -166,6 +177,7 @@ export class GuestSwitch extends DurableObject<Env> {
     const meta = this.meta;
     if (!meta || generation !== meta.generation || meta.secondary?.name !== secondary.name) return;
     this.save({ ...meta, protection: "protected" });
+    this.broadcast([event({ type: "protected", generation, secondary })]);
   }
 
   /** A primary that restarted without its memory reports itself. */
@@ -197,6 +209,7 @@ export class GuestSwitch extends DurableObject<Env> {
     // The decision, made durable before anyone is told: from here on the old
     // primary's outputs are refused. takeoverMs is filled in once it is done.
     const record: FailoverRecord = { generation, reason, from, to, at, takeoverMs: -1 };
+    this.broadcast([event({ type: "failure", host: from, reason })]);
     const failovers = [...meta.failovers, record].slice(-MAX_FAILOVER_RECORDS);
     this.save({ ...meta, generation, primary: to, secondary: null, protection: "failing-over", failovers });
     const promoted = await this.host(to).promote(generation, meta.paused).catch((e: unknown) => ({ ok: false as const, detail: String(e) }));
@@ -206,6 +219,7 @@ export class GuestSwitch extends DurableObject<Env> {
       return;
     }
     record.takeoverMs = promoted.value.takeoverMs;
+    this.broadcast([event({ type: "takeover", generation, from, to, takeoverMs: record.takeoverMs })]);
     // The new primary is re-protecting already (it may even have finished).
     const protection = now.protection === "failing-over" ? "reprotecting" : now.protection;
     this.save({ ...now, protection, failovers: now.failovers.map((f) => (f.generation === generation ? record : f)) });
@@ -265,6 +279,7 @@ export class GuestSwitch extends DurableObject<Env> {
         hosts = [host];
         if (f.kind === "partition") this.ctx.storage.sql.exec("INSERT OR REPLACE INTO partitioned (name, region) VALUES (?, ?)", host.name, host.region);
       }
+      this.broadcast([event({ type: "fault", target: f.target, kind: f.kind, at: f.at, hosts })]);
       for (const h of hosts) unwrap(await this.host(h).fault(f.kind, f.at));
       // A crash now is noticed at the next heartbeat; make that soon.
       if (meta.config.mode === "kemari") await this.heartbeatSoon(f.kind === "crash" && f.at === "now" ? 20 : meta.config.heartbeat.intervalMs);
@@ -281,6 +296,71 @@ export class GuestSwitch extends DurableObject<Env> {
     const meta = this.current();
     const place = target === "primary" ? meta.primary : meta.secondary;
     return place ? { place, detail: await this.host(place).replicaStatus() } : null;
+  }
+
+  // ---- The live event stream (src/events/messages.ts) ----
+
+  /** Events from the primary of `generation` (syncs, the guest's state), batched. */
+  publish(generation: number, events: StreamEvent[]): void {
+    if (!this.meta || generation !== this.meta.generation) return;
+    this.broadcast(events);
+  }
+
+  private broadcast(events: StreamEvent[]): void {
+    if (events.length === 0) return;
+    for (const e of events) this.timeline.push(e);
+    const sockets = this.ctx.getWebSockets().filter(isAuthed);
+    if (sockets.length === 0) return;
+    const messages = events.map(encodeMessage);
+    for (const ws of sockets) {
+      try {
+        for (const m of messages) ws.send(m);
+      } catch {
+        // A socket that is closing; its close handler tidies up.
+      }
+    }
+  }
+
+  /** A dashboard connects: accept the WebSocket (hibernatable) and wait for its token. */
+  override async fetch(request: Request): Promise<Response> {
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") return new Response("expected a WebSocket upgrade", { status: 426 });
+    const pair = new WebSocketPair();
+    this.ctx.acceptWebSocket(pair[1]);
+    return new Response(null, { status: 101, webSocket: pair[0] });
+  }
+
+  override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (isAuthed(ws)) return; // the stream is one-way after auth
+    let token = "";
+    try {
+      const m = JSON.parse(typeof message === "string" ? message : new TextDecoder().decode(message)) as { type?: string; token?: unknown };
+      if (m.type === "auth" && typeof m.token === "string") token = m.token;
+    } catch {
+      // not JSON: treated as a missing token
+    }
+    const expected = this.env.API_TOKEN;
+    if (!expected || !(await tokensEqual(token, expected))) {
+      ws.close(4401, "unauthorized");
+      return;
+    }
+    let status: GuestStatus;
+    try {
+      status = await this.describe();
+    } catch (e) {
+      ws.close(4404, e instanceof GuestError ? e.detail : "no such guest");
+      return;
+    }
+    ws.send(encodeMessage(this.timeline.snapshot(status)));
+    // From now on it gets every event (the attachment survives hibernation).
+    ws.serializeAttachment({ authed: true });
+  }
+
+  override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
+    try {
+      ws.close(code === 1005 ? 1000 : code, "bye");
+    } catch {
+      // already closed
+    }
   }
 
   // ---- The outside world ----
@@ -451,6 +531,10 @@ export class GuestSwitch extends DurableObject<Env> {
       await this.ctx.storage.deleteAll();
     });
   }
+}
+
+function isAuthed(ws: WebSocket): boolean {
+  return (ws.deserializeAttachment() as { authed?: boolean } | null)?.authed === true;
 }
 
 function notFound(): GuestError {

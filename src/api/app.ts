@@ -14,6 +14,7 @@ import { ImageError } from "../image/image.ts";
 import { buildImage, encodeBase64 } from "../image/load.ts";
 import { PAGE_SIZE } from "../guest/memory.ts";
 import { requireToken } from "./auth.ts";
+import { EXAMPLES } from "./examples.ts";
 import { openApiDocument } from "./openapi.ts";
 import { problem } from "./problem.ts";
 import { CreateGuest, DiskQuery, FaultRequest, FromQuery, GuestId, LIMITS, MemoryQuery, Step } from "./schemas.ts";
@@ -70,7 +71,17 @@ export function createApp(): Hono<App> {
   const app = new Hono<App>();
 
   app.get("/api/openapi.json", (c) => c.json(openApiDocument()));
+  // The live event stream: a browser cannot set an Authorization header on a
+  // WebSocket, so the token comes as the socket's first message (see src/events/messages.ts).
+  app.get("/api/guests/:id/events", async (c) => {
+    const id = guestId(c);
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return problem(426, "this is a WebSocket endpoint (Upgrade: websocket)");
+    return switchOf(c, id).fetch(c.req.raw);
+  });
+
   app.use("/api/*", requireToken());
+
+  app.get("/api/examples", (c) => c.json({ examples: EXAMPLES }));
 
   app.post("/api/guests", bodyLimit({ maxSize: LIMITS.createBodyBytes, onError: tooLarge(LIMITS.createBodyBytes) }), async (c) => {
     const body = validate(CreateGuest, await jsonBody(c), "body");

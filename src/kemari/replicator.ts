@@ -48,6 +48,8 @@ export interface SyncStats {
   /** Bytes delta compression saved against sending changed pages whole. */
   deltaSaved: number;
   frames: number;
+  /** The page numbers sent, ascending. */
+  sentPages: number[];
 }
 
 export class SyncRefused extends Error {
@@ -126,7 +128,16 @@ export class Replicator {
     this.seq = seq;
     if (full) this.history.clear();
     for (const [p, copy] of sent) this.history.set(p, copy);
-    const stats: SyncStats = { seq, full, pages: pages.length, dirtyBytes: pages.length * PAGE_SIZE, sentBytes, deltaSaved, frames: frames.length };
+    const stats: SyncStats = {
+      seq,
+      full,
+      pages: pages.length,
+      dirtyBytes: pages.length * PAGE_SIZE,
+      sentBytes,
+      deltaSaved,
+      frames: frames.length,
+      sentPages: Array.from(pages.subarray(0, 1024)),
+    };
     this.totals.syncs++;
     this.totals.pages += stats.pages;
     this.totals.dirtyBytes += stats.dirtyBytes;
