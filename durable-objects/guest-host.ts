@@ -129,12 +129,12 @@ export class GuestHost extends DurableObject<Env> {
     });
   }
 
-  private newRunner(config: GuestConfig): GuestRunner {
+  private newRunner(config: GuestConfig, memory?: Uint8Array): GuestRunner {
     const sw = this.switchStub();
     this.disk = new SqlDisk(this.ctx.storage, config.diskSectors);
     const kemari = config.mode === "kemari";
     const disk = kemari ? new MirroredDisk(this.disk, (s, d) => this.mirrorWrite(s, d)) : this.disk;
-    const runner = new GuestRunner(config.memoryPages, disk, (outputs: Output[]) => this.releaseOutputs(sw, outputs));
+    const runner = new GuestRunner(config.memoryPages, disk, (outputs: Output[]) => this.releaseOutputs(sw, outputs), undefined, memory);
     if (kemari) {
       runner.tap = () => this.replicate(async (r) => this.sync(r));
       runner.afterEvent = async () => this.at("after-release");
@@ -372,7 +372,8 @@ export class GuestHost extends DurableObject<Env> {
       const replica = this.ensureReplica();
       if (!replica.meta || !replica.memory) throw new GuestError("lost", "the secondary never received a full checkpoint");
       this.save({ ...meta, role: "primary", generation });
-      const runner = this.newRunner(meta.config);
+      // The replica's memory becomes the guest's (no copy of up to 64 MiB).
+      const runner = this.newRunner(meta.config, replica.memory);
       restoreMachine(runner.machine, replica.meta.machine, replica.memory);
       // Paused or not is the operator's say (kept by the witness), not the checkpoint's.
       if (paused) runner.machine.pause();
@@ -429,6 +430,68 @@ export class GuestHost extends DurableObject<Env> {
     // Like a power cut: the object's memory is gone; only storage survives.
     this.ctx.abort(`injected crash at ${step}`);
     throw new Error("unreachable after abort");
+  }
+
+  // ---- Measurement hooks for `npm run bench` (no API route reaches them) ----
+
+  /**
+   * Time `syncs` synchronisations of a paused guest, each after dirtying
+   * `pages` pages: rewriting them whole with random bytes, or changing one
+   * word in each (where delta compression shines).
+   */
+  benchSync(syncs: number, pages: number, change: "rewrite" | "word"): Promise<{ ms: number; bytesSent: number; bytesDirtied: number; deltaSaved: number }> {
+    const r = this.guest();
+    return r.exclusive(async () => {
+      await this.replicate(async () => {});
+      const rep = this.replicator!;
+      const mem = r.memory;
+      const first = mem.pages - pages;
+      const pool = Array.from({ length: 8 }, () => crypto.getRandomValues(new Uint8Array(4096)));
+      const before = { ...rep.totals };
+      const t0 = Date.now();
+      for (let i = 0; i < syncs; i++) {
+        for (let p = 0; p < pages; p++) {
+          const addr = (first + p) * 4096;
+          if (change === "rewrite") mem.write(addr, pool[(i + p) % pool.length]);
+          else mem.writeU32(addr + ((i * 4) % 4096), i + 1);
+        }
+        await this.sync(rep);
+      }
+      const ms = Date.now() - t0;
+      return {
+        ms,
+        bytesSent: rep.totals.sentBytes - before.sentBytes,
+        bytesDirtied: rep.totals.dirtyBytes - before.dirtyBytes,
+        deltaSaved: rep.totals.deltaSaved - before.deltaSaved,
+      };
+    });
+  }
+
+  /** The floor a sync is compared with: an RPC to the secondary carrying `bytes`, which it writes to storage. */
+  async benchFloor(rounds: number, pages: number): Promise<{ ms: number; emptyMs: number }> {
+    const stub = this.hostStub(this.secondary!);
+    // Page data plus a small header, like a checkpoint frame (SQLite does not compress, so content does not matter).
+    const payload = new Uint8Array(pages * 4096 + 64).map((_, i) => (i * 31) & 0xff);
+    let t0 = Date.now();
+    for (let i = 0; i < rounds; i++) await stub.benchNothing();
+    const emptyMs = Date.now() - t0;
+    t0 = Date.now();
+    for (let i = 0; i < rounds; i++) await stub.benchWrite(payload, pages);
+    return { ms: Date.now() - t0, emptyMs };
+  }
+
+  benchNothing(): number {
+    return 0;
+  }
+
+  /** Write `pages` pages of `payload` as rows, in one transaction: the storage half of the floor. */
+  benchWrite(payload: Uint8Array, pages: number): number {
+    const sql = this.ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS bench_pages (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)");
+    this.ctx.storage.transactionSync(() => {
+      for (let p = 0; p < pages; p++) sql.exec("INSERT OR REPLACE INTO bench_pages (idx, data) VALUES (?, ?)", p, payload.subarray(p * 4096, (p + 1) * 4096));
+    });
+    return pages;
   }
 
   // ---- The guest, as the switch and the API see it ----

@@ -212,13 +212,15 @@ export class GuestSwitch extends DurableObject<Env> {
     this.broadcast([event({ type: "failure", host: from, reason })]);
     const failovers = [...meta.failovers, record].slice(-MAX_FAILOVER_RECORDS);
     this.save({ ...meta, generation, primary: to, secondary: null, protection: "failing-over", failovers });
+    const t0 = Date.now();
     const promoted = await this.host(to).promote(generation, meta.paused).catch((e: unknown) => ({ ok: false as const, detail: String(e) }));
     const now = this.meta!;
     if (!promoted.ok) {
       this.save({ ...now, lost: `${reason}; the secondary could not take over: ${promoted.detail}` });
       return;
     }
-    record.takeoverMs = promoted.value.takeoverMs;
+    // From the decision to the new primary's answer that the guest runs: the RPC included.
+    record.takeoverMs = Date.now() - t0;
     this.broadcast([event({ type: "takeover", generation, from, to, takeoverMs: record.takeoverMs })]);
     // The new primary is re-protecting already (it may even have finished).
     const protection = now.protection === "failing-over" ? "reprotecting" : now.protection;

@@ -5,6 +5,7 @@
 // The interpreter runs in Node's V8 here (workerd's clocks are coarse by
 // design); both bundles are built from the same sources with esbuild.
 import { build } from "esbuild";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -54,4 +55,19 @@ row("with a sync every 1M instructions", `${fmt(c.mips)} M instr/s`, `${fmt(a.mi
 for (const pages of [1, 64, 1024]) {
   const us = tracked.dirtySetCost(pages);
   row(`read+clear dirty set, ${pages} of 16384 pages`, `${fmt(us, 2)} us`, `${fmt(us / pages, 3)}`, "us per dirty page (O(dirty), not O(memory))");
+}
+
+// The Kemari figures need Durable Objects: they run inside workerd, like the tests.
+console.log("");
+const kemari = spawnSync(process.execPath, [join(root, "node_modules/vitest/vitest.mjs"), "run", "--config", "vitest.bench.config.ts", "--silent=false"], {
+  cwd: root,
+  stdio: ["ignore", "pipe", "inherit"],
+  env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+});
+const text = kemari.stdout.toString();
+const table = text.slice(text.indexOf("Kemari synchronisation"));
+console.log(table.slice(0, table.indexOf("\n\n") > 0 ? table.indexOf("\n\n") : undefined));
+if (kemari.status !== 0) {
+  console.error(text);
+  process.exit(kemari.status ?? 1);
 }

@@ -58,8 +58,9 @@ export class Machine {
   constructor(
     pages: number,
     private readonly env: MachineEnv = defaultEnv,
+    bytes?: Uint8Array,
   ) {
-    this.memory = new Memory(pages);
+    this.memory = new Memory(pages, bytes);
     this.cpu = new Cpu(this.memory, { now: () => env.now() });
   }
 

@@ -35,14 +35,16 @@ export class Memory {
   private readonly dirtyList: Int32Array;
   private dirtyCount = 0;
 
-  constructor(pages: number) {
+  /** `bytes`, if given, becomes the memory itself (no copy): a takeover adopts its replica this way. */
+  constructor(pages: number, bytes?: Uint8Array) {
     if (!Number.isInteger(pages) || pages < MIN_PAGES || pages > MAX_PAGES) {
       throw new RangeError(`memory must be ${MIN_PAGES}..${MAX_PAGES} pages, got ${pages}`);
     }
     this.pages = pages;
     this.size = pages * PAGE_SIZE;
-    this.bytes = new Uint8Array(this.size);
-    this.view = new DataView(this.bytes.buffer);
+    if (bytes && bytes.length !== this.size) throw new RangeError(`memory of ${pages} pages needs ${this.size} bytes, got ${bytes.length}`);
+    this.bytes = bytes ?? new Uint8Array(this.size);
+    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
     this.storeFlags = new Uint8Array(pages).fill(FLAG_CLEAN);
     this.codeCache = new Array<Int32Array | undefined>(pages);
     this.dirtyList = new Int32Array(pages);

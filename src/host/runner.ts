@@ -55,8 +55,10 @@ export class GuestRunner implements DeviceHost {
     readonly disk: Disk,
     private readonly sink: (outputs: Output[]) => Promise<void>,
     env?: MachineEnv,
+    /** Guest memory to adopt (a takeover's replica), instead of fresh zeroed memory. */
+    bytes?: Uint8Array,
   ) {
-    this.machine = new Machine(pages, env);
+    this.machine = new Machine(pages, env, bytes);
     this.machine.onConnect = (b) => this.attach(b);
   }
 

@@ -8,8 +8,48 @@
  */
 const MAX_RUN = 0xffff;
 
-/** Encode `next` against `prev` (same length). Returns null when the delta would not be smaller than the page. */
+/**
+ * Encode `next` against `prev` (same length). Returns null as soon as the
+ * delta could not be smaller than the page: a page rewritten whole costs one
+ * pass and no output. Runs are found a 32-bit word at a time.
+ */
 export function encodeDelta(prev: Uint8Array, next: Uint8Array): Uint8Array | null {
+  const n = next.length;
+  if ((n & 3) !== 0 || (prev.byteOffset & 3) !== 0 || (next.byteOffset & 3) !== 0) return encodeBytes(prev, next);
+  const pw = new Int32Array(prev.buffer, prev.byteOffset, n >> 2);
+  const nw = new Int32Array(next.buffer, next.byteOffset, n >> 2);
+  const words = n >> 2;
+  const out = new Uint8Array(n);
+  let o = 0;
+  let i = 0;
+  while (i < words) {
+    let z = i;
+    while (z < words && pw[z] === nw[z] && z - i < MAX_RUN >> 2) z++;
+    if (z === words) break;
+    let l = z;
+    // A literal ends at the first run of 2+ equal words: a shorter run costs more as a new header.
+    while (l < words && l - z < MAX_RUN >> 2) {
+      if (pw[l] !== nw[l]) l++;
+      else if (l + 1 < words && pw[l + 1] === nw[l + 1]) break;
+      else if (l + 1 >= words) break;
+      else l++;
+      if (o + 4 + ((l - z) << 2) >= n) return null;
+    }
+    const zeros = (z - i) << 2;
+    const lit = (l - z) << 2;
+    if (o + 4 + lit >= n) return null;
+    out[o++] = zeros & 0xff;
+    out[o++] = zeros >>> 8;
+    out[o++] = lit & 0xff;
+    out[o++] = lit >>> 8;
+    for (let k = z << 2, e = l << 2; k < e; k++) out[o++] = prev[k] ^ next[k];
+    i = l;
+  }
+  return out.slice(0, o);
+}
+
+/** The same encoding, a byte at a time, for unaligned or odd-sized input. */
+function encodeBytes(prev: Uint8Array, next: Uint8Array): Uint8Array | null {
   const n = next.length;
   const out = new Uint8Array(n);
   let o = 0;
@@ -17,9 +57,8 @@ export function encodeDelta(prev: Uint8Array, next: Uint8Array): Uint8Array | nu
   while (i < n) {
     let z = i;
     while (z < n && prev[z] === next[z] && z - i < MAX_RUN) z++;
-    if (z === n) break; // trailing unchanged bytes need no run
+    if (z === n) break;
     let l = z;
-    // A literal ends at the first run of 4+ equal bytes: a shorter run costs more as a new header.
     while (l < n && l - z < MAX_RUN) {
       if (prev[l] === next[l]) {
         let e = l;

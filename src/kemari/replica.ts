@@ -121,7 +121,7 @@ export class Replica {
           continue;
         }
         if (e.enc === Enc.ZERO) pages.set(e.index, null);
-        else if (e.enc === Enc.RAW) pages.set(e.index, e.data.slice());
+        else if (e.enc === Enc.RAW) pages.set(e.index, e.data); // the frame is ours alone: no copy
         else {
           const prev = pages.has(e.index) ? pages.get(e.index) : base?.subarray(e.index * PAGE_SIZE, (e.index + 1) * PAGE_SIZE);
           if (prev === undefined) throw new CheckpointError(`delta for page ${e.index} with no base version`);

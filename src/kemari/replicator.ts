@@ -92,7 +92,7 @@ export class Replicator {
         if (!full) entries.push({ space: Space.PAGE, index: p, enc: Enc.ZERO, data: EMPTY });
       } else {
         const prev = delta ? this.history.get(p) : undefined;
-        const d = prev ? encodeDelta(prev, copy) : null;
+        const d = prev && worthADelta(prev, copy) ? encodeDelta(prev, copy) : null;
         if (d) {
           deltaSaved += PAGE_SIZE - d.length;
           entries.push({ space: Space.PAGE, index: p, enc: Enc.DELTA, data: d });
@@ -175,6 +175,17 @@ export class Replicator {
 }
 
 const EMPTY = new Uint8Array(0);
+
+/** A glance at 32 words spread over the page: if nearly all changed, the page was rewritten and a delta cannot win. */
+function worthADelta(prev: Uint8Array, next: Uint8Array): boolean {
+  if ((prev.byteOffset & 3) !== 0 || (next.byteOffset & 3) !== 0) return true;
+  const a = new Int32Array(prev.buffer, prev.byteOffset, prev.byteLength >> 2);
+  const b = new Int32Array(next.buffer, next.byteOffset, next.byteLength >> 2);
+  const step = Math.max(1, a.length >> 5);
+  let same = 0;
+  for (let i = 0; i < a.length; i += step) if (a[i] === b[i]) same++;
+  return same >= 4;
+}
 
 function allPages(n: number): Int32Array {
   const a = new Int32Array(n);

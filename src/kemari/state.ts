@@ -24,7 +24,7 @@ export function captureMachine(m: Machine): MachineState {
  */
 export function restoreMachine(m: Machine, state: MachineState, memory: Uint8Array): void {
   if (memory.length !== m.memory.size) throw new RangeError(`replica holds ${memory.length} bytes, the machine ${m.memory.size}`);
-  m.memory.bytes.set(memory);
+  if (memory !== m.memory.bytes) m.memory.bytes.set(memory);
   m.memory.clearDirty();
   m.cpu.regs.fill(0);
   m.cpu.regs.set(state.regs.subarray(1, 32), 1);
