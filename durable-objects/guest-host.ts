@@ -21,7 +21,8 @@ import type { Output } from "../src/devices/backend.ts";
 import type { Env } from "../src/env.ts";
 import type { Image } from "../src/image/image.ts";
 import { GuestError, outcome, type Outcome } from "../src/host/errors.ts";
-import { SLICES_PER_ALARM, SLICE_INSTRUCTIONS, type GuestConfig } from "../src/host/guest-config.ts";
+import { SLICES_PER_ALARM, SLICE_INSTRUCTIONS, isProtected, type GuestConfig } from "../src/host/guest-config.ts";
+import { Epoch, EpochDisk } from "../src/remus/epoch.ts";
 import { GuestRunner } from "../src/host/runner.ts";
 import type { HostPlace, HostStatus, SyncSummary } from "../src/host/status.ts";
 import type { FaultKind, FaultStep } from "../src/kemari/faults.ts";
@@ -80,6 +81,10 @@ export class GuestHost extends DurableObject<Env> {
   private armed: FaultStep | null = null;
   /** Events for the switch's live stream, sent in batches off the sync path. */
   private outbox: StreamEvent[] = [];
+  /** Mode remus: what the current epoch holds back, and the timer that ends it. */
+  private epoch = new Epoch();
+  private epochTimer: ReturnType<typeof setTimeout> | null = null;
+  private epochInstret = -1;
   private flushing: ReturnType<typeof setTimeout> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -132,14 +137,69 @@ export class GuestHost extends DurableObject<Env> {
   private newRunner(config: GuestConfig, memory?: Uint8Array): GuestRunner {
     const sw = this.switchStub();
     this.disk = new SqlDisk(this.ctx.storage, config.diskSectors);
-    const kemari = config.mode === "kemari";
-    const disk = kemari ? new MirroredDisk(this.disk, (s, d) => this.mirrorWrite(s, d)) : this.disk;
-    const runner = new GuestRunner(config.memoryPages, disk, (outputs: Output[]) => this.releaseOutputs(sw, outputs), undefined, memory);
-    if (kemari) {
+    const mode = config.mode;
+    const disk =
+      mode === "kemari" ? new MirroredDisk(this.disk, (s, d) => this.mirrorWrite(s, d))
+      : mode === "remus" ? new EpochDisk(this.disk, () => this.epoch)
+      : this.disk;
+    // Kemari releases outputs once the event that made them is synchronised; Remus holds them
+    // until their epoch's checkpoint is acknowledged; mode none lets them straight out.
+    const sink =
+      mode === "remus"
+        ? async (outputs: Output[]) => {
+            this.epoch.hold(outputs);
+            this.epochSoon();
+          }
+        : (outputs: Output[]) => this.releaseOutputs(sw, outputs);
+    const runner = new GuestRunner(config.memoryPages, disk, sink, undefined, memory);
+    if (mode === "kemari") {
       runner.tap = () => this.replicate(async (r) => this.sync(r));
       runner.afterEvent = async () => this.at("after-release");
     }
     return runner;
+  }
+
+  // ---- Remus: epochs ----
+
+  /** End the current epoch in `epochMs` (if no end is already coming). */
+  private epochSoon(): void {
+    const meta = this.meta;
+    if (this.epochTimer || meta?.role !== "primary" || meta.config.mode !== "remus") return;
+    this.epochTimer = setTimeout(() => {
+      this.epochTimer = null;
+      void this.commitEpoch().catch((e: unknown) => console.error("epoch failed", e));
+    }, meta.config.epochMs);
+  }
+
+  private epochIsOpen(): boolean {
+    const m = this.runner?.machine;
+    return !!m && (m.memory.dirtyPageCount > 0 || !this.epoch.empty || m.cpu.instret !== this.epochInstret);
+  }
+
+  /**
+   * Checkpoint the epoch (memory, CPU, and its disk writes), and once the
+   * secondary acknowledges it, release the outputs it held back. The guest
+   * ran on speculatively all epoch; it is paused only for the checkpoint.
+   */
+  private async commitEpoch(): Promise<void> {
+    const r = this.runner;
+    if (!r || this.meta?.role !== "primary") return;
+    const sw = this.switchStub();
+    await this.drive(() =>
+      r.exclusive(() =>
+        this.replicate(async (rep) => {
+          const m = r.machine;
+          if (!this.epochIsOpen()) return;
+          const epoch = this.epoch;
+          await this.sync(rep, epoch.sectorEntries(), epoch.outputs);
+          this.epoch = new Epoch();
+          this.epochInstret = m.cpu.instret;
+          if (epoch.outputs.length > 0) await this.releaseOutputs(sw, epoch.outputs);
+          this.at("after-release");
+        }),
+      ),
+    );
+    if (this.runner === r && (r.machine.runnable || !this.epoch.empty || r.memory.dirtyPageCount > 0)) this.epochSoon();
   }
 
   private switchStub() {
@@ -163,12 +223,14 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   /** One checkpoint of what changed, to the current secondary. */
-  private async sync(r: Replicator): Promise<void> {
+  private async sync(r: Replicator, sectors?: [number, Uint8Array][], outputs?: Output[]): Promise<void> {
     const runner = this.runner!;
     const t0 = Date.now();
     const stats = await r.sync(runner.machine, {
       diskSectors: this.meta!.config.diskSectors,
-      sectors: r.seq === 0 ? this.disk!.entries() : undefined,
+      // A full checkpoint carries the whole disk; Remus's carry the epoch's writes.
+      sectors: r.seq === 0 ? this.disk!.entries() : sectors,
+      outputs,
       at: (step) => this.at(step),
       minFrames: this.armed === "mid-transfer" ? 2 : 1,
     });
@@ -378,8 +440,12 @@ export class GuestHost extends DurableObject<Env> {
       // Paused or not is the operator's say (kept by the witness), not the checkpoint's.
       if (paused) runner.machine.pause();
       else runner.machine.resume();
+      const held = replica.outputs;
       this.replica = null;
       this.runner = runner;
+      // Remus: the last checkpoint's outputs were held back; its primary may have died before
+      // releasing them. Release them now (the switch keeps each identity once).
+      if (held.length > 0) await this.releaseOutputs(this.switchStub(), held);
       await runner.exclusive(() => runner.reattach());
       await this.schedule();
       const takeoverMs = performance.now() - t0;
@@ -511,6 +577,7 @@ export class GuestHost extends DurableObject<Env> {
   /** Control changed the guest (pause, resume, step, a packet): let the stream know. */
   private touched<T>(v: T): T {
     this.changed();
+    this.epochSoon();
     return v;
   }
 
@@ -519,7 +586,7 @@ export class GuestHost extends DurableObject<Env> {
       if (!this.meta) throw new GuestError("not-found", "no guest on this host");
       // The object restarted: its RAM, and with it the guest, is gone. In mode
       // kemari that is a failure for the witness to act on; in mode none it is the end.
-      if (this.meta.role === "primary" && this.meta.config.mode === "kemari") throw new GuestError("lost", LOST);
+      if (this.meta.role === "primary" && isProtected(this.meta.config.mode)) throw new GuestError("lost", LOST);
       if (this.meta.role !== "primary") throw new GuestError("conflict", `this host is ${this.meta.role}`);
       return lostStatus();
     }
@@ -542,7 +609,7 @@ export class GuestHost extends DurableObject<Env> {
 
   private syncSummary(): SyncSummary | null {
     const r = this.replicator;
-    if (this.meta?.config.mode !== "kemari") return null;
+    if (!this.meta || !isProtected(this.meta.config.mode)) return null;
     return {
       seq: r?.seq ?? 0,
       syncs: r?.totals.syncs ?? 0,
@@ -551,6 +618,8 @@ export class GuestHost extends DurableObject<Env> {
       bytesSent: r?.totals.sentBytes ?? 0,
       deltaSaved: r?.totals.deltaSaved ?? 0,
       lastPauseMs: this.lastPauseMs,
+      heldOutputs: this.epoch.outputs.length,
+      epochOpen: this.meta.config.mode === "remus" && this.epochIsOpen(),
       last: this.lastSync ? { ...this.lastSync, sentPages: this.lastSync.sentPages.slice(0, 64) } : null,
     };
   }
@@ -664,7 +733,7 @@ export class GuestHost extends DurableObject<Env> {
     const r = this.runner;
     if (!r || this.pumping) {
       // Restarted without its memory: tell the witness at once rather than wait for a heartbeat.
-      if (!r && this.meta?.role === "primary" && this.meta.config.mode === "kemari") {
+      if (!r && this.meta?.role === "primary" && isProtected(this.meta.config.mode)) {
         await this.net<void>(() => this.switchStub().primaryLost(this.meta!.generation)).catch(() => undefined);
       }
       return;
@@ -674,6 +743,7 @@ export class GuestHost extends DurableObject<Env> {
       for (let i = 0; i < SLICES_PER_ALARM && r.machine.runnable && this.runner === r && this.meta?.role === "primary"; i++) {
         await this.drive(() => r.runSlice(SLICE_INSTRUCTIONS));
         this.changed();
+        this.epochSoon();
         await yieldToRequests();
       }
     } finally {

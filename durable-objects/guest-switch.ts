@@ -18,7 +18,7 @@ import type { Output } from "../src/devices/backend.ts";
 import type { Env } from "../src/env.ts";
 import type { Image } from "../src/image/image.ts";
 import { GuestError, outcome, unwrap, type Outcome } from "../src/host/errors.ts";
-import type { GuestConfig } from "../src/host/guest-config.ts";
+import { isProtected, type GuestConfig } from "../src/host/guest-config.ts";
 import type { FailoverRecord, GuestStatus, HostPlace, HostStatus, Protection } from "../src/host/status.ts";
 import type { Fault } from "../src/kemari/faults.ts";
 import type { PingReply } from "./guest-host.ts";
@@ -81,7 +81,7 @@ export class GuestSwitch extends DurableObject<Env> {
   create(config: GuestConfig, image: Image, paused = false): Promise<Outcome<GuestStatus>> {
     return outcome(async () => {
       if (this.meta) throw new GuestError("conflict", `guest ${config.id} exists`);
-      const kemari = config.mode === "kemari";
+      const kemari = isProtected(config.mode);
       const primary: HostPlace = { name: `${config.id}/host-0`, region: kemari ? config.regions.primary : null };
       const secondary: HostPlace | null = kemari ? { name: `${config.id}/host-1`, region: config.regions.secondary } : null;
       const meta: SwitchMeta = {
@@ -197,7 +197,7 @@ export class GuestSwitch extends DurableObject<Env> {
 
   private async takeOver(reason: string): Promise<void> {
     const meta = this.meta;
-    if (!meta || meta.lost || meta.config.mode !== "kemari") return;
+    if (!meta || meta.lost || !isProtected(meta.config.mode)) return;
     if (!meta.secondary || meta.protection !== "protected") {
       this.save({ ...meta, lost: `${reason}, and no secondary held a complete copy` });
       return;
@@ -232,7 +232,7 @@ export class GuestSwitch extends DurableObject<Env> {
   /** Heartbeat: ping the primary; a lost one fails over at once, a silent one after the timeout. */
   override async alarm(): Promise<void> {
     const meta = this.meta;
-    if (!meta || meta.lost || meta.config.mode !== "kemari") return;
+    if (!meta || meta.lost || !isProtected(meta.config.mode)) return;
     const { intervalMs, timeoutMs } = meta.config.heartbeat;
     if (!this.failing) {
       const reply = await withTimeout<PingReply>(this.host(meta.primary).ping(meta.generation), Math.min(timeoutMs, 1000)).catch(
@@ -267,7 +267,7 @@ export class GuestSwitch extends DurableObject<Env> {
   fault(f: Fault): Promise<Outcome<{ hosts: HostPlace[] }>> {
     return outcome(async () => {
       const meta = this.current();
-      if (meta.config.mode !== "kemari" && (f.target === "secondary" || f.kind !== "crash")) {
+      if (!isProtected(meta.config.mode) && (f.target === "secondary" || f.kind !== "crash")) {
         throw new GuestError("conflict", "a guest in mode none has no secondary and no links to cut", "target");
       }
       const cut = this.cutHosts();
@@ -284,7 +284,7 @@ export class GuestSwitch extends DurableObject<Env> {
       this.broadcast([event({ type: "fault", target: f.target, kind: f.kind, at: f.at, hosts })]);
       for (const h of hosts) unwrap(await this.host(h).fault(f.kind, f.at));
       // A crash now is noticed at the next heartbeat; make that soon.
-      if (meta.config.mode === "kemari") await this.heartbeatSoon(f.kind === "crash" && f.at === "now" ? 20 : meta.config.heartbeat.intervalMs);
+      if (isProtected(meta.config.mode)) await this.heartbeatSoon(f.kind === "crash" && f.at === "now" ? 20 : meta.config.heartbeat.intervalMs);
       return { hosts };
     });
   }
@@ -417,7 +417,7 @@ export class GuestSwitch extends DurableObject<Env> {
     await this.failing;
     let meta = this.current();
     let r = await this.call(meta, fn);
-    if (!r.ok && (r.code === "lost" || r.code === "unavailable") && meta.config.mode === "kemari") {
+    if (!r.ok && (r.code === "lost" || r.code === "unavailable") && isProtected(meta.config.mode)) {
       if (r.code === "lost") await this.failover(`the primary ${meta.primary.name} lost the guest`);
       else await this.alarm(); // a heartbeat now: it fails over if the primary is gone
       if (this.current().generation !== meta.generation) {
@@ -476,7 +476,8 @@ export class GuestSwitch extends DurableObject<Env> {
       generation: meta.generation,
       protection: meta.protection,
       hosts: { primary: meta.primary, secondary: meta.secondary },
-      heartbeat: meta.config.mode === "kemari" ? meta.config.heartbeat : null,
+      heartbeat: isProtected(meta.config.mode) ? meta.config.heartbeat : null,
+      epochMs: meta.config.mode === "remus" ? meta.config.epochMs : null,
       failovers: meta.failovers,
       fencedReleases: this.fencedReleases,
       ...host,

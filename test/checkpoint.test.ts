@@ -232,7 +232,10 @@ describe("checkpoint frame codec", () => {
     expect(reason(frame({ entries: [page({ enc: 3 as Enc })] }))).toMatch(/encoding 3/);
     expect(reason(frame({ entries: [{ space: Space.SECTOR, index: 64, enc: Enc.RAW, data: new Uint8Array(SECTOR_SIZE) }] }))).toMatch(/sector 64/);
     expect(reason(frame({ entries: [{ space: Space.SECTOR, index: 0, enc: Enc.DELTA, data: new Uint8Array(SECTOR_SIZE) }] }))).toMatch(/sector 0/);
-    expect(reason(frame({ entries: [{ space: 2 as Space, index: 0, enc: Enc.RAW, data: new Uint8Array(0) }] }))).toMatch(/unknown space 2/);
+    expect(reason(frame({ entries: [{ space: 3 as Space, index: 0, enc: Enc.RAW, data: new Uint8Array(0) }] }))).toMatch(/unknown space 3/);
+    expect(reason(frame({ entries: [{ space: Space.OUTPUT, index: 0, enc: Enc.RAW, data: new Uint8Array(0) }] }))).toMatch(/output 0: device 0 with 0 bytes/);
+    expect(reason(frame({ entries: [{ space: Space.OUTPUT, index: 5, enc: 2 as Enc, data: new Uint8Array(4) }] }))).toMatch(/output 5: device 2/);
+    expect(reason(frame({ entries: [{ space: Space.OUTPUT, index: 5, enc: 1 as Enc, data: new Uint8Array(65537) }] }))).toMatch(/output 5/);
     expect(reason(frame({ machine: machineState({ bindings: [{ port: 32, kind: DeviceKind.CONSOLE, ring: 0 }] }) }))).toMatch(/bad binding/);
     expect(reason(frame({ machine: machineState({ bindings: [{ port: 1, kind: 4 as DeviceKind, ring: 0 }] }) }))).toMatch(/bad binding/);
     expect(reason(frame({ machine: machineState({ bindings: [{ port: 1, kind: DeviceKind.BLK, ring: 0x3004 }] }) }))).toMatch(/bad binding/);

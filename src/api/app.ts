@@ -104,6 +104,7 @@ export function createApp(): Hono<App> {
       createdAt: Date.now(),
       regions: body.regions ?? { primary: DEFAULT_PRIMARY_REGION, secondary: DEFAULT_SECONDARY_REGION },
       heartbeat: body.heartbeat ?? DEFAULT_HEARTBEAT,
+      epochMs: body.epochMs,
     };
     const status = unwrap(await switchOf(c, id).create(config, image, body.paused));
     await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).add({ id, name: config.name, createdAt: config.createdAt });

@@ -3,7 +3,7 @@
  * requests, so the documented limits are the enforced ones.
  */
 import { z } from "zod";
-import { CreateGuest, DiskQuery, FromQuery, LIMITS, MemoryQuery, Step } from "./schemas.ts";
+import { CreateGuest, DiskQuery, FaultRequest, FromQuery, LIMITS, MemoryQuery, Mode, Step } from "./schemas.ts";
 
 const schema = (s: z.ZodType) => z.toJSONSchema(s, { io: "input", unrepresentable: "any" });
 
@@ -43,6 +43,7 @@ export function openApiDocument(): object {
       schemas: {
         CreateGuest: schema(CreateGuest),
         Step: schema(Step),
+        FaultRequest: schema(FaultRequest),
         Problem: {
           type: "object",
           required: ["type", "title", "status", "detail"],
@@ -57,12 +58,15 @@ export function openApiDocument(): object {
           type: "object",
           required: ["id", "name", "mode", "state", "exitCode", "crash", "pc", "instructions", "generation", "protection", "counters"],
           properties: {
-            id: { type: "string" }, name: { type: "string" }, mode: { type: "string", enum: ["none"] },
+            id: { type: "string" }, name: { type: "string" }, mode: { type: "string", enum: [...Mode.options] },
             state: { type: "string", enum: ["running", "waiting", "paused", "breakpoint", "halted", "crashed"] },
             exitCode: { type: ["integer", "null"] },
             crash: { type: ["object", "null"], properties: { reason: { type: "string" }, pc: { type: "integer" } } },
             pc: { type: "integer" }, instructions: { type: "integer" }, generation: { type: "integer" },
             protection: { type: "string", enum: ["protected", "unprotected", "failing-over", "reprotecting"] },
+            hosts: { type: "object", description: "`{ primary: {name, region}, secondary: {name, region} | null }`" },
+            failovers: { type: "array", items: { type: "object" }, description: "`{ generation, reason, from, to, at, takeoverMs }`" },
+            sync: { type: ["object", "null"], description: "checkpoints: seq, syncs, pagesSent, bytesDirtied, bytesSent, deltaSaved, lastPauseMs" },
             memoryPages: { type: "integer" }, diskSectors: { type: "integer" }, pending: { type: "integer" }, dirtyPages: { type: "integer" },
             counters: { type: "object", additionalProperties: { type: "integer" } },
             devices: { type: "array", items: { type: "object" } },
@@ -94,6 +98,25 @@ export function openApiDocument(): object {
         post: guestOp("Execute instructions of a paused guest, then pause again", {
           requestBody: { content: { "application/json": { schema: { $ref: "#/components/schemas/Step" } } } },
         }),
+      },
+      "/api/guests/{id}/faults": {
+        post: {
+          summary: "Inject a fault: crash a host (now or at a step of the next sync), cut its links, or heal them",
+          parameters: [idParam],
+          requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/FaultRequest" } } } },
+          responses: { 202: { description: "`{ target, kind, at, hosts }`" }, ...errors },
+        },
+      },
+      "/api/guests/{id}/events": {
+        get: {
+          summary: "The live event stream (WebSocket): send `{type:'auth', token}` first; a snapshot follows, then events (README, src/events/messages.ts)",
+          parameters: [idParam],
+          security: [],
+          responses: { 101: { description: "Switching Protocols" }, 426: problem },
+        },
+      },
+      "/api/examples": {
+        get: { summary: "The example guests' sources", responses: { 200: { description: "`{ examples: [{ name, title, source }] }`" }, 401: problem } },
       },
       "/api/guests/{id}/console": {
         get: {

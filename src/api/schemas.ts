@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { DEFAULT_DISK_SECTORS, MAX_DISK_SECTORS } from "../guest/abi.ts";
 import { DEFAULT_PAGES, MAX_PAGES, MIN_PAGES } from "../guest/memory.ts";
-import { DEFAULT_HEARTBEAT } from "../host/guest-config.ts";
+import { DEFAULT_EPOCH_MS, DEFAULT_HEARTBEAT } from "../host/guest-config.ts";
 import { FAULT_KINDS, FAULT_STEPS, FAULT_TARGETS } from "../kemari/faults.ts";
 import { DEFAULT_PRIMARY_REGION, DEFAULT_SECONDARY_REGION, REGIONS } from "../kemari/placement.ts";
 
@@ -39,8 +39,10 @@ export const ImageSpec = z.union([
 export type ImageSpec = z.infer<typeof ImageSpec>;
 
 export const Mode = z
-  .enum(["none", "kemari"])
-  .describe("how the guest is protected: kemari synchronises a secondary at every device event; none keeps no copy");
+  .enum(["none", "kemari", "remus"])
+  .describe(
+    "how the guest is protected: kemari synchronises a secondary at every device event; remus checkpoints every epochMs and holds outputs until their epoch is acknowledged; none keeps no copy",
+  );
 
 const Region = z.enum(REGIONS).describe("a Durable Object location hint");
 
@@ -64,6 +66,7 @@ export const CreateGuest = z.strictObject({
   mode: Mode.default("kemari"),
   regions: Regions.optional(),
   heartbeat: Heartbeat.optional(),
+  epochMs: z.number().int().min(5).max(1000).default(DEFAULT_EPOCH_MS).describe("mode remus: milliseconds between checkpoints"),
   paused: z.boolean().default(false).describe("create the guest paused (resume it with POST /resume): time to arm a fault first"),
   memoryPages: z.number().int().min(MIN_PAGES).max(MAX_PAGES).default(DEFAULT_PAGES).describe("guest memory in 4 KiB pages"),
   diskSectors: z.number().int().min(1).max(MAX_DISK_SECTORS).default(DEFAULT_DISK_SECTORS).describe("virtual disk in 512-byte sectors"),

@@ -34,6 +34,10 @@ export interface SyncSummary {
   deltaSaved: number;
   /** The guest's pause at the last sync, milliseconds. */
   lastPauseMs: number;
+  /** Mode remus: outputs held back until their epoch's checkpoint is acknowledged. */
+  heldOutputs: number;
+  /** Mode remus: the current epoch has changes no checkpoint has carried yet. */
+  epochOpen: boolean;
   last: SyncStats | null;
 }
 
@@ -64,6 +68,8 @@ export interface GuestStatus extends HostStatus {
   protection: Protection;
   hosts: { primary: HostPlace; secondary: HostPlace | null };
   heartbeat: HeartbeatConfig | null;
+  /** Mode remus: the epoch between checkpoints. */
+  epochMs: number | null;
   failovers: FailoverRecord[];
   /** Outputs the switch refused because a superseded primary sent them. */
   fencedReleases: number;

@@ -34,7 +34,16 @@ const TRAILER_BYTES = 4;
 export const FLAG_FULL = 1;
 export const FLAG_COMMIT = 2;
 
-export const Space = { PAGE: 0, SECTOR: 1 } as const;
+/**
+ * What an entry is: a page of memory, a disk sector, or (Remus) an output the
+ * checkpointed epoch produced and holds back — it is part of the state the
+ * secondary must be able to release if it takes over. For an output, the
+ * encoding byte names the device (0 console, 1 net) and the index is its ring
+ * index, its identity.
+ */
+export const Space = { PAGE: 0, SECTOR: 1, OUTPUT: 2 } as const;
+/** The largest output an entry may carry (a console write; packets are at most 4096 bytes). */
+export const MAX_OUTPUT_BYTES = 64 * 1024;
 export type Space = (typeof Space)[keyof typeof Space];
 /** How an entry's bytes are encoded: whole, as a delta against the last sent version, or all zero. */
 export const Enc = { RAW: 0, DELTA: 1, ZERO: 2 } as const;
@@ -223,6 +232,8 @@ function checkEntry(f: Frame, space: Space, enc: Enc, index: number, len: number
   } else if (space === Space.SECTOR) {
     if (index >= f.diskSectors) throw new CheckpointError(`sector ${index} beyond ${f.diskSectors} sectors`);
     if (enc !== Enc.RAW || len !== SECTOR_SIZE) throw new CheckpointError(`sector ${index}: encoding ${enc} with ${len} bytes`);
+  } else if (space === Space.OUTPUT) {
+    if (enc > 1 || len === 0 || len > MAX_OUTPUT_BYTES) throw new CheckpointError(`output ${index}: device ${enc} with ${len} bytes`);
   } else {
     throw new CheckpointError(`unknown space ${space as number}`);
   }

@@ -9,6 +9,7 @@
  * corrupt frame) is refused and the staging dropped: the copy stays at the
  * previous checkpoint.
  */
+import type { Output } from "../devices/backend.ts";
 import { PAGE_SIZE } from "../guest/memory.ts";
 import { CheckpointError, Enc, Space, decodeFrame, type Frame, type MachineState } from "./checkpoint.ts";
 import { applyDelta } from "./delta.ts";
@@ -24,6 +25,8 @@ export interface ReplicaMeta {
 
 export interface CommitBatch {
   full: boolean;
+  /** Outputs the checkpoint holds back (Remus); they replace the previous checkpoint's. */
+  outputs: Output[];
   /** New page contents; null = all zero. */
   pages: [number, Uint8Array | null][];
   sectors: [number, Uint8Array][];
@@ -33,12 +36,14 @@ export interface CommitBatch {
 /** Durable storage of a replica; `commit` must be all or nothing. */
 export interface ReplicaStore {
   commit(batch: CommitBatch): void;
-  load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array]> } | null;
+  load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array]>; outputs: Output[] } | null;
 }
 
 export class Replica {
   meta: ReplicaMeta | null = null;
   memory: Uint8Array | null = null;
+  /** Outputs of the last checkpoint, held back by the primary until it heard our ack. */
+  outputs: Output[] = [];
   private staged: Frame[] = [];
   readonly stats = { committed: 0, refused: 0, bytes: 0 };
 
@@ -52,6 +57,7 @@ export class Replica {
       this.meta = saved.meta;
       this.memory = new Uint8Array(saved.meta.memoryPages * PAGE_SIZE);
       for (const [p, data] of saved.pages) this.memory.set(data, p * PAGE_SIZE);
+      this.outputs = saved.outputs;
     }
   }
 
@@ -114,8 +120,13 @@ export class Replica {
     const base = head.full || !this.memory ? null : this.memory;
     const pages = new Map<number, Uint8Array | null>();
     const sectors: [number, Uint8Array][] = [];
+    const outputs: Output[] = [];
     for (const f of frames) {
       for (const e of f.entries) {
+        if (e.space === Space.OUTPUT) {
+          outputs.push({ device: e.enc === 0 ? "console" : "net", index: e.index, data: e.data.slice() });
+          continue;
+        }
         if (e.space === Space.SECTOR) {
           sectors.push([e.index, e.data.slice()]);
           continue;
@@ -136,13 +147,14 @@ export class Replica {
       }
     }
     const meta: ReplicaMeta = { seq: head.seq, generation: this.generation, memoryPages: head.memoryPages, diskSectors: head.diskSectors, machine };
-    this.store.commit({ full: head.full, pages: [...pages], sectors, meta });
+    this.store.commit({ full: head.full, pages: [...pages], sectors, outputs, meta });
     if (!this.memory || head.full) this.memory = new Uint8Array(head.memoryPages * PAGE_SIZE);
     for (const [p, data] of pages) {
       if (data) this.memory.set(data, p * PAGE_SIZE);
       else this.memory.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
     }
     this.meta = meta;
+    this.outputs = outputs;
     this.stats.committed++;
   }
 }
@@ -152,6 +164,7 @@ export class MemoryReplicaStore implements ReplicaStore {
   meta: ReplicaMeta | null = null;
   pages = new Map<number, Uint8Array>();
   sectors = new Map<number, Uint8Array>();
+  outputs: Output[] = [];
   /** Fail the next commit, as a storage error would, to show it leaves nothing behind. */
   failNext = false;
 
@@ -169,10 +182,11 @@ export class MemoryReplicaStore implements ReplicaStore {
       else this.pages.delete(p);
     }
     for (const [s, d] of b.sectors) this.sectors.set(s, d.slice());
+    this.outputs = b.outputs.map((o) => ({ ...o, data: o.data.slice() }));
     this.meta = structuredClone(b.meta);
   }
 
   load() {
-    return this.meta ? { meta: structuredClone(this.meta), pages: this.pages.entries() } : null;
+    return this.meta ? { meta: structuredClone(this.meta), pages: this.pages.entries(), outputs: this.outputs.map((o) => ({ ...o })) } : null;
   }
 }

@@ -8,6 +8,7 @@
  * in flight; such pages stay dirty for the next checkpoint). If the transfer
  * fails they are marked dirty again, so nothing is ever lost from the next one.
  */
+import type { Output } from "../devices/backend.ts";
 import type { Machine } from "../guest/machine.ts";
 import { PAGE_SIZE } from "../guest/memory.ts";
 import { Enc, Space, encodeFrame, frameBytes, machineBytes, ENTRY_HEADER_BYTES, HEADER_BYTES, type Entry, type Frame } from "./checkpoint.ts";
@@ -29,8 +30,11 @@ export type SyncStep = "before-transfer" | "mid-transfer" | "after-ack";
 export interface SyncOptions {
   /** Send everything (to a fresh secondary): memory, and the disk's written sectors. */
   full?: boolean;
+  /** Disk sectors to carry: the whole disk in a full checkpoint, an epoch's writes in Remus. */
   sectors?: Iterable<[number, Uint8Array]>;
   diskSectors: number;
+  /** Remus: the outputs the epoch holds back, carried so a secondary that takes over can release them. */
+  outputs?: Output[];
   /** Called at each protocol step; a fault injector may crash the host here. */
   at?: (step: SyncStep) => Promise<void> | void;
   /** Split into at least this many frames (so a mid-transfer fault has a middle). */
@@ -100,9 +104,12 @@ export class Replicator {
       }
       if (this.history.capacity > 0) sent.push([p, copy]);
     }
-    if (full && opts.sectors) {
-      for (const [index, data] of opts.sectors) if (!isZero(data)) entries.push({ space: Space.SECTOR, index, enc: Enc.RAW, data });
+    if (opts.sectors) {
+      // A full checkpoint starts from an empty disk, so zero sectors need not travel; in an
+      // incremental one (Remus's epoch writes) a sector written with zeros must.
+      for (const [index, data] of opts.sectors) if (!full || !isZero(data)) entries.push({ space: Space.SECTOR, index, enc: Enc.RAW, data });
     }
+    for (const o of opts.outputs ?? []) entries.push({ space: Space.OUTPUT, index: o.index, enc: o.device === "console" ? 0 : 1, data: o.data });
     const frames = this.split({ seq, generation: this.generation, full, memoryPages: mem.pages, diskSectors: opts.diskSectors }, entries, captureMachine(m), opts.minFrames ?? 1);
     let sentBytes = 0;
     let commitSent = false;

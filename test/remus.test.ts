@@ -1,0 +1,57 @@
+/**
+ * Remus's output commit: the guest runs on speculatively through an epoch,
+ * and nothing it says is visible outside before the checkpoint of that epoch
+ * is acknowledged by the secondary.
+ */
+import { env } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import hello from "../guests/hello.s?raw";
+import { consoleText, createGuest, status, waitFor } from "./helpers/api.ts";
+
+describe("mode remus", () => {
+  it("holds an epoch's output until its checkpoint is acknowledged, then releases it", async () => {
+    const g = await createGuest({ asm: hello }, { mode: "remus", epochMs: 400 });
+    expect(g).toMatchObject({ mode: "remus", epochMs: 400, protection: "protected" });
+    const secondary = env.HOST.get(env.HOST.idFromName(g.hosts.secondary!.name));
+    // The guest finishes within its first epoch: halted, its line written, but held.
+    const held = await waitFor(g.id, (s) => s.state === "halted");
+    expect(held.sync!.heldOutputs).toBe(1);
+    expect(await consoleText(g.id)).toBe("");
+    // The secondary has not yet been given the epoch that printed it.
+    expect((await secondary.replicaStatus()).instructions).toBeLessThan(held.instructions);
+    // Poll: the output must never be visible while the secondary lacks the epoch that made it.
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const text = await consoleText(g.id);
+      const replica = await secondary.replicaStatus();
+      if (text !== "") {
+        expect(text).toBe("Hello from a Kemari guest!\n");
+        expect(replica.instructions).toBe(held.instructions);
+        break;
+      }
+      expect(Date.now()).toBeLessThan(deadline);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const s = await status(g.id);
+    expect(s.sync).toMatchObject({ heldOutputs: 0, epochOpen: false });
+  });
+
+  it("checkpoints per epoch, not per event", async () => {
+    const stress = "_start:\n  li s0, 0\n1: addi s0, s0, 1\n  la t0, buf\n  sw s0, 0(t0)\n  li t1, 3000000\n  blt s0, t1, 1b\n  li a0, 0\n  li a7, 0\n  ecall\n.data\nbuf: .word 0\n";
+    const g = await createGuest({ asm: stress }, { mode: "remus", epochMs: 10 });
+    const s = await waitFor(g.id, (x) => x.state === "halted" && !x.sync?.epochOpen);
+    // A compute-bound guest with no device events at all is still checkpointed every epoch.
+    expect(s.sync!.syncs).toBeGreaterThanOrEqual(2);
+    const k = await createGuest({ asm: stress }, { mode: "kemari" });
+    const ks = await waitFor(k.id, (x) => x.state === "halted");
+    // Kemari synchronises only at events: this guest has none after its full checkpoint.
+    expect(ks.sync!.syncs).toBe(1);
+  });
+
+  it("refuses an epoch outside 5..1000 ms", async () => {
+    const { call } = await import("./helpers/api.ts");
+    const res = await call("POST", "/api/guests", { body: { image: { asm: hello }, mode: "remus", epochMs: 2 } });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { field: string }).field).toBe("epochMs");
+  });
+});
