@@ -12,6 +12,7 @@ export default defineConfig({
   ],
   test: {
     include: ["bench/**/*.bench.ts"],
+    fileParallelism: false,
     testTimeout: 600_000,
   },
 });

@@ -21,7 +21,7 @@ import type { Output } from "../src/devices/backend.ts";
 import type { Env } from "../src/env.ts";
 import type { Image } from "../src/image/image.ts";
 import { GuestError, outcome, type Outcome } from "../src/host/errors.ts";
-import { SLICES_PER_ALARM, SLICE_INSTRUCTIONS, isProtected, type GuestConfig } from "../src/host/guest-config.ts";
+import { SLICE_INSTRUCTIONS, isProtected, type GuestConfig } from "../src/host/guest-config.ts";
 import { Epoch, EpochDisk } from "../src/remus/epoch.ts";
 import { GuestRunner } from "../src/host/runner.ts";
 import type { HostPlace, HostStatus, SyncSummary } from "../src/host/status.ts";
@@ -74,6 +74,7 @@ export class GuestHost extends DurableObject<Env> {
   private failedSecondary: HostPlace | null = null;
   private lastSync: SyncStats | null = null;
   private lastPauseMs = 0;
+  private totalPauseMs = 0;
   /** Secondary: the copy, loaded from storage on first use after a restart. */
   private replica: Replica | null = null;
   private replicaStore: SqlReplicaStore;
@@ -85,6 +86,7 @@ export class GuestHost extends DurableObject<Env> {
   private epoch = new Epoch();
   private epochTimer: ReturnType<typeof setTimeout> | null = null;
   private epochInstret = -1;
+  private kick: ReturnType<typeof setTimeout> | null = null;
   private flushing: ReturnType<typeof setTimeout> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -235,6 +237,7 @@ export class GuestHost extends DurableObject<Env> {
       minFrames: this.armed === "mid-transfer" ? 2 : 1,
     });
     this.lastPauseMs = Date.now() - t0;
+    this.totalPauseMs += this.lastPauseMs;
     this.lastSync = stats;
     this.outbox.push(
       event({
@@ -618,6 +621,7 @@ export class GuestHost extends DurableObject<Env> {
       bytesSent: r?.totals.sentBytes ?? 0,
       deltaSaved: r?.totals.deltaSaved ?? 0,
       lastPauseMs: this.lastPauseMs,
+      totalPauseMs: this.totalPauseMs,
       heldOutputs: this.epoch.outputs.length,
       epochOpen: this.meta.config.mode === "remus" && this.epochIsOpen(),
       last: this.lastSync ? { ...this.lastSync, sentPages: this.lastSync.sentPages.slice(0, 64) } : null,
@@ -712,7 +716,15 @@ export class GuestHost extends DurableObject<Env> {
   /** Make sure a runnable guest has an alarm coming to drive it. */
   private async schedule(): Promise<void> {
     if (!this.runner?.machine.runnable || this.pumping || this.meta?.role !== "primary") return;
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now());
+    // Start at once (a woken guest answers a packet without waiting for an alarm to be
+    // delivered); the alarm stays as the durable backstop should this object be evicted.
+    if (!this.kick) {
+      this.kick = setTimeout(() => {
+        this.kick = null;
+        void this.pump();
+      }, 0);
+    }
+    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + BACKSTOP_MS);
   }
 
   /** Run guest code; a fence stops it for good (it is not an error of the request). */
@@ -725,22 +737,34 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   /**
-   * Drive the guest for a bounded number of slices, yielding between them so
-   * requests (status, pause, inbound packets) are served in between; then
-   * hand back to the scheduler with a new alarm if it is still running.
+   * The alarm is the durable backstop of the pump (and how a restarted
+   * primary notices, at once, that it lost its guest): while this object is
+   * alive the pump drives the guest itself.
    */
   override async alarm(): Promise<void> {
     const r = this.runner;
-    if (!r || this.pumping) {
+    if (!r) {
       // Restarted without its memory: tell the witness at once rather than wait for a heartbeat.
-      if (!r && this.meta?.role === "primary" && isProtected(this.meta.config.mode)) {
+      if (this.meta?.role === "primary" && isProtected(this.meta.config.mode)) {
         await this.net<void>(() => this.switchStub().primaryLost(this.meta!.generation)).catch(() => undefined);
       }
       return;
     }
+    void this.pump();
+    if (r.machine.runnable && this.meta?.role === "primary") await this.ctx.storage.setAlarm(Date.now() + BACKSTOP_MS);
+  }
+
+  /**
+   * Drive the guest in bounded slices, yielding to the event loop between
+   * them so requests (status, pause, inbound packets, syncs) are served in
+   * between: one busy guest never starves its object's requests.
+   */
+  private async pump(): Promise<void> {
+    const r = this.runner;
+    if (!r || this.pumping) return;
     this.pumping = true;
     try {
-      for (let i = 0; i < SLICES_PER_ALARM && r.machine.runnable && this.runner === r && this.meta?.role === "primary"; i++) {
+      while (r.machine.runnable && this.runner === r && this.meta?.role === "primary") {
         await this.drive(() => r.runSlice(SLICE_INSTRUCTIONS));
         this.changed();
         this.epochSoon();
@@ -749,9 +773,11 @@ export class GuestHost extends DurableObject<Env> {
     } finally {
       this.pumping = false;
     }
-    if (this.runner === r && r.machine.runnable && this.meta?.role === "primary") await this.ctx.storage.setAlarm(Date.now());
   }
 }
+
+/** How long the alarm waits before it checks on the pump. */
+const BACKSTOP_MS = 1000;
 
 const LOST = "the host restarted and lost the guest's memory";
 

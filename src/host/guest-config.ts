@@ -36,5 +36,4 @@ export const DEFAULT_HEARTBEAT: HeartbeatConfig = { intervalMs: 200, timeoutMs: 
 
 /** Numbers that shape how a host drives its guest. */
 export const SLICE_INSTRUCTIONS = 1_000_000;
-/** Slices one alarm runs before handing back to the scheduler (≈ 50–100 ms of CPU). */
-export const SLICES_PER_ALARM = 16;
+

@@ -32,8 +32,9 @@ export interface SyncSummary {
   bytesSent: number;
   /** Bytes delta compression saved against sending changed pages whole. */
   deltaSaved: number;
-  /** The guest's pause at the last sync, milliseconds. */
+  /** The guest's pause at the last sync, and in all syncs, milliseconds. */
   lastPauseMs: number;
+  totalPauseMs: number;
   /** Mode remus: outputs held back until their epoch's checkpoint is acknowledged. */
   heldOutputs: number;
   /** Mode remus: the current epoch has changes no checkpoint has carried yet. */
