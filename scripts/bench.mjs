@@ -6,7 +6,8 @@
 // design); both bundles are built from the same sources with esbuild.
 import { build } from "esbuild";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { chart } from "./chart.mjs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -57,17 +58,31 @@ for (const pages of [1, 64, 1024]) {
   row(`read+clear dirty set, ${pages} of 16384 pages`, `${fmt(us, 2)} us`, `${fmt(us / pages, 3)}`, "us per dirty page (O(dirty), not O(memory))");
 }
 
-// The Kemari figures need Durable Objects: they run inside workerd, like the tests.
+// The Kemari figures and the mode comparison need Durable Objects: they run
+// inside workerd, like the tests (bench/*.bench.ts).
 console.log("");
-const kemari = spawnSync(process.execPath, [join(root, "node_modules/vitest/vitest.mjs"), "run", "--config", "vitest.bench.config.ts", "--silent=false"], {
+const inside = spawnSync(process.execPath, [join(root, "node_modules/vitest/vitest.mjs"), "run", "--config", "vitest.bench.config.ts", "--silent=false"], {
   cwd: root,
   stdio: ["ignore", "pipe", "inherit"],
   env: { ...process.env, WRANGLER_SEND_METRICS: "false" },
+  maxBuffer: 64 << 20,
 });
-const text = kemari.stdout.toString();
-const table = text.slice(text.indexOf("Kemari synchronisation"));
-console.log(table.slice(0, table.indexOf("\n\n") > 0 ? table.indexOf("\n\n") : undefined));
-if (kemari.status !== 0) {
+// Strip terminal colours (ESC [ … m) before looking for the tables.
+const text = inside.stdout.toString().replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, "g"), "");
+if (inside.status !== 0) {
   console.error(text);
-  process.exit(kemari.status ?? 1);
+  process.exit(inside.status ?? 1);
 }
+for (const title of ["Kemari synchronisation", "Modes compared"]) {
+  const at = text.indexOf(title);
+  if (at < 0) throw new Error(`the bench printed no "${title}" table`);
+  const end = text.indexOf("\n\n", text.indexOf("\n", at + title.length) + 1);
+  console.log(text.slice(at, end < 0 ? undefined : end).replace(/\n(target:)/g, "\n$1"));
+  console.log("");
+}
+const json = /COMPARE_JSON (\{.*\})/.exec(text);
+if (!json) throw new Error("the comparison printed no COMPARE_JSON line");
+const results = JSON.parse(json[1]);
+writeFileSync(join(root, "bench/results.json"), JSON.stringify(results, null, 2) + "\n");
+writeFileSync(join(root, "bench/results.svg"), chart(results.results));
+console.log("wrote bench/results.json and bench/results.svg");
