@@ -23,6 +23,7 @@ import {
   regNumber,
 } from "../src/image/encode";
 import { ImageError, type Image } from "../src/image/image";
+import { runs } from "./helpers/fuzz.ts";
 
 // ───────────────────────── helpers ─────────────────────────
 
@@ -313,7 +314,7 @@ describe("pseudo-instructions", () => {
           const s32 = v | 0;
           expect(ws.length).toBe(s32 >= -2048 && s32 <= 2047 ? 1 : (s32 & 0xfff) === 0 ? 1 : 2);
         }),
-        { numRuns: 300 },
+        { numRuns: runs(300) },
       );
     });
   });
@@ -687,7 +688,7 @@ describe("properties", () => {
       fc.property(instructionArb((off) => `${off}`), ({ text, word }) => {
         expect(words(text), text).toEqual([word]);
       }),
-      { numRuns: 1500 },
+      { numRuns: runs(1500) },
     );
   });
 
@@ -697,7 +698,7 @@ describe("properties", () => {
         const src = cases.map((c, i) => (i % 3 === 0 ? `L${i}: ${c.text}` : `  ${c.text}`)).join("\n");
         expect(words(src)).toEqual(cases.map((c) => c.word));
       }),
-      { numRuns: 200 },
+      { numRuns: runs(200) },
     );
   });
 
@@ -731,7 +732,7 @@ describe("properties", () => {
           expect(e.detail.expected).toBeTruthy();
         }
       }),
-      { numRuns: 3000 },
+      { numRuns: runs(3000) },
     );
     expect(Date.now() - start).toBeLessThan(5000);
   });

@@ -32,6 +32,7 @@ import { PageHistory, applyDelta, encodeDelta } from "../src/kemari/delta.ts";
 import { MemoryReplicaStore, Replica } from "../src/kemari/replica.ts";
 import { Replicator, SyncRefused, type SecondaryLink, type SyncReply } from "../src/kemari/replicator.ts";
 import { captureMachine, restoreMachine } from "../src/kemari/state.ts";
+import { runs } from "./helpers/fuzz.ts";
 
 // ───────────────────────── helpers ─────────────────────────
 
@@ -308,7 +309,7 @@ describe("checkpoint frame codec", () => {
         for (const [at, value] of edits) b[at % b.length] = value;
         return resealed ? reseal(b, fixLength) : b;
       });
-    fc.assert(fc.property(fc.oneof(anyBytes, headed, mutated), check), { numRuns: 500 });
+    fc.assert(fc.property(fc.oneof(anyBytes, headed, mutated), check), { numRuns: runs(500) });
   });
 
   it("property: arbitrary well-formed frames round-trip", () => {
@@ -346,7 +347,7 @@ describe("checkpoint frame codec", () => {
         expect(bytes.length).toBe(frameBytes(f as Frame));
         expect(decodeFrame(bytes)).toEqual(f);
       }),
-      { numRuns: 150 },
+      { numRuns: runs(150) },
     );
   });
 });
@@ -385,7 +386,7 @@ describe("page deltas", () => {
         if (!unrelated && changes.length === 0) expect(d).toEqual(new Uint8Array(0)); // identical: nothing to send
         if (unrelated) expect(d).toBeNull();
       }),
-      { numRuns: 300 },
+      { numRuns: runs(300) },
     );
     // Short arrays of any length and content (edges: runs at the very start and end).
     fc.assert(
@@ -394,7 +395,7 @@ describe("page deltas", () => {
         for (const k of keep) if (k < next.length) next[k] = prev[k];
         roundTrip(prev, next);
       }),
-      { numRuns: 300 },
+      { numRuns: runs(300) },
     );
   });
 
@@ -463,7 +464,7 @@ describe("page deltas", () => {
         expect(buf.subarray(0, 8).every((x) => x === 0xee)).toBe(true);
         expect(buf.subarray(8 + size).every((x) => x === 0xee)).toBe(true);
       }),
-      { numRuns: 500 },
+      { numRuns: runs(500) },
     );
   });
 
@@ -632,7 +633,7 @@ describe("Replicator → Replica", () => {
         await sync(false);
         expect(r.replica.stats.refused).toBe(0);
       }),
-      { numRuns: 100 },
+      { numRuns: runs(100) },
     );
   });
 

@@ -15,6 +15,7 @@ import {
   STT_SECTION,
   words,
 } from "./helpers/elf-builder";
+import { runs } from "./helpers/fuzz.ts";
 
 const MEM = 256 * 4096; // the default guest: 1 MiB
 
@@ -385,7 +386,7 @@ describe("loadElf: properties", () => {
   it("random byte arrays give an Image or an ImageError", () => {
     fc.assert(
       fc.property(fc.uint8Array({ maxLength: 300 }), (bytes) => total(bytes)),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
     // Random bytes behind a valid ident, so the parser gets past the magic.
     const ident = valid.slice(0, 16);
@@ -396,7 +397,7 @@ describe("loadElf: properties", () => {
         bytes.set(tail, 16);
         total(bytes);
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
   });
 
@@ -407,7 +408,7 @@ describe("loadElf: properties", () => {
         bytes[at] = value;
         total(bytes);
       }),
-      { numRuns: 3000 },
+      { numRuns: runs(3000) },
     );
   });
 
@@ -426,7 +427,7 @@ describe("loadElf: properties", () => {
           total(bytes, mem);
         },
       ),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
   });
 });

@@ -1,0 +1,23 @@
+import { cloudflareTest } from "@cloudflare/vitest-plugin";
+import { defineConfig } from "vitest/config";
+
+// `npm run soak`: load with faults, bounded in time (SOAK_SECONDS), loopback only.
+export default defineConfig({
+  plugins: [
+    cloudflareTest({
+      wrangler: { configPath: "./wrangler.toml" },
+      miniflare: {
+        bindings: {
+          API_TOKEN: "test-token",
+          SOAK_GUESTS: process.env.SOAK_GUESTS ?? "50",
+          SOAK_SECONDS: process.env.SOAK_SECONDS ?? "60",
+          SOAK_FAULT_EVERY_MS: process.env.SOAK_FAULT_EVERY_MS ?? "700",
+        },
+      },
+    }),
+  ],
+  test: {
+    include: ["soak/**/*.test.ts"],
+    testTimeout: 900_000,
+  },
+});
