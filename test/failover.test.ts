@@ -243,3 +243,47 @@ describe.each(MODES)("mode %s", (mode) => {
     });
   });
 });
+
+describe("platform limits", () => {
+  it("splits a checkpoint larger than one message may be into frames, applied whole", async () => {
+    // Dirty all of a 16 MiB guest (4096 pages), then make one event: the checkpoint carries
+    // ~16 MiB, more than the 8 MiB a frame may hold.
+    const asm = `
+      _start:
+        li   t0, 0x10000          # from page 16 ...
+        li   t1, 0x1000000        # ... to the end of memory
+      1: sw   t0, 0(t0)
+        li   t2, 0x1000
+        add  t0, t0, t2
+        blt  t0, t1, 1b
+        li   a0, 0
+        la   a1, ring
+        li   a2, 1
+        li   a7, 3
+        ecall                     # CONNECT the console
+        li   a0, 1
+        li   a7, 1
+        ecall                     # NOTIFY: the event that makes the big checkpoint
+        li   a0, 0
+        li   a7, 0
+        ecall
+      .data
+      .align 12
+      ring: .space 4096
+    `;
+    const g = await createGuest({ asm }, { ...HEARTBEAT, memoryPages: 4096 });
+    const s = await waitFor(g.id, (x) => x.state === "halted" && (x.sync?.syncs ?? 0) >= 2, 30_000);
+    expect(s.sync!.last!.pages).toBeGreaterThanOrEqual(4080);
+    expect(s.sync!.last!.frames).toBeGreaterThanOrEqual(2);
+    expect(s.sync!.last!.sentBytes).toBeGreaterThan(8 << 20); // more than one frame may carry
+    // The secondary got it whole: take over and read memory back from the new primary.
+    await fault(g.id, { target: "primary", kind: "crash" });
+    // The last checkpoint was taken at the NOTIFY; the new primary runs on from there and halts again.
+    const after = await waitFor(g.id, (x) => x.generation === 1 && x.state === "halted", 30_000);
+    expect(after.exitCode).toBe(0);
+    for (const page of [16, 2047, 4095]) {
+      const res = await call("GET", `/api/guests/${g.id}/memory?addr=${page * 4096}&len=4`);
+      expect(new Uint32Array(await res.arrayBuffer())[0]).toBe(page * 4096);
+    }
+  });
+});
