@@ -257,7 +257,7 @@ async function main() {
       await demo.waitForFunction(() => document.getElementById("demo").dataset.step === "failover", null, { timeout: 60_000 });
       await sleep(2500);
       mkdirSync(join(root, "docs"), { recursive: true });
-      await demo.screenshot({ path: join(root, "docs", "dashboard.png") });
+      await demo.screenshot({ path: join(root, "docs", "dashboard.png"), fullPage: true });
       console.log("    (docs/dashboard.png written)");
     }
     await demo.waitForFunction(() => document.getElementById("demo").dataset.result, null, { timeout: 60_000 });
