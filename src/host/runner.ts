@@ -15,6 +15,9 @@ import { NetRxBackend } from "../devices/net.ts";
 import type { Image } from "../image/image.ts";
 import type { Memory } from "../guest/memory.ts";
 
+/** Events one slice delivers at most before the host yields the thread. */
+export const EVENTS_PER_SLICE = 16;
+
 /** Runs before an event reaches its backend; resolving lets the event through. */
 export type EventTap = (event: Extract<RunResult, { kind: "notify" }>) => Promise<void>;
 
@@ -119,16 +122,25 @@ export class GuestRunner implements DeviceHost {
     return rx ? rx.dropped : 0;
   }
 
-  /** Run up to `budget` instructions, delivering each event after the tap lets it through. */
-  runSlice(budget: number): Promise<void> {
+  /**
+   * Run up to `budget` instructions or `maxEvents` events, delivering each
+   * event after the tap lets it through. Bounding the events matters as much
+   * as bounding the instructions: a guest that syncs back to back is never
+   * idle, and the host must hand the thread back between slices.
+   */
+  runSlice(budget: number, maxEvents = EVENTS_PER_SLICE): Promise<void> {
     return this.exclusive(async () => {
       const m = this.machine;
       let left = budget;
-      while (left > 0 && m.runnable) {
+      let events = 0;
+      while (left > 0 && m.runnable && events < maxEvents) {
         const before = m.cpu.instret;
         const r = m.run(left);
         left -= m.cpu.instret - before;
-        if (r.kind === "notify") await this.deliver(r);
+        if (r.kind === "notify") {
+          events++;
+          await this.deliver(r);
+        }
       }
     });
   }
