@@ -86,7 +86,9 @@ export class GuestHost extends DurableObject<Env> {
   private epoch = new Epoch();
   private epochTimer: ReturnType<typeof setTimeout> | null = null;
   private epochInstret = -1;
+  private epochStarted = Date.now();
   private kick: ReturnType<typeof setTimeout> | null = null;
+  private yields = 0;
   private flushing: ReturnType<typeof setTimeout> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -196,6 +198,7 @@ export class GuestHost extends DurableObject<Env> {
           await this.sync(rep, epoch.sectorEntries(), epoch.outputs);
           this.epoch = new Epoch();
           this.epochInstret = m.cpu.instret;
+          this.epochStarted = Date.now();
           if (epoch.outputs.length > 0) await this.releaseOutputs(sw, epoch.outputs);
           this.at("after-release");
         }),
@@ -256,6 +259,17 @@ export class GuestHost extends DurableObject<Env> {
     this.changed();
   }
 
+  private lastFlush = 0;
+
+  /** The pump sends the stream its batch itself when one is due (timers can wait under load). */
+  private flushDue(): boolean {
+    if (this.outbox.length === 0 && !this.flushing) return false;
+    if (Date.now() - this.lastFlush < 100) return false;
+    if (this.flushing) clearTimeout(this.flushing);
+    this.flushing = null;
+    return true;
+  }
+
   /** Something a dashboard would show has changed: send the stream a batch soon (at most 10 a second). */
   private changed(): void {
     if (this.flushing || this.meta?.role !== "primary") return;
@@ -269,6 +283,7 @@ export class GuestHost extends DurableObject<Env> {
     const r = this.runner;
     const meta = this.meta;
     if (!r || !meta || meta.role !== "primary") return;
+    this.lastFlush = Date.now();
     const events = this.outbox.splice(0, 500);
     const dirty = r.memory.dirtyPages();
     events.push(
@@ -755,6 +770,23 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   /**
+   * Let queued requests in. Mostly not by setTimeout(0): workerd runs timers
+   * only when its event loop is idle, so under load such a yield can wait a
+   * long time (a guest polled hard ran 8× slower). A round trip to another
+   * object is real I/O, and while this object awaits it its queued requests
+   * are delivered; it carries nothing, so it is allowed even across a cut
+   * link. But a loop never idle starves everyone's timers, so every few
+   * slices the pump does wait for a timer, and lets the loop go idle.
+   */
+  private async yieldToRequests(): Promise<void> {
+    if (!this.meta || ++this.yields % TIMER_YIELD_EVERY === 0) {
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      return;
+    }
+    await this.switchStub().tick().catch(() => undefined);
+  }
+
+  /**
    * Drive the guest in bounded slices, yielding to the event loop between
    * them so requests (status, pause, inbound packets, syncs) are served in
    * between: one busy guest never starves its object's requests.
@@ -767,14 +799,20 @@ export class GuestHost extends DurableObject<Env> {
       while (r.machine.runnable && this.runner === r && this.meta?.role === "primary") {
         await this.drive(() => r.runSlice(SLICE_INSTRUCTIONS));
         this.changed();
-        this.epochSoon();
-        await yieldToRequests();
+        // Time is checked here, not only by timers: under load, timers can wait.
+        if (this.meta?.config.mode === "remus" && Date.now() - this.epochStarted >= this.meta.config.epochMs) await this.commitEpoch();
+        else this.epochSoon();
+        if (this.flushDue()) void this.flush();
+        await this.yieldToRequests();
       }
     } finally {
       this.pumping = false;
     }
   }
 }
+
+/** One yield in this many waits for a timer (see yieldToRequests). */
+const TIMER_YIELD_EVERY = 8;
 
 /** How long the alarm waits before it checks on the pump. */
 const BACKSTOP_MS = 1000;
@@ -797,9 +835,6 @@ function lostStatus(): HostStatus {
   };
 }
 
-function yieldToRequests(): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, 0));
-}
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));

@@ -124,6 +124,11 @@ export class GuestSwitch extends DurableObject<Env> {
     return this.meta !== null;
   }
 
+  /** A no-op round trip: a host's way to yield its thread to queued requests (see GuestHost.yieldToRequests). */
+  tick(): number {
+    return 0;
+  }
+
   // ---- The witness ----
 
   /** Outputs released by the primary of `generation`; a repeat of an identity is dropped. */
