@@ -12,12 +12,12 @@ export function chart(results) {
   const left = 300;
   const plotW = W - left - 40;
   const maxRatio = Math.max(1.2, ...results.map((r) => r.throughputRatio ?? 0));
-  const x = (v) => left + (Math.min(v, maxRatio) / maxRatio) * plotW;
+  const x = (v) => left + (Math.min(v, maxRatio) / maxRatio) * (plotW - 50);
   const top1 = 70;
   const h1 = batch.length * rowH;
   const top2 = top1 + h1 + 90;
   const maxLat = Math.max(1, ...service.map((r) => r.latencyP99));
-  const xl = (v) => left + (v / maxLat) * plotW;
+  const xl = (v) => left + (v / maxLat) * (plotW - 130); // room for the label
   const H = top2 + service.length * 28 + 60;
   const out = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="system-ui, sans-serif" font-size="13">`);
