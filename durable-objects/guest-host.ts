@@ -644,15 +644,18 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   /** What a secondary holds, for tests and the dashboard. */
-  replicaStatus(): { role: Role | null; generation: number; seq: number; pc: number | null; instructions: number | null } {
+  replicaStatus(): { role: Role | null; generation: number; seq: number; pc: number | null; instructions: number | null; sectorsHeld: number } {
     const meta = this.meta;
     const rep = meta?.role === "secondary" ? this.ensureReplica() : null;
+    const sectors = this.ctx.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM disk").one().n;
     return {
       role: meta?.role ?? null,
       generation: meta?.generation ?? 0,
       seq: rep?.seq ?? 0,
       pc: rep?.meta?.machine.pc ?? null,
       instructions: rep?.meta?.machine.instret ?? null,
+      /** Sectors of the disk replica this host holds (written ones; the rest read as zeros). */
+      sectorsHeld: sectors,
     };
   }
 

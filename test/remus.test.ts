@@ -6,6 +6,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import hello from "../guests/hello.s?raw";
+import journal from "../guests/journal.s?raw";
 import { consoleText, createGuest, status, waitFor } from "./helpers/api.ts";
 
 describe("mode remus", () => {
@@ -34,6 +35,33 @@ describe("mode remus", () => {
     }
     const s = await status(g.id);
     expect(s.sync).toMatchObject({ heldOutputs: 0, epochOpen: false });
+  });
+
+  it("writes the epoch's disk writes to the secondary's replica only when the epoch commits", async () => {
+    const g = await createGuest({ asm: journal.replace(/^\.equ ROUNDS, \d+/m, ".equ ROUNDS, 5") }, { mode: "remus", epochMs: 400 });
+    const secondary = env.HOST.get(env.HOST.idFromName(g.hosts.secondary!.name));
+    const done = await waitFor(g.id, (s) => s.state === "halted");
+    // The primary's own disk has all five records at once (the guest read them back) ...
+    expect(done.exitCode).toBe(15);
+    expect(done.sync!.epochOpen).toBe(true);
+    // ... the secondary's has none of them until the epoch's checkpoint arrives.
+    expect((await secondary.replicaStatus()).sectorsHeld).toBe(0);
+    await waitFor(g.id, (s) => !s.sync!.epochOpen && s.sync!.heldOutputs === 0);
+    expect((await secondary.replicaStatus()).sectorsHeld).toBe(5);
+  });
+
+  it("(in contrast, mode kemari mirrors each disk write to the secondary before it completes)", async () => {
+    const g = await createGuest({ asm: journal.replace(/^\.equ ROUNDS, \d+/m, ".equ ROUNDS, 5") }, { mode: "kemari", paused: true });
+    const secondary = env.HOST.get(env.HOST.idFromName(g.hosts.secondary!.name));
+    const { call } = await import("./helpers/api.ts");
+    // Step until the first write has completed (the guest read its record back): the secondary has it.
+    for (let i = 0; i < 200 && (await secondary.replicaStatus()).sectorsHeld === 0; i++) {
+      await call("POST", `/api/guests/${g.id}/step`, { body: { instructions: 20 } });
+    }
+    expect((await secondary.replicaStatus()).sectorsHeld).toBe(1);
+    await call("POST", `/api/guests/${g.id}/resume`);
+    await waitFor(g.id, (s) => s.state === "halted");
+    expect((await secondary.replicaStatus()).sectorsHeld).toBe(5);
   });
 
   it("checkpoints per epoch, not per event", async () => {
