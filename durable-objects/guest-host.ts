@@ -28,11 +28,11 @@ import type { HostPlace, HostStatus, SyncSummary } from "../src/host/status.ts";
 import type { FaultKind, FaultStep } from "../src/kemari/faults.ts";
 import { MirroredDisk } from "../src/kemari/mirrored-disk.ts";
 import { Replica } from "../src/kemari/replica.ts";
-import { Replicator, SyncRefused, type SyncReply, type SyncStats, type SyncStep } from "../src/kemari/replicator.ts";
+import { Fenced, Protection, type RecordReply, type SecondaryReply } from "../src/kemari/protection.ts";
+import type { Replicator, SyncReply, SyncStats, SyncStep } from "../src/kemari/replicator.ts";
 import { restoreMachine } from "../src/kemari/state.ts";
 import { SqlDisk } from "./sql-disk.ts";
 import { MAX_LISTED_PAGES, event, type StreamEvent } from "../src/events/messages.ts";
-import type { RecordReply, SecondaryReply } from "./guest-switch.ts";
 import { SqlReplicaStore } from "./replica-store.ts";
 
 export type Role = "primary" | "secondary" | "fenced";
@@ -49,29 +49,13 @@ interface HostMeta {
 
 export type PingReply = { ok: true; state: string } | { ok: false; code: "lost" | "not-primary" | "unreachable"; reason: string };
 
-/** The witness has moved the guest elsewhere: this host must stop and release nothing. */
-class Fenced extends Error {
-  constructor(reason: string) {
-    super(`fenced: ${reason}`);
-    this.name = "Fenced";
-  }
-}
-
-/** Failed sends to a secondary before the primary asks the witness for another. */
-const LINK_ATTEMPTS = 3;
-const LINK_BACKOFF_MS = 20;
-/** How often a primary cut off from the witness tries it again. */
-const WITNESS_RETRY_MS = 100;
-
 export class GuestHost extends DurableObject<Env> {
   private runner: GuestRunner | null = null;
   private meta: HostMeta | null = null;
   private pumping = false;
   private disk: SqlDisk | null = null;
-  /** Primary: the synchronisation to the current secondary, null until one is attached. */
-  private replicator: Replicator | null = null;
-  private secondary: HostPlace | null = null;
-  private failedSecondary: HostPlace | null = null;
+  /** Primary: keeping a secondary, and releasing outputs through the witness (src/kemari/protection.ts). */
+  private protection: Protection | null = null;
   private lastSync: SyncStats | null = null;
   private lastPauseMs = 0;
   private totalPauseMs = 0;
@@ -116,9 +100,9 @@ export class GuestHost extends DurableObject<Env> {
       if (paused) runner.machine.pause();
       this.runner = runner;
       if (secondary) {
-        this.secondary = secondary;
-        this.replicator = this.newReplicator(secondary);
-        await runner.exclusive(() => this.replicate(async () => {}));
+        const protection = this.protection!;
+        protection.use(secondary);
+        await runner.exclusive(() => protection.replicate(async () => {}));
       }
       await this.schedule();
       return this.snapshot();
@@ -139,11 +123,12 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   private newRunner(config: GuestConfig, memory?: Uint8Array): GuestRunner {
-    const sw = this.switchStub();
+    const protection = this.newProtection();
+    this.protection = protection;
     this.disk = new SqlDisk(this.ctx.storage, config.diskSectors);
     const mode = config.mode;
     const disk =
-      mode === "kemari" ? new MirroredDisk(this.disk, (s, d) => this.mirrorWrite(s, d))
+      mode === "kemari" ? new MirroredDisk(this.disk, (s, d) => protection.mirror(s, d))
       : mode === "remus" ? new EpochDisk(this.disk, () => this.epoch)
       : this.disk;
     // Kemari releases outputs once the event that made them is synchronised; Remus holds them
@@ -154,13 +139,39 @@ export class GuestHost extends DurableObject<Env> {
             this.epoch.hold(outputs);
             this.epochSoon();
           }
-        : (outputs: Output[]) => this.releaseOutputs(sw, outputs);
+        : (outputs: Output[]) => protection.release(outputs);
     const runner = new GuestRunner(config.memoryPages, disk, sink, undefined, memory);
     if (mode === "kemari") {
-      runner.tap = () => this.replicate(async (r) => this.sync(r));
+      runner.tap = () => protection.replicate((r) => this.sync(r));
       runner.afterEvent = async () => this.at("after-release");
     }
     return runner;
+  }
+
+  /** The protection loop, wired to this object's links (which a partition cuts) and its switch. */
+  private newProtection(): Protection {
+    const sw = this.switchStub();
+    const meta = () => this.meta!;
+    const host = {
+      get generation(): number {
+        return meta().generation;
+      },
+      isPrimary: () => this.meta?.role === "primary",
+      fence: (reason: string) => void this.fence(reason),
+      connect: (place: HostPlace) => {
+        const stub = this.hostStub(place);
+        return {
+          send: (frame: Uint8Array) => this.net<SyncReply>(() => stub.receive(frame)),
+          diskWrite: (g: number, sector: number, data: Uint8Array) => this.net<SyncReply>(() => stub.diskWrite(g, sector, data)),
+        };
+      },
+      sync: (r: Replicator) => this.sync(r),
+    };
+    return new Protection(host, {
+      replaceSecondary: (g, failed) => this.net<SecondaryReply>(() => sw.replaceSecondary(g, failed)),
+      secondaryReady: (g, secondary) => this.net<void>(() => sw.secondaryReady(g, secondary)),
+      record: (g, outputs) => this.net<RecordReply>(() => sw.record(g, outputs)),
+    });
   }
 
   // ---- Remus: epochs ----
@@ -188,10 +199,10 @@ export class GuestHost extends DurableObject<Env> {
   private async commitEpoch(): Promise<void> {
     const r = this.runner;
     if (!r || this.meta?.role !== "primary") return;
-    const sw = this.switchStub();
+    const protection = this.protection!;
     await this.drive(() =>
       r.exclusive(() =>
-        this.replicate(async (rep) => {
+        protection.replicate(async (rep) => {
           const m = r.machine;
           if (!this.epochIsOpen()) return;
           const epoch = this.epoch;
@@ -199,7 +210,7 @@ export class GuestHost extends DurableObject<Env> {
           this.epoch = new Epoch();
           this.epochInstret = m.cpu.instret;
           this.epochStarted = Date.now();
-          if (epoch.outputs.length > 0) await this.releaseOutputs(sw, epoch.outputs);
+          if (epoch.outputs.length > 0) await protection.release(epoch.outputs);
           this.at("after-release");
         }),
       ),
@@ -218,14 +229,6 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   // ---- The primary's side of Kemari ----
-
-  private newReplicator(secondary: HostPlace): Replicator {
-    const stub = this.hostStub(secondary);
-    const generation = this.meta!.generation;
-    return new Replicator(generation, {
-      send: (frame) => this.net<SyncReply>(() => stub.receive(frame)),
-    });
-  }
 
   /** One checkpoint of what changed, to the current secondary. */
   private async sync(r: Replicator, sectors?: [number, Uint8Array][], outputs?: Output[]): Promise<void> {
@@ -301,94 +304,11 @@ export class GuestHost extends DurableObject<Env> {
     await this.net<void>(() => this.switchStub().publish(meta.generation, events)).catch(() => undefined);
   }
 
-  /**
-   * Run `op` against the secondary, handling every way the link can fail:
-   * retry a few times, then ask the witness for a fresh secondary (which gets
-   * a full checkpoint first). Returns only when `op` succeeded; throws Fenced
-   * if the witness says this host is no longer the primary.
-   */
-  private async replicate(op: (r: Replicator) => Promise<void>): Promise<void> {
-    let failures = 0;
-    for (;;) {
-      this.checkPrimary();
-      try {
-        if (!this.replicator) await this.attachSecondary();
-        const r = this.replicator!;
-        if (r.seq === 0) {
-          await this.sync(r);
-          await this.net<void>(() => this.switchStub().secondaryReady(this.meta!.generation, this.secondary!));
-        }
-        await op(r);
-        return;
-      } catch (e) {
-        if (e instanceof Fenced) throw e;
-        failures++;
-        const refused = e instanceof SyncRefused ? e.code : null;
-        if (refused === "out-of-order" && this.replicator) this.replicator.seq = 0; // start again with a full checkpoint
-        if (refused === "superseded" || refused === "not-secondary" || failures >= LINK_ATTEMPTS) {
-          if (this.secondary) this.failedSecondary = this.secondary;
-          this.replicator = null;
-          this.secondary = null;
-          failures = 0;
-        } else {
-          await sleep(LINK_BACKOFF_MS);
-        }
-      }
-    }
-  }
-
-  /** Ask the witness for a (new) secondary; keep asking while it cannot be reached. */
-  private async attachSecondary(): Promise<void> {
-    for (;;) {
-      this.checkPrimary();
-      const meta = this.meta!;
-      let reply;
-      try {
-        reply = await this.net<SecondaryReply>(() => this.switchStub().replaceSecondary(meta.generation, this.failedSecondary));
-      } catch {
-        await sleep(WITNESS_RETRY_MS);
-        continue;
-      }
-      if (!reply.ok) throw this.fence(reply.reason);
-      this.secondary = reply.secondary;
-      this.failedSecondary = null;
-      this.replicator = this.newReplicator(reply.secondary);
-      return;
-    }
-  }
-
-  private async mirrorWrite(sector: number, data: Uint8Array): Promise<void> {
-    await this.replicate(async () => {
-      const stub = this.hostStub(this.secondary!);
-      const reply = await this.net<SyncReply>(() => stub.diskWrite(this.meta!.generation, sector, data));
-      if (!reply.ok) throw new SyncRefused(reply.code, reply.reason);
-    });
-  }
-
-  private async releaseOutputs(sw: ReturnType<GuestHost["switchStub"]>, outputs: Output[]): Promise<void> {
-    for (;;) {
-      this.checkPrimary();
-      let reply;
-      try {
-        reply = await this.net<RecordReply>(() => sw.record(this.meta!.generation, outputs));
-      } catch {
-        await sleep(WITNESS_RETRY_MS);
-        continue;
-      }
-      if (!reply.ok) throw this.fence(reply.reason);
-      return;
-    }
-  }
-
-  private checkPrimary(): void {
-    if (this.meta?.role !== "primary") throw new Fenced("this host is not the primary");
-  }
-
   /** Stop for good: the guest lives elsewhere now. */
   private fence(reason: string): Fenced {
     if (this.meta && this.meta.role !== "fenced") this.save({ ...this.meta, role: "fenced" });
     this.runner?.machine.pause();
-    this.replicator = null;
+    if (this.protection) this.protection.replicator = null;
     return new Fenced(reason);
   }
 
@@ -463,12 +383,13 @@ export class GuestHost extends DurableObject<Env> {
       this.runner = runner;
       // Remus: the last checkpoint's outputs were held back; its primary may have died before
       // releasing them. Release them now (the switch keeps each identity once).
-      if (held.length > 0) await this.releaseOutputs(this.switchStub(), held);
+      if (held.length > 0) await this.protection!.release(held);
       await runner.exclusive(() => runner.reattach());
       await this.schedule();
       const takeoverMs = performance.now() - t0;
       // Re-protection runs on while the guest does: its next event waits for it.
-      void runner.exclusive(() => this.replicate(async () => {})).catch(() => undefined);
+      const protection = this.protection!;
+      void runner.exclusive(() => protection.replicate(async () => {})).catch(() => undefined);
       this.ctx.waitUntil(Promise.resolve().then(() => this.replicaStore.clear()));
       return { takeoverMs };
     });
@@ -526,8 +447,9 @@ export class GuestHost extends DurableObject<Env> {
   benchSync(syncs: number, pages: number, change: "rewrite" | "word"): Promise<{ ms: number; bytesSent: number; bytesDirtied: number; deltaSaved: number }> {
     const r = this.guest();
     return r.exclusive(async () => {
-      await this.replicate(async () => {});
-      const rep = this.replicator!;
+      const protection = this.protection!;
+      await protection.replicate(async () => {});
+      const rep = protection.replicator!;
       const mem = r.memory;
       const first = mem.pages - pages;
       const pool = Array.from({ length: 8 }, () => crypto.getRandomValues(new Uint8Array(4096)));
@@ -553,7 +475,7 @@ export class GuestHost extends DurableObject<Env> {
 
   /** The floor a sync is compared with: an RPC to the secondary carrying `bytes`, which it writes to storage. */
   async benchFloor(rounds: number, pages: number): Promise<{ ms: number; emptyMs: number }> {
-    const stub = this.hostStub(this.secondary!);
+    const stub = this.hostStub(this.protection!.secondary!);
     // Page data plus a small header, like a checkpoint frame (SQLite does not compress, so content does not matter).
     const payload = new Uint8Array(pages * 4096 + 64).map((_, i) => (i * 31) & 0xff);
     let t0 = Date.now();
@@ -626,7 +548,7 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   private syncSummary(): SyncSummary | null {
-    const r = this.replicator;
+    const r = this.protection?.replicator;
     if (!this.meta || !isProtected(this.meta.config.mode)) return null;
     return {
       seq: r?.seq ?? 0,
@@ -724,7 +646,7 @@ export class GuestHost extends DurableObject<Env> {
     const r = this.runner;
     this.runner = null;
     this.meta = null;
-    this.replicator = null;
+    this.protection = null;
     this.replica = null;
     if (r) await r.exclusive(async () => r.machine.pause());
     await this.ctx.storage.deleteAlarm();
@@ -839,6 +761,3 @@ function lostStatus(): HostStatus {
 }
 
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}

@@ -21,6 +21,7 @@ import { GuestError, outcome, unwrap, type Outcome } from "../src/host/errors.ts
 import { isProtected, type GuestConfig } from "../src/host/guest-config.ts";
 import type { FailoverRecord, GuestStatus, HostPlace, HostStatus, Protection } from "../src/host/status.ts";
 import type { Fault } from "../src/kemari/faults.ts";
+import type { RecordReply, SecondaryReply } from "../src/kemari/protection.ts";
 import type { PingReply } from "./guest-host.ts";
 import { tokensEqual } from "../src/api/auth.ts";
 import { encodeBase64 } from "../src/image/load.ts";
@@ -50,8 +51,6 @@ const MAX_CONSOLE_READ = 1 << 20;
 const MAX_PACKETS_READ = 1000;
 const MAX_FAILOVER_RECORDS = 50;
 
-export type RecordReply = { ok: true } | { ok: false; reason: string };
-export type SecondaryReply = { ok: true; secondary: HostPlace } | { ok: false; reason: string };
 
 export class GuestSwitch extends DurableObject<Env> {
   private meta: SwitchMeta | null;

@@ -1,0 +1,179 @@
+/**
+ * The primary's protection loop, as a plain state machine: keep a secondary,
+ * get each piece of work (a checkpoint, a mirrored disk write) acknowledged
+ * by it, and release outputs through the witness — or stop for good when the
+ * witness says this host is no longer the primary (fencing).
+ *
+ * How the link fails decides what happens next:
+ * - the secondary refuses as superseded / not a secondary, or the link fails
+ *   `attempts` times in a row → ask the witness for a fresh secondary, which
+ *   gets a full checkpoint before anything else;
+ * - the secondary answers out of order (it restarted mid-checkpoint) → start
+ *   again with a full checkpoint to the same secondary;
+ * - the witness cannot be reached → keep asking (the guest waits: nothing is
+ *   released unprotected);
+ * - the witness refuses this generation → fenced.
+ *
+ * The Durable Object supplies the transport (and its partitions), the
+ * witness, and what "fenced" means for it.
+ */
+import type { Output } from "../devices/backend.ts";
+import type { HostPlace } from "../host/status.ts";
+import { Replicator, SyncRefused, type SecondaryLink, type SyncReply } from "./replicator.ts";
+
+export type SecondaryReply = { ok: true; secondary: HostPlace } | { ok: false; reason: string };
+export type RecordReply = { ok: true } | { ok: false; reason: string };
+
+/** The guest's switch, as the primary sees it. */
+export interface Witness {
+  replaceSecondary(generation: number, failed: HostPlace | null): Promise<SecondaryReply>;
+  secondaryReady(generation: number, secondary: HostPlace): Promise<void>;
+  record(generation: number, outputs: Output[]): Promise<RecordReply>;
+}
+
+/** A secondary, as the primary reaches it. */
+export interface SecondaryPort extends SecondaryLink {
+  diskWrite(generation: number, sector: number, data: Uint8Array): Promise<SyncReply>;
+}
+
+export interface ProtectionHost {
+  readonly generation: number;
+  /** Still the primary (as far as this host knows)? */
+  isPrimary(): boolean;
+  /** The witness moved the guest away: stop for good. */
+  fence(reason: string): void;
+  connect(place: HostPlace): SecondaryPort;
+  /** Synchronise the secondary (a full checkpoint when `r.seq` is 0). */
+  sync(r: Replicator): Promise<void>;
+}
+
+/** The witness has moved the guest elsewhere: this host must stop and release nothing. */
+export class Fenced extends Error {
+  constructor(reason: string) {
+    super(`fenced: ${reason}`);
+    this.name = "Fenced";
+  }
+}
+
+export interface ProtectionOptions {
+  /** Failed sends to a secondary before asking the witness for another. */
+  attempts: number;
+  backoffMs: number;
+  /** How often a primary cut off from the witness asks again. */
+  witnessRetryMs: number;
+  sleep: (ms: number) => Promise<void>;
+}
+
+export const DEFAULT_PROTECTION: ProtectionOptions = {
+  attempts: 3,
+  backoffMs: 20,
+  witnessRetryMs: 100,
+  sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+};
+
+export class Protection {
+  replicator: Replicator | null = null;
+  secondary: HostPlace | null = null;
+  private port: SecondaryPort | null = null;
+  private failed: HostPlace | null = null;
+
+  constructor(
+    private readonly host: ProtectionHost,
+    private readonly witness: Witness,
+    private readonly options: ProtectionOptions = DEFAULT_PROTECTION,
+  ) {}
+
+  /** Start with a secondary the witness already assigned (at creation). */
+  use(secondary: HostPlace): void {
+    this.secondary = secondary;
+    this.port = this.host.connect(secondary);
+    this.replicator = new Replicator(this.host.generation, this.port);
+  }
+
+  /**
+   * Run `op` against the secondary, through every way the link can fail.
+   * Returns once `op` succeeded; throws Fenced when this host is superseded.
+   */
+  async replicate(op: (r: Replicator) => Promise<void>): Promise<void> {
+    let failures = 0;
+    for (;;) {
+      this.check();
+      try {
+        if (!this.replicator) await this.attach();
+        const r = this.replicator!;
+        if (r.seq === 0) {
+          await this.host.sync(r);
+          await this.witness.secondaryReady(this.host.generation, this.secondary!);
+        }
+        await op(r);
+        return;
+      } catch (e) {
+        if (e instanceof Fenced) throw e;
+        failures++;
+        const refused = e instanceof SyncRefused ? e.code : null;
+        if (refused === "out-of-order" && this.replicator) this.replicator.seq = 0;
+        if (refused === "superseded" || refused === "not-secondary" || failures >= this.options.attempts) {
+          this.failed = this.secondary ?? this.failed;
+          this.replicator = null;
+          this.secondary = null;
+          this.port = null;
+          failures = 0;
+        } else {
+          await this.options.sleep(this.options.backoffMs);
+        }
+      }
+    }
+  }
+
+  /** A disk write, on the secondary's replica before it completes here. */
+  mirror(sector: number, data: Uint8Array): Promise<void> {
+    return this.replicate(async () => {
+      const reply = await this.port!.diskWrite(this.host.generation, sector, data);
+      if (!reply.ok) throw new SyncRefused(reply.code, reply.reason);
+    });
+  }
+
+  /** Hand outputs to the outside world; the witness refuses a superseded generation. */
+  async release(outputs: Output[]): Promise<void> {
+    for (;;) {
+      this.check();
+      let reply: RecordReply;
+      try {
+        reply = await this.witness.record(this.host.generation, outputs);
+      } catch {
+        await this.options.sleep(this.options.witnessRetryMs);
+        continue;
+      }
+      if (!reply.ok) throw this.fenced(reply.reason);
+      return;
+    }
+  }
+
+  /** Ask the witness for a (new) secondary; keep asking while it cannot be reached. */
+  private async attach(): Promise<void> {
+    for (;;) {
+      this.check();
+      let reply: SecondaryReply;
+      try {
+        reply = await this.witness.replaceSecondary(this.host.generation, this.failed);
+      } catch {
+        await this.options.sleep(this.options.witnessRetryMs);
+        continue;
+      }
+      if (!reply.ok) throw this.fenced(reply.reason);
+      this.failed = null;
+      this.use(reply.secondary);
+      return;
+    }
+  }
+
+  private check(): void {
+    if (!this.host.isPrimary()) throw new Fenced("this host is not the primary");
+  }
+
+  private fenced(reason: string): Fenced {
+    this.replicator = null;
+    this.host.fence(reason);
+    return new Fenced(reason);
+  }
+}
