@@ -17,7 +17,7 @@ function world(opts: { generation?: number } = {}) {
   let hostCount = 1;
   /** What each secondary answers to a disk write, by name: a reply, or "throw" for a dead link. */
   const answers = new Map<string, (SyncReply | "throw")[]>();
-  const witness = {
+  const witness: Witness & { refuse: boolean; unreachable: number; records: Output[][] } = {
     refuse: false,
     unreachable: 0,
     records: [] as Output[][],
@@ -39,7 +39,7 @@ function world(opts: { generation?: number } = {}) {
       this.records.push(outputs);
       return { ok: true };
     },
-  } satisfies Witness & Record<string, unknown>;
+  };
   const host = {
     generation: opts.generation ?? 0,
     fenced: null as string | null,
