@@ -1,15 +1,10 @@
-import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { workers } from "./vitest.workers.ts";
 
 // `npm run bench` (after the interpreter figures): the Kemari measurements
-// that need Durable Objects, run inside workerd like the tests.
+// and the mode comparison, which need Durable Objects.
 export default defineConfig({
-  plugins: [
-    cloudflareTest({
-      wrangler: { configPath: "./wrangler.toml" },
-      miniflare: { bindings: { API_TOKEN: "test-token" } },
-    }),
-  ],
+  plugins: [workers()],
   test: {
     include: ["bench/**/*.bench.ts"],
     fileParallelism: false,

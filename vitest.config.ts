@@ -1,15 +1,10 @@
-import { cloudflareTest } from "@cloudflare/vitest-plugin";
 import { defineConfig } from "vitest/config";
+import { workers } from "./vitest.workers.ts";
 
 // Every test runs inside workerd, against the same Worker and Durable Objects
-// that `wrangler dev` serves. The token is the documented local one.
+// that `wrangler dev` serves.
 export default defineConfig({
-  plugins: [
-    cloudflareTest({
-      wrangler: { configPath: "./wrangler.toml" },
-      miniflare: { bindings: { API_TOKEN: "test-token" } },
-    }),
-  ],
+  plugins: [workers()],
   test: {
     include: ["test/**/*.test.ts"],
     testTimeout: 30_000,

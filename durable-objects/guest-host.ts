@@ -24,7 +24,7 @@ import { GuestError, outcome, type Outcome } from "../src/host/errors.ts";
 import { SLICE_INSTRUCTIONS, isProtected, type GuestConfig } from "../src/host/guest-config.ts";
 import { Epoch, EpochDisk } from "../src/remus/epoch.ts";
 import { GuestRunner } from "../src/host/runner.ts";
-import type { HostPlace, HostStatus, SyncSummary } from "../src/host/status.ts";
+import { lostHostStatus, type HostPlace, type HostStatus, type SyncSummary } from "../src/host/status.ts";
 import type { FaultKind, FaultStep } from "../src/kemari/faults.ts";
 import { MirroredDisk } from "../src/kemari/mirrored-disk.ts";
 import { Replica } from "../src/kemari/replica.ts";
@@ -528,7 +528,7 @@ export class GuestHost extends DurableObject<Env> {
       // kemari that is a failure for the witness to act on; in mode none it is the end.
       if (this.meta.role === "primary" && isProtected(this.meta.config.mode)) throw new GuestError("lost", LOST);
       if (this.meta.role !== "primary") throw new GuestError("conflict", `this host is ${this.meta.role}`);
-      return lostStatus();
+      return lostHostStatus(LOST);
     }
     const r = this.runner;
     const m = r.machine;
@@ -743,21 +743,4 @@ const TIMER_YIELD_EVERY = 8;
 const BACKSTOP_MS = 1000;
 
 const LOST = "the host restarted and lost the guest's memory";
-
-function lostStatus(): HostStatus {
-  return {
-    state: "crashed",
-    exitCode: null,
-    crash: { reason: LOST, pc: 0 },
-    pc: 0,
-    instructions: 0,
-    pending: 0,
-    dirtyPages: 0,
-    rxDropped: 0,
-    counters: { events: 0, outputs: 0, consoleBytes: 0, packetsOut: 0, packetsIn: 0 },
-    devices: [],
-    sync: null,
-  };
-}
-
 

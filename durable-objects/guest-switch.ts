@@ -19,7 +19,7 @@ import type { Env } from "../src/env.ts";
 import type { Image } from "../src/image/image.ts";
 import { GuestError, outcome, unwrap, type Outcome } from "../src/host/errors.ts";
 import { isProtected, type GuestConfig } from "../src/host/guest-config.ts";
-import type { FailoverRecord, GuestStatus, HostPlace, HostStatus, Protection } from "../src/host/status.ts";
+import { lostHostStatus, type FailoverRecord, type GuestStatus, type HostPlace, type HostStatus, type Protection } from "../src/host/status.ts";
 import type { Fault } from "../src/kemari/faults.ts";
 import type { RecordReply, SecondaryReply } from "../src/kemari/protection.ts";
 import type { PingReply } from "./guest-host.ts";
@@ -50,7 +50,6 @@ interface SwitchMeta {
 const MAX_CONSOLE_READ = 1 << 20;
 const MAX_PACKETS_READ = 1000;
 const MAX_FAILOVER_RECORDS = 50;
-
 
 export class GuestSwitch extends DurableObject<Env> {
   private meta: SwitchMeta | null;
@@ -463,7 +462,7 @@ export class GuestSwitch extends DurableObject<Env> {
   private async describe(): Promise<GuestStatus> {
     if (!this.meta) throw notFound();
     let host: HostStatus;
-    if (this.meta.lost) host = this.lastHost ?? lostHost(this.meta.lost);
+    if (this.meta.lost) host = this.lastHost ?? lostHostStatus(this.meta.lost);
     else {
       host = await this.onPrimary((h) => h.status());
       this.lastHost = host;
@@ -546,22 +545,6 @@ function isAuthed(ws: WebSocket): boolean {
 
 function notFound(): GuestError {
   return new GuestError("not-found", "no such guest");
-}
-
-function lostHost(reason: string): HostStatus {
-  return {
-    state: "crashed",
-    exitCode: null,
-    crash: { reason, pc: 0 },
-    pc: 0,
-    instructions: 0,
-    pending: 0,
-    dirtyPages: 0,
-    rxDropped: 0,
-    counters: { events: 0, outputs: 0, consoleBytes: 0, packetsOut: 0, packetsIn: 0 },
-    devices: [],
-    sync: null,
-  };
 }
 
 function withTimeout<T>(p: PromiseLike<T>, ms: number): Promise<T> {

@@ -75,3 +75,20 @@ export interface GuestStatus extends HostStatus {
   /** Outputs the switch refused because a superseded primary sent them. */
   fencedReleases: number;
 }
+
+/** What is left to say of a guest whose host lost it (or that no copy survived). */
+export function lostHostStatus(reason: string): HostStatus {
+  return {
+    state: "crashed",
+    exitCode: null,
+    crash: { reason, pc: 0 },
+    pc: 0,
+    instructions: 0,
+    pending: 0,
+    dirtyPages: 0,
+    rxDropped: 0,
+    counters: { events: 0, outputs: 0, consoleBytes: 0, packetsOut: 0, packetsIn: 0 },
+    devices: [],
+    sync: null,
+  };
+}
