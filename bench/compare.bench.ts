@@ -196,7 +196,6 @@ it("compares none, kemari and remus", async () => {
   const service = results.filter((r) => r.workload.startsWith("counter"));
   const kl = service.find((r) => r.mode === "kemari")!;
   const rl = service.find((r) => r.mode === "remus")!;
-  lines.push("");
   lines.push(`target: kemari compute-bound time / none = ${(1 / k.throughputRatio!).toFixed(2)}x (<= 1.15x)`);
   lines.push(`target: kemari p50 latency ${kl.latencyP50} ms < remus p50 ${rl.latencyP50} ms at 25 ms epochs: ${kl.latencyP50! < rl.latencyP50! ? "yes" : "NO"}`);
   console.log(`\nModes compared (times in ms; latency from request sent to reply visible outside)\n${lines.join("\n")}\n`);
