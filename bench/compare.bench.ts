@@ -13,17 +13,11 @@ import journal from "../guests/journal.s?raw";
 import stress from "../guests/stress.s?raw";
 import type { GuestStatus } from "../src/host/status.ts";
 import { call, createGuest, outbound, status } from "../test/helpers/api.ts";
+import { sleep, tune } from "../test/helpers/guests.ts";
 
 const MODES = ["none", "kemari", "remus"] as const;
 const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
 type Mode = (typeof MODES)[number];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function tune(source: string, values: Record<string, number>): string {
-  let s = source;
-  for (const [k, v] of Object.entries(values)) s = s.replace(new RegExp(`^\\.equ ${k}, \\d+`, "m"), `.equ ${k}, ${v}`);
-  return s;
-}
 
 /** A compute-bound guest: 200 M instructions, with a console line every ≈ 33 M (6 events). */
 const COMPUTE = `

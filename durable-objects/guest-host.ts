@@ -125,12 +125,12 @@ export class GuestHost extends DurableObject<Env> {
   private newRunner(config: GuestConfig, memory?: Uint8Array): GuestRunner {
     const protection = this.newProtection();
     this.protection = protection;
-    this.disk = new SqlDisk(this.ctx.storage, config.diskSectors);
+    const local = this.diskReplica(config);
     const mode = config.mode;
     const disk =
-      mode === "kemari" ? new MirroredDisk(this.disk, (s, d) => protection.mirror(s, d))
-      : mode === "remus" ? new EpochDisk(this.disk, () => this.epoch)
-      : this.disk;
+      mode === "kemari" ? new MirroredDisk(local, (s, d) => protection.mirror(s, d))
+      : mode === "remus" ? new EpochDisk(local, () => this.epoch)
+      : local;
     // Kemari releases outputs once the event that made them is synchronised; Remus holds them
     // until their epoch's checkpoint is acknowledged; mode none lets them straight out.
     const sink =
@@ -146,6 +146,12 @@ export class GuestHost extends DurableObject<Env> {
       runner.afterEvent = async () => this.at("after-release");
     }
     return runner;
+  }
+
+  /** This host's disk replica (one per object, whatever its role). */
+  private diskReplica(config: GuestConfig): SqlDisk {
+    this.disk ??= new SqlDisk(this.ctx.storage, config.diskSectors);
+    return this.disk;
   }
 
   /** The protection loop, wired to this object's links (which a partition cuts) and its switch. */
@@ -354,7 +360,7 @@ export class GuestHost extends DurableObject<Env> {
       return { ok: false, code: "superseded", reason: `not the secondary of generation ${generation}` };
     }
     if (!this.ensureReplica().meta) return { ok: false, code: "out-of-order", reason: "no full checkpoint yet" };
-    await new SqlDisk(this.ctx.storage, meta.config.diskSectors).write(sector, data);
+    await this.diskReplica(meta.config).write(sector, data);
     return { ok: true, seq: this.replica!.seq, committed: true };
   }
 
@@ -648,6 +654,7 @@ export class GuestHost extends DurableObject<Env> {
     this.meta = null;
     this.protection = null;
     this.replica = null;
+    this.disk = null; // its table goes with deleteAll
     if (r) await r.exclusive(async () => r.machine.pause());
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();

@@ -11,14 +11,13 @@ import { expect, it } from "vitest";
 import counter from "../guests/counter.s?raw";
 import type { GuestStatus } from "../src/host/status.ts";
 import { call, createGuest, diskBytes, outbound, status } from "../test/helpers/api.ts";
+import { sleep, words } from "../test/helpers/guests.ts";
 
 // Tunables come in as bindings (vitest.soak.config.ts passes the SOAK_* environment variables).
 const knobs = env as unknown as Record<string, string | undefined>;
 const GUESTS = Number(knobs.SOAK_GUESTS ?? 50);
 const SECONDS = Number(knobs.SOAK_SECONDS ?? 60);
 const FAULT_EVERY_MS = Number(knobs.SOAK_FAULT_EVERY_MS ?? 700);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const words = (b: Uint8Array) => [...new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))];
 
 async function waitStatus(id: string, pred: (s: GuestStatus) => boolean, ms: number): Promise<GuestStatus> {
   const deadline = Date.now() + ms;

@@ -11,6 +11,7 @@ import hello from "../guests/hello.s?raw";
 import stress from "../guests/stress.s?raw";
 import type { GuestStatus } from "../src/host/status.ts";
 import { call, createGuest, fault, observe, resume, status, waitFor, type FaultBody, type Observed } from "./helpers/api.ts";
+import { tune } from "./helpers/guests.ts";
 
 /** Both protected modes must pass every test here. */
 const MODES = ["kemari", "remus"] as const;
@@ -20,12 +21,6 @@ const HEARTBEAT = { heartbeat: { intervalMs: 20, timeoutMs: 300 } };
 const STEPS = ["before-transfer", "mid-transfer", "after-ack", "after-release"] as const;
 /** The guest has ended and everything it said is out (Remus holds outputs until their epoch commits). */
 const DONE = (s: GuestStatus) => (s.state === "halted" || s.state === "crashed") && (s.sync?.heldOutputs ?? 0) === 0;
-
-function tune(source: string, values: Record<string, number>): string {
-  let s = source;
-  for (const [k, v] of Object.entries(values)) s = s.replace(new RegExp(`^\\.equ ${k}, \\d+`, "m"), `.equ ${k}, ${v}`);
-  return s;
-}
 
 const GUESTS: Record<string, string> = {
   hello,

@@ -6,9 +6,8 @@ import hello from "../guests/hello.s?raw";
 import stress from "../guests/stress.s?raw";
 import { assemble } from "../src/image/assembler.ts";
 import { call, consoleText, createGuest, outbound, sendPacket, waitFor } from "./helpers/api.ts";
+import { tune, u32s, words } from "./helpers/guests.ts";
 
-const u32s = (...v: number[]) => new Uint8Array(new Uint32Array(v).buffer);
-const words = (b: Uint8Array) => [...new Uint32Array(b.buffer, b.byteOffset, b.byteLength / 4)];
 
 /** Wait until the guest has sent at least `n` packets; return them. */
 async function packets(id: string, n: number): Promise<{ index: number; data: Uint8Array }[]> {
@@ -19,17 +18,6 @@ async function packets(id: string, n: number): Promise<{ index: number; data: Ui
     if (Date.now() > deadline) throw new Error(`only ${got.length} of ${n} packets`);
     await new Promise((r) => setTimeout(r, 5));
   }
-}
-
-/** Replace `.equ NAME, value` in an example's source: its tunables. */
-function tune(source: string, values: Record<string, number>): string {
-  let s = source;
-  for (const [k, v] of Object.entries(values)) {
-    const re = new RegExp(`^\\.equ ${k}, \\d+`, "m");
-    expect(re.test(s), `${k} is a tunable of the example`).toBe(true);
-    s = s.replace(re, `.equ ${k}, ${v}`);
-  }
-  return s;
 }
 
 describe("guests/hello.s", () => {

@@ -67,6 +67,13 @@ function world(opts: { generation?: number } = {}) {
   return { protection, witness, host, log, answers, sleeps };
 }
 
+/** Start protected by host-0, with the log cleared of how it got there. */
+async function connected(w: ReturnType<typeof world>): Promise<void> {
+  w.protection.use({ name: "host-0", region: "enam" });
+  await w.protection.replicate(async () => {});
+  w.log.length = 0;
+}
+
 describe("the protection loop", () => {
   it("gets a secondary from the witness and sends it a full checkpoint before any other work", async () => {
     const w = world();
@@ -77,9 +84,7 @@ describe("the protection loop", () => {
 
   it("retries a failing link, then replaces the secondary (naming the failed one) with a full checkpoint", async () => {
     const w = world();
-    w.protection.use({ name: "host-0", region: "enam" });
-    await w.protection.replicate(async () => {});
-    w.log.length = 0;
+    await connected(w);
     w.answers.set("host-0", ["throw", "throw", "throw"]);
     await w.protection.mirror(5, new Uint8Array(512));
     expect(w.sleeps).toEqual([20, 20]);
@@ -88,9 +93,7 @@ describe("the protection loop", () => {
 
   it("replaces a secondary at once when it says it was superseded", async () => {
     const w = world();
-    w.protection.use({ name: "host-0", region: "enam" });
-    await w.protection.replicate(async () => {});
-    w.log.length = 0;
+    await connected(w);
     w.answers.set("host-0", [{ ok: false, code: "superseded", reason: "it is primary now" }]);
     await w.protection.mirror(1, new Uint8Array(512));
     expect(w.sleeps).toEqual([]);
@@ -99,9 +102,7 @@ describe("the protection loop", () => {
 
   it("starts again with a full checkpoint to the same secondary when it answers out of order", async () => {
     const w = world();
-    w.protection.use({ name: "host-0", region: "enam" });
-    await w.protection.replicate(async () => {});
-    w.log.length = 0;
+    await connected(w);
     w.answers.set("host-0", [{ ok: false, code: "out-of-order", reason: "restarted mid-checkpoint" }]);
     await w.protection.mirror(1, new Uint8Array(512));
     expect(w.log).toEqual(["full checkpoint", "ready(host-0)"]);

@@ -8,6 +8,7 @@ import { describe, expect, it } from "vitest";
 import hello from "../guests/hello.s?raw";
 import journal from "../guests/journal.s?raw";
 import { consoleText, createGuest, status, waitFor } from "./helpers/api.ts";
+import { tune } from "./helpers/guests.ts";
 
 describe("mode remus", () => {
   it("holds an epoch's output until its checkpoint is acknowledged, then releases it", async () => {
@@ -38,7 +39,7 @@ describe("mode remus", () => {
   });
 
   it("writes the epoch's disk writes to the secondary's replica only when the epoch commits", async () => {
-    const g = await createGuest({ asm: journal.replace(/^\.equ ROUNDS, \d+/m, ".equ ROUNDS, 5") }, { mode: "remus", epochMs: 400 });
+    const g = await createGuest({ asm: tune(journal, { ROUNDS: 5 }) }, { mode: "remus", epochMs: 400 });
     const secondary = env.HOST.get(env.HOST.idFromName(g.hosts.secondary!.name));
     const done = await waitFor(g.id, (s) => s.state === "halted");
     // The primary's own disk has all five records at once (the guest read them back) ...
@@ -51,7 +52,7 @@ describe("mode remus", () => {
   });
 
   it("(in contrast, mode kemari mirrors each disk write to the secondary before it completes)", async () => {
-    const g = await createGuest({ asm: journal.replace(/^\.equ ROUNDS, \d+/m, ".equ ROUNDS, 5") }, { mode: "kemari", paused: true });
+    const g = await createGuest({ asm: tune(journal, { ROUNDS: 5 }) }, { mode: "kemari", paused: true });
     const secondary = env.HOST.get(env.HOST.idFromName(g.hosts.secondary!.name));
     const { call } = await import("./helpers/api.ts");
     // Step until the first write has completed (the guest read its record back): the secondary has it.

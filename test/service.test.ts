@@ -8,13 +8,11 @@ import counter from "../guests/counter.s?raw";
 import echo from "../guests/echo.s?raw";
 import type { GuestStatus } from "../src/host/status.ts";
 import { call, createGuest, diskBytes, fault, outbound, status, waitFor, type FaultBody } from "./helpers/api.ts";
+import { sleep, u32s, words } from "./helpers/guests.ts";
 
 const MODES = ["kemari", "remus"] as const;
 const HEARTBEAT = { heartbeat: { intervalMs: 20, timeoutMs: 300 } };
 const STEPS = ["before-transfer", "mid-transfer", "after-ack", "after-release"] as const;
-const u32s = (...v: number[]) => new Uint8Array(new Uint32Array(v).buffer);
-const words = (b: Uint8Array) => [...new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength))];
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Send a packet; a guest between hosts may answer 503, and a client just tries again. */
 async function send(id: string, data: Uint8Array): Promise<void> {

@@ -1,0 +1,20 @@
+/** Shared by the tests, benchmarks and soak: tuning example guests and reading their words. */
+
+/** Replace `.equ NAME, value` lines in an example's source: its tunables. A name it lacks is an error. */
+export function tune(source: string, values: Record<string, number>): string {
+  let s = source;
+  for (const [k, v] of Object.entries(values)) {
+    const re = new RegExp(`^\\.equ ${k}, \\d+`, "m");
+    if (!re.test(s)) throw new Error(`${k} is not a tunable of this guest`);
+    s = s.replace(re, `.equ ${k}, ${v}`);
+  }
+  return s;
+}
+
+/** Little-endian u32s as bytes (a request packet). */
+export const u32s = (...v: number[]) => new Uint8Array(new Uint32Array(v).buffer);
+
+/** Bytes as little-endian u32s (a reply packet, a disk record); any alignment. */
+export const words = (b: Uint8Array) => [...new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + (b.byteLength & ~3)))];
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
