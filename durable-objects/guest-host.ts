@@ -258,7 +258,7 @@ export class GuestHost extends DurableObject<Env> {
         seq: stats.seq,
         full: stats.full,
         pages: stats.pages,
-        sent: stats.sentPages.slice(0, MAX_LISTED_PAGES),
+        sent: stats.sentPages,
         bytes: stats.sentBytes,
         dirtyBytes: stats.dirtyBytes,
         deltaSaved: stats.deltaSaved,

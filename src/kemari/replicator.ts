@@ -14,6 +14,7 @@ import { PAGE_SIZE } from "../guest/memory.ts";
 import { Enc, Space, encodeFrame, frameBytes, machineBytes, ENTRY_HEADER_BYTES, HEADER_BYTES, type Entry, type Frame } from "./checkpoint.ts";
 import { PageHistory, encodeDelta } from "./delta.ts";
 import { captureMachine } from "./state.ts";
+import { MAX_LISTED_PAGES } from "../events/messages.ts";
 
 /** The secondary's answer to one frame. */
 export type SyncReply =
@@ -52,7 +53,7 @@ export interface SyncStats {
   /** Bytes delta compression saved against sending changed pages whole. */
   deltaSaved: number;
   frames: number;
-  /** The page numbers sent, ascending. */
+  /** The page numbers sent, ascending (the first MAX_LISTED_PAGES: enough for a picture). */
   sentPages: number[];
 }
 
@@ -143,7 +144,7 @@ export class Replicator {
       sentBytes,
       deltaSaved,
       frames: frames.length,
-      sentPages: Array.from(pages.subarray(0, 1024)),
+      sentPages: Array.from(pages.subarray(0, MAX_LISTED_PAGES)),
     };
     this.totals.syncs++;
     this.totals.pages += stats.pages;
