@@ -306,7 +306,8 @@ export class GuestHost extends DurableObject<Env> {
         dirty: Array.from(dirty.subarray(0, MAX_LISTED_PAGES)),
       }),
     );
-    this.outbox = [];
+    // At most 500 events a batch; the rest go in the next one.
+    if (this.outbox.length > 0) this.changed();
     await this.net<void>(() => this.switchStub().publish(meta.generation, events)).catch(() => undefined);
   }
 
