@@ -1,6 +1,6 @@
 # hello.s — the smallest useful guest: bind a console, write one line, halt.
 #
-# It shows the whole split-driver dance of guest-abi.md: CONNECT a ring page
+# It shows the whole split-driver dance of docs/guest-abi.md: CONNECT a ring page
 # to a device, put a request in the ring, bump req_prod, NOTIFY the backend,
 # and WAIT until rsp_prod catches up.
 

@@ -2,7 +2,7 @@
  * The Kemari checkpoint path as plain logic: the frame codec, page deltas,
  * and the primary's Replicator talking to a secondary's Replica over an
  * in-process link. Invariants 4 (atomicity), 5 (durability) and 6 (cost
- * follows change) of shared/design.md, and a restored machine going on
+ * follows change) of docs/design.md, and a restored machine going on
  * exactly as the original would have.
  */
 import fc from "fast-check";

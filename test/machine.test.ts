@@ -1,5 +1,5 @@
 /**
- * The guest machine per the ABI (shared/guest-abi.md): hypercalls, the event
+ * The guest machine per the ABI (docs/guest-abi.md): hypercalls, the event
  * channel, device binding, and the guest states with their transitions.
  */
 import { describe, expect, it } from "vitest";

@@ -52,7 +52,7 @@ export const Regions = z
     secondary: Region.default(DEFAULT_SECONDARY_REGION),
   })
   .refine((r) => r.primary !== r.secondary, { message: "the primary and the secondary must be in different regions", path: ["secondary"] })
-  .describe("where the primary and the secondary host are placed (mode kemari)");
+  .describe("where the primary and the secondary host are placed (modes kemari and remus)");
 
 export const Heartbeat = z
   .strictObject({

@@ -21,7 +21,10 @@ export interface Output {
   data: Uint8Array;
 }
 
-/** The virtual disk as a backend sees it; writes may need a mirror's ack. */
+/**
+ * The virtual disk as a backend sees it. `write` is asynchronous: a protected
+ * host's disk may do more than store the sectors locally.
+ */
 export interface Disk {
   readonly sectors: number;
   read(sector: number, count: number): Uint8Array;

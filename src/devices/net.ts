@@ -3,8 +3,7 @@
  * buffers the guest posts with packets that arrive from the switch.
  */
 import { Errno } from "../guest/abi.ts";
-import { Backend, InOrderBackend, type DeviceHost, type Output } from "./backend.ts";
-import type { Binding } from "../guest/machine.ts";
+import { Backend, InOrderBackend, type Output } from "./backend.ts";
 import type { Request } from "./ring.ts";
 
 export const MAX_PACKET = 4096;
@@ -23,14 +22,6 @@ export class NetRxBackend extends Backend {
   /** Packets that arrived before the guest posted a buffer for them (host-private, not replicated). */
   private readonly queue: Uint8Array[] = [];
   dropped = 0;
-
-  constructor(host: DeviceHost, binding: Binding) {
-    super(host, binding);
-  }
-
-  get queued(): number {
-    return this.queue.length;
-  }
 
   /** New buffers were posted: use them for any packets already waiting. */
   async notify(): Promise<void> {

@@ -1,5 +1,5 @@
 /**
- * A Xen-style shared ring: one 4 KiB page of guest memory (guest-abi.md, Rings).
+ * A Xen-style shared ring: one 4 KiB page of guest memory (docs/guest-abi.md, "Rings").
  * In the spirit of Xen's ring.h: free-running u32 indices, slot = index mod 64,
  * the guest (frontend) produces requests, the backend produces responses.
  */

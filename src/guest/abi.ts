@@ -1,4 +1,4 @@
-/** Numbers fixed by the guest ABI v1 (shared/guest-abi.md). Add, never renumber. */
+/** Numbers fixed by the guest ABI v1 (docs/guest-abi.md). Add, never renumber. */
 
 export const Hypercall = {
   HALT: 0,
@@ -24,9 +24,6 @@ export const DeviceKind = {
   BLK: 3,
 } as const;
 export type DeviceKind = (typeof DeviceKind)[keyof typeof DeviceKind];
-
-export const DEVICE_NAMES = ["console", "net-tx", "net-rx", "blk"] as const;
-export type DeviceName = (typeof DEVICE_NAMES)[number];
 
 export const PORTS = 32;
 export const SECTOR_SIZE = 512;

@@ -225,7 +225,11 @@ export class Cpu {
     }
   }
 
-  /** Clear decoded state that a reset or restore would make stale. */
+  /**
+   * Put the hart in its reset state: every register 0 but `sp`, `pc` = `entry`,
+   * no instructions retired, no fault. Decoded instructions live in memory's
+   * code cache and are left alone (a store invalidates them, see memory.ts).
+   */
   reset(entry: number, sp: number): void {
     this.regs.fill(0);
     this.regs[2] = sp | 0;

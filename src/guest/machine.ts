@@ -1,12 +1,14 @@
 /**
  * The guest machine: one RV32IM hart, its memory, the event-channel bitmap and
- * the device bindings — exactly the state that Kemari replicates. The backends
+ * the device bindings — exactly the guest state a protected host (mode kemari
+ * or remus) replicates, besides the disk. The backends
  * that serve the devices are not here: they belong to the host (src/devices).
  *
  * `run` stops at every NOTIFY to a bound port and hands the event to its
  * caller instead of delivering it: that is Kemari's event tap. The host decides
  * what happens before the event reaches the backend (nothing in mode `none`,
- * a synchronisation to the secondary in mode `kemari`).
+ * a synchronisation to the secondary in mode `kemari`; in mode `remus` the
+ * event goes through at once and its outputs wait for their epoch's checkpoint).
  */
 import { DeviceKind, Errno, Hypercall, PORTS, Reg, type GuestState } from "./abi.ts";
 import { Cpu, Exit, type Fault } from "./cpu.ts";

@@ -126,7 +126,12 @@ export class Memory {
     return (this.storeFlags[page] & FLAG_CLEAN) === 0;
   }
 
-  /** Start a new dirty epoch: called once the dirty pages are safely elsewhere. */
+  /**
+   * Empty the dirty set, in O(dirty pages): each listed page is CLEAN again, so
+   * its next store puts it back in the set. The replicator calls this as soon
+   * as it has taken the list, before the checkpoint is sent; if the sync fails
+   * it puts the pages back with `markDirty`.
+   */
   clearDirty(): void {
     for (let i = 0; i < this.dirtyCount; i++) this.storeFlags[this.dirtyList[i]] |= FLAG_CLEAN;
     this.dirtyCount = 0;
@@ -141,10 +146,5 @@ export class Memory {
         this.storeFlags[p] &= ~FLAG_CLEAN;
       }
     }
-  }
-
-  /** Mark every page dirty, e.g. before a full checkpoint to a fresh secondary. */
-  markAllDirty(): void {
-    this.touch(0, this.size);
   }
 }

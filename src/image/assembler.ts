@@ -1,6 +1,6 @@
 /**
  * A GNU-`as`-syntax RV32IM assembler: `assemble(source)` turns assembly text into one
- * loadable `Image` (see /work/shared/guest-abi.md, "Images").
+ * loadable `Image` (see docs/guest-abi.md, "Images").
  *
  * Layout: `.text` from address 0, then `.data` (also `.rodata`, `.bss`, ...) starting exactly
  * at the end of .text. Alignment directives align ABSOLUTE addresses. The result is one

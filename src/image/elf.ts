@@ -1,6 +1,6 @@
 /**
  * The ELF32 RISC-V loader: turns a statically linked RV32 executable into an
- * `Image` (see /work/shared/guest-abi.md, "Images").
+ * `Image` (see docs/guest-abi.md, "Images").
  *
  * The parser is strict and total: every malformed input throws an `ImageError`
  * whose `detail.offset` is the byte offset (in the file) of the offending field,

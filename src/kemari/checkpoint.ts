@@ -1,5 +1,6 @@
 /**
- * The checkpoint stream: what the primary sends the secondary at each event.
+ * The checkpoint stream: what the primary sends the secondary at each event
+ * (mode kemari) or each epoch (mode remus).
  *
  * Shaped like QEMU's migration stream, but whole-or-nothing: a checkpoint is
  * one or more frames (split so no message exceeds a size limit), the last of
@@ -12,8 +13,11 @@
  *           part u32 · memoryPages u32 · diskSectors u32 · entries u32 · body u32
  *   machine (COMMIT frames only) regs[32] · pc · instret f64 · pending · state
  *           · exit code · bindings
- *   entries space u8 (page|sector) · encoding u8 (raw|delta|zero) · u16 · index u32
+ *   entries space u8 (page|sector|output) · encoding u8 · u16 reserved · index u32
  *           · length u32 · data
+ *           page:   encoding raw|delta|zero, index the page number
+ *           sector: encoding raw, index the sector number
+ *           output: encoding the device (0 console, 1 net), index its ring index
  *   trailer crc32 of everything before it
  *
  * All integers little-endian.
