@@ -105,8 +105,23 @@ describe("the protection loop", () => {
     await connected(w);
     w.answers.set("host-0", [{ ok: false, code: "out-of-order", reason: "restarted mid-checkpoint" }]);
     await w.protection.mirror(1, new Uint8Array(512));
-    expect(w.log).toEqual(["full checkpoint", "ready(host-0)"]);
+    // The witness already heard that host-0 holds a whole copy: it is not told again.
+    expect(w.log).toEqual(["full checkpoint"]);
     expect(w.protection.secondary!.name).toBe("host-0");
+  });
+
+  it("tells the witness again when its secondaryReady is lost, and keeps the secondary", async () => {
+    const w = world();
+    let lost = 2;
+    const ready = w.witness.secondaryReady.bind(w.witness);
+    w.witness.secondaryReady = async (g, s) => {
+      if (lost-- > 0) throw new Error("reply lost");
+      return ready(g, s);
+    };
+    await w.protection.replicate(async () => {});
+    expect(w.log).toEqual(["replaceSecondary(gen 0, failed none)", "full checkpoint", "ready(host-1)"]);
+    expect(w.sleeps).toEqual([100, 100]);
+    expect(w.protection.secondary!.name).toBe("host-1");
   });
 
   it("keeps asking a witness it cannot reach, and goes on when it answers", async () => {

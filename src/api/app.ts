@@ -183,8 +183,8 @@ export function createApp(): Hono<App> {
 
   app.get("/api/guests/:id/disk", async (c) => {
     const id = guestId(c);
-    const { sector, count } = validate(DiskQuery, c.req.query(), "query");
-    return octets(unwrap(await switchOf(c, id).disk(sector, count)));
+    const { sector, count, view } = validate(DiskQuery, c.req.query(), "query");
+    return octets(unwrap(await switchOf(c, id).disk(sector, count, view)));
   });
 
   app.all("/api/*", (c) => problem(404, `no route ${c.req.method} ${new URL(c.req.url).pathname}`));

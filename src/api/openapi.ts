@@ -142,14 +142,14 @@ export function openApiDocument(): object {
       },
       "/api/guests/{id}/memory": {
         get: {
-          summary: "Raw bytes of guest memory",
+          summary: "Raw bytes of guest memory (a live view of the primary: a failover may take back what no checkpoint holds yet)",
           parameters: [idParam, ...queryParams(MemoryQuery)],
           responses: { 200: { description: "application/octet-stream" }, ...errors },
         },
       },
       "/api/guests/{id}/disk": {
         get: {
-          summary: "Raw sectors of the guest's virtual disk",
+          summary: "Raw sectors of the guest's virtual disk: by default the acknowledged disk (what a takeover resumes with, never taken back); view=live for the primary's current disk",
           parameters: [idParam, ...queryParams(DiskQuery)],
           responses: { 200: { description: "application/octet-stream" }, ...errors },
         },

@@ -93,6 +93,8 @@ export const MemoryQuery = z.strictObject({
 export const DiskQuery = z.strictObject({
   sector: uint(MAX_DISK_SECTORS),
   count: z.coerce.number().int().min(1).max(LIMITS.diskReadSectors),
+  /** acked (default): what a takeover would resume with; live: the primary's current disk, which a failover may take back. */
+  view: z.enum(["acked", "live"]).default("acked"),
 });
 
 export const GuestId = z.string().regex(/^g-[0-9a-f]{12}$/);

@@ -45,6 +45,8 @@ export interface ProtectionHost {
   connect(place: HostPlace): SecondaryPort;
   /** Synchronise the secondary (a full checkpoint when `r.seq` is 0). */
   sync(r: Replicator): Promise<void>;
+  /** The witness knows a new secondary holds a whole copy: any older copy this host kept may go. */
+  reprotected?(): void;
 }
 
 /** The witness has moved the guest elsewhere: this host must stop and release nothing. */
@@ -76,6 +78,8 @@ export class Protection {
   secondary: HostPlace | null = null;
   private port: SecondaryPort | null = null;
   private failed: HostPlace | null = null;
+  /** The witness has heard that the current secondary holds a whole copy. */
+  private announced = false;
 
   constructor(
     private readonly host: ProtectionHost,
@@ -88,6 +92,26 @@ export class Protection {
     this.secondary = secondary;
     this.port = this.host.connect(secondary);
     this.replicator = new Replicator(this.host.generation, this.port);
+    this.announced = false;
+  }
+
+  /**
+   * Tell the witness the secondary holds a whole copy (the guest is protected
+   * again). Until it has heard, keep asking: a lost call must not leave the
+   * witness thinking the guest unprotected — nor cost us the secondary.
+   */
+  private async announce(): Promise<void> {
+    for (;;) {
+      this.check();
+      try {
+        await this.witness.secondaryReady(this.host.generation, this.secondary!);
+        break;
+      } catch {
+        await this.options.sleep(this.options.witnessRetryMs);
+      }
+    }
+    this.announced = true;
+    this.host.reprotected?.();
   }
 
   /**
@@ -101,10 +125,8 @@ export class Protection {
       try {
         if (!this.replicator) await this.attach();
         const r = this.replicator!;
-        if (r.seq === 0) {
-          await this.host.sync(r);
-          await this.witness.secondaryReady(this.host.generation, this.secondary!);
-        }
+        if (r.seq === 0) await this.host.sync(r);
+        if (!this.announced) await this.announce();
         await op(r);
         return;
       } catch (e) {

@@ -65,7 +65,8 @@ export class Replica {
     return this.meta?.seq ?? 0;
   }
 
-  receive(bytes: Uint8Array): SyncReply {
+  /** One frame. `acceptOlder` is the mutation acceptOlderGeneration (src/protocol/mutations.ts): never in a real run. */
+  receive(bytes: Uint8Array, acceptOlder = false): SyncReply {
     let frame: Frame;
     try {
       frame = decodeFrame(bytes);
@@ -73,8 +74,8 @@ export class Replica {
       if (!(e instanceof CheckpointError)) throw e;
       return this.refuse("corrupt", e.reason);
     }
-    if (frame.generation < this.generation) return this.refuse("superseded", `frame of generation ${frame.generation}; this replica serves generation ${this.generation}`);
-    if (frame.generation !== this.generation) return this.refuse("out-of-order", `frame of generation ${frame.generation}; expected ${this.generation}`);
+    if (frame.generation < this.generation && !acceptOlder) return this.refuse("superseded", `frame of generation ${frame.generation}; this replica serves generation ${this.generation}`);
+    if (frame.generation > this.generation) return this.refuse("out-of-order", `frame of generation ${frame.generation}; expected ${this.generation}`);
     if (!frame.full) {
       if (!this.meta) return this.refuse("out-of-order", "an incremental checkpoint needs a full one first");
       if (frame.seq === this.seq && frame.machine) {

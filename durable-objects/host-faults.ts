@@ -1,0 +1,64 @@
+/**
+ * Fault injection on a host Durable Object (teaching, and the end-to-end
+ * tests): a cut link, and a crash armed for a named protocol step. A crash
+ * is `ctx.abort()`: the object's memory is gone, as in a power cut; only its
+ * storage survives.
+ */
+import type { FaultKind, FaultStep } from "../src/kemari/faults.ts";
+import type { StepFaults } from "../src/protocol/ports.ts";
+import type { SqlReplicaStore } from "./replica-store.ts";
+
+export class HostFaults implements StepFaults {
+  /** A partitioned host neither answers nor reaches the other hosts and the switch. */
+  partitioned = false;
+  private armed: FaultStep | null = null;
+
+  constructor(
+    private readonly ctx: DurableObjectState,
+    private readonly replica: SqlReplicaStore,
+  ) {}
+
+  inject(kind: FaultKind, at: FaultStep): void {
+    if (kind === "partition") this.partitioned = true;
+    else if (kind === "heal") this.partitioned = false;
+    else if (at === "now") setTimeout(() => this.ctx.abort("injected crash"), 0);
+    else this.armed = at;
+  }
+
+  at(step: string): void {
+    if (this.armed === step) this.crash(step);
+  }
+
+  minFrames(): number {
+    return this.armed === "mid-transfer" ? 2 : 1;
+  }
+
+  /** The secondary is about to apply a frame. */
+  applying(): void {
+    if (this.armed === "before-transfer") this.crash("before-transfer");
+    this.replica.midway = this.armed === "mid-transfer" ? () => this.crash("mid-transfer") : null;
+  }
+
+  /** The secondary acknowledged a checkpoint: a crash armed for after the ack happens now (after the reply leaves). */
+  acknowledged(): void {
+    this.replica.midway = null;
+    if (this.armed === "after-ack" || this.armed === "after-release") {
+      this.armed = null;
+      setTimeout(() => this.ctx.abort("injected crash after ack"), 0);
+    }
+  }
+
+  /** A call over the (possibly cut) network between objects. */
+  async net<T>(fn: () => PromiseLike<T>): Promise<T> {
+    if (this.partitioned) throw new Error("link down: this host is partitioned");
+    const v = await fn();
+    if (this.partitioned) throw new Error("link down: this host is partitioned");
+    return v;
+  }
+
+  private crash(step: string): never {
+    this.armed = null;
+    this.ctx.abort(`injected crash at ${step}`);
+    throw new Error("unreachable after abort");
+  }
+}

@@ -1,0 +1,56 @@
+/**
+ * Events for the switch's live stream, sent in batches off the sync path:
+ * at most one batch every 100 ms (the pump sends one itself when due, as
+ * timers can wait under load), at most 500 events a batch.
+ */
+import { event, MAX_LISTED_PAGES, type StreamEvent } from "../src/events/messages.ts";
+import type { SyncStats } from "../src/kemari/replicator.ts";
+import type { Primary } from "../src/protocol/primary.ts";
+
+const BATCH_EVERY_MS = 100;
+const MAX_BATCH = 500;
+
+export class Outbox {
+  private events: StreamEvent[] = [];
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private lastFlush = 0;
+
+  constructor(
+    /** The guest now, if this host runs it. */
+    private readonly guest: () => { primary: Primary; generation: number } | null,
+    private readonly publish: (generation: number, events: StreamEvent[]) => Promise<void>,
+  ) {}
+
+  synced(generation: number, s: SyncStats, pauseMs: number): void {
+    this.events.push(event({ type: "sync", generation, seq: s.seq, full: s.full, pages: s.pages, sent: s.sentPages, bytes: s.sentBytes, dirtyBytes: s.dirtyBytes, deltaSaved: s.deltaSaved, pauseMs }));
+  }
+
+  /** Something a dashboard would show has changed: send a batch soon. */
+  changed(): void {
+    if (this.timer || !this.guest()) return;
+    this.timer = setTimeout(() => {
+      this.timer = null;
+      void this.flush();
+    }, BATCH_EVERY_MS);
+  }
+
+  /** Called by the pump between slices. */
+  flushIfDue(): void {
+    if (this.events.length === 0 && !this.timer) return;
+    if (Date.now() - this.lastFlush < BATCH_EVERY_MS) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    void this.flush();
+  }
+
+  private async flush(): Promise<void> {
+    const g = this.guest();
+    if (!g) return;
+    this.lastFlush = Date.now();
+    const batch = this.events.splice(0, MAX_BATCH);
+    const r = g.primary.runner;
+    batch.push(event({ type: "guest", generation: g.generation, state: r.state, pc: r.machine.cpu.pc, instructions: r.machine.cpu.instret, devices: r.devices(), dirty: Array.from(r.memory.dirtyPages().subarray(0, MAX_LISTED_PAGES)) }));
+    if (this.events.length > 0) this.changed();
+    await this.publish(g.generation, batch).catch(() => undefined);
+  }
+}

@@ -1,0 +1,391 @@
+/**
+ * A host: one "physical machine" for a guest, as plain protocol code. The
+ * GuestHost Durable Object adapts it to RPC, SQLite and alarms; the
+ * simulator drives it with seeded ports. Its role is an explicit state
+ * machine (TigerBeetle's replica `Status`), each transition named and
+ * checking its precondition:
+ *
+ *   unassigned ─start──▶ primary ─fence──▶ fenced
+ *   unassigned ─init───▶ secondary ─promote─▶ primary
+ *   primary ──restart──▶ lost ─promote (from a kept copy)─▶ primary
+ *   secondary / lost ─retire─▶ fenced
+ *
+ * `lost` is a primary whose RAM — and the guest in it — went with a restart.
+ * A promoted host keeps its acknowledged copy (durably) until a new
+ * secondary holds a whole one: until then it is the only acknowledged copy,
+ * and a restart of every host must still be able to resume from it.
+ */
+import { GuestError } from "../host/errors.ts";
+import { isProtected, SLICE_INSTRUCTIONS, type GuestConfig } from "../host/guest-config.ts";
+import { lostHostStatus, type HostPlace, type HostStatus } from "../host/status.ts";
+import type { Image } from "../image/image.ts";
+import { Fenced } from "../kemari/protection.ts";
+import type { SyncReply } from "../kemari/replicator.ts";
+import { restoreMachine } from "../kemari/state.ts";
+import { mutations } from "./mutations.ts";
+import type { HoldReply, HostIO, HostMeta, PingReply } from "./ports.ts";
+import { Primary } from "./primary.ts";
+import { Secondary } from "./secondary.ts";
+
+export type Role =
+  | { kind: "unassigned" }
+  | { kind: "primary"; generation: number; primary: Primary; kept: Secondary | null }
+  | { kind: "lost"; generation: number }
+  | { kind: "secondary"; generation: number; secondary: Secondary }
+  /** `frozen`: the guest as it stood when fenced (shown, never run again). */
+  | { kind: "fenced"; generation: number; reason: string; frozen: Primary | null };
+
+export const LOST = "the host restarted and lost the guest's memory";
+
+export class Host {
+  private meta: HostMeta | null;
+  role: Role;
+  private pumping = false;
+
+  constructor(private readonly io: HostIO) {
+    this.meta = io.store.loadMeta();
+    this.role = this.roleAfterRestart();
+  }
+
+  /** What a (re)started host is: its storage says; its RAM is empty. */
+  private roleAfterRestart(): Role {
+    const m = this.meta;
+    if (!m) return { kind: "unassigned" };
+    if (m.role === "secondary") return { kind: "secondary", generation: m.generation, secondary: new Secondary(this.io.store, m.generation) };
+    if (m.role === "fenced") return { kind: "fenced", generation: m.generation, reason: "fenced before a restart", frozen: null };
+    return { kind: "lost", generation: m.generation };
+  }
+
+  get config(): GuestConfig | null {
+    return this.meta?.config ?? null;
+  }
+
+  private save(meta: HostMeta): void {
+    this.meta = meta;
+    this.io.store.saveMeta(meta);
+  }
+
+  // ---- Transitions ----
+
+  /** unassigned → primary: a new guest, loaded from its image and (protected modes) fully checkpointed before it runs. */
+  async start(config: GuestConfig, image: Image, switchName: string, self: HostPlace, secondary: HostPlace | null, paused: boolean): Promise<HostStatus> {
+    if (this.role.kind !== "unassigned") throw new GuestError("conflict", `host already serves guest ${this.meta?.config.id}`);
+    this.save({ config, switchName, self, role: "primary", generation: 0 });
+    const p = this.newPrimary(config, 0);
+    p.runner.load(image);
+    if (paused) p.machine.pause();
+    this.role = { kind: "primary", generation: 0, primary: p, kept: null };
+    if (secondary && p.protection) {
+      const protection = p.protection;
+      protection.use(secondary);
+      await p.runner.exclusive(() => protection.replicate(async () => {}));
+    }
+    this.io.schedule();
+    return this.status();
+  }
+
+  /** → secondary of `generation`, forgetting anything held before. */
+  init(config: GuestConfig, switchName: string, self: HostPlace, generation: number): void {
+    if (this.role.kind === "primary") throw new GuestError("conflict", "host runs a guest");
+    this.io.store.clearAll();
+    this.save({ config, switchName, self, role: "secondary", generation });
+    this.role = { kind: "secondary", generation, secondary: new Secondary(this.io.store, generation) };
+  }
+
+  /**
+   * secondary (or lost, from the copy it kept) → primary of `generation`:
+   * restore the guest from the last acknowledged checkpoint, let the
+   * backends rebuild their cursors from the rings (processing outstanding
+   * requests again), release what the checkpoint held back (Remus), and run;
+   * re-protection starts at once. Idempotent: a repeated promote (the
+   * witness restarted, or lost our reply) answers as the first did.
+   */
+  async promote(generation: number, paused: boolean): Promise<{ takeoverMs: number }> {
+    const t0 = this.io.clock.now();
+    const role = this.role;
+    if (role.kind === "primary" && role.generation === generation) return { takeoverMs: 0 };
+    if (role.kind !== "secondary" && role.kind !== "lost") throw new GuestError("conflict", `this host is ${role.kind}, not a secondary`);
+    if (generation <= role.generation) throw new GuestError("conflict", `generation ${generation} is not newer than this host's ${role.generation}`);
+    const kept = role.kind === "secondary" ? role.secondary : this.keptCopy();
+    const copy = kept?.copy;
+    if (!kept || !copy?.meta || !copy.memory) throw new GuestError("lost", "this host holds no whole checkpoint");
+    const meta = this.meta!;
+    this.io.store.replica.adoptDisk();
+    this.save({ ...meta, role: "primary", generation });
+    // The copy's memory becomes the guest's (no copy of up to 64 MiB).
+    const p = this.newPrimary(meta.config, generation, copy.memory);
+    restoreMachine(p.machine, copy.meta.machine, copy.memory);
+    // Paused or not is the operator's say (kept by the witness), not the checkpoint's.
+    if (paused) p.machine.pause();
+    else p.machine.resume();
+    this.role = { kind: "primary", generation, primary: p, kept };
+    // Remus: the checkpoint's outputs were held back; its primary may have died before
+    // releasing them. Release them now (the switch keeps each identity once).
+    const held = copy.outputs;
+    await p.runner.exclusive(async () => {
+      await p.release(held);
+      await p.runner.reattach();
+    });
+    this.io.schedule();
+    const takeoverMs = this.io.clock.now() - t0;
+    // Re-protection runs on while the guest does: its next event waits for it.
+    if (p.protection) {
+      const protection = p.protection;
+      void p.runner.exclusive(() => protection.replicate(async () => {})).catch(() => undefined);
+    }
+    return { takeoverMs };
+  }
+
+  /** A copy this (lost) host kept from before its promotion, if re-protection never completed. */
+  private keptCopy(): Secondary | null {
+    const saved = this.io.store.replica.load();
+    return saved ? new Secondary(this.io.store, saved.meta.generation) : null;
+  }
+
+  /** primary → fenced: the witness moved the guest away; stop for good and release nothing. */
+  private fence(reason: string): void {
+    const role = this.role;
+    if (role.kind === "fenced" || role.kind === "unassigned") return;
+    if (role.kind === "primary") {
+      role.primary.machine.pause();
+      if (role.primary.protection) role.primary.protection.replicator = null;
+    }
+    this.save({ ...this.meta!, role: "fenced" });
+    this.role = { kind: "fenced", generation: role.generation, reason, frozen: role.kind === "primary" ? role.primary : null };
+  }
+
+  /** The witness has moved the guest away from this host. */
+  retire(generation: number): boolean {
+    const role = this.role;
+    if (role.kind !== "fenced" && role.kind !== "unassigned" && role.generation < generation) this.fence(`generation ${generation} runs elsewhere`);
+    return true;
+  }
+
+  private newPrimary(config: GuestConfig, generation: number, memory?: Uint8Array): Primary {
+    return new Primary(
+      this.io,
+      config,
+      generation,
+      this.io.store.disk(config.diskSectors),
+      {
+        isPrimary: () => this.role.kind === "primary" && this.role.generation === generation,
+        fence: (reason) => this.fence(reason),
+        connect: (place) => {
+          const peer = this.io.peer(place);
+          return { send: (frame) => peer.receive(frame), diskWrite: (g, s, d) => peer.diskWrite(g, s, d) };
+        },
+        reprotected: () => this.dropKeptCopy(generation),
+      },
+      memory,
+    );
+  }
+
+  /** A new secondary holds a whole copy: the one kept since the promotion is no longer the only one. */
+  private dropKeptCopy(generation: number): void {
+    const role = this.role;
+    if (role.kind !== "primary" || role.generation !== generation || !role.kept) return;
+    this.role = { ...role, kept: null };
+    this.io.store.replica.clear();
+  }
+
+  // ---- The secondary's side ----
+
+  receive(frame: Uint8Array): SyncReply {
+    const role = this.role;
+    if (role.kind === "secondary") return role.secondary.receive(frame, this.io.faults);
+    // The bug the mutation brings back: a promoted host still applies frames to the copy its guest now runs on.
+    if (mutations.acceptOlderGeneration && role.kind === "primary" && role.kept) return role.kept.receive(frame, this.io.faults);
+    return { ok: false, code: role.kind === "primary" ? "superseded" : "not-secondary", reason: `this host is ${role.kind}` };
+  }
+
+  diskWrite(generation: number, sector: number, data: Uint8Array): SyncReply {
+    const role = this.role;
+    if (role.kind !== "secondary") return { ok: false, code: "superseded", reason: `this host is ${role.kind}` };
+    return role.secondary.diskWrite(generation, sector, data);
+  }
+
+  /** What this host holds that a takeover could start from. */
+  holds(): HoldReply {
+    const role = this.role;
+    const copy = role.kind === "secondary" ? role.secondary.copy : role.kind === "lost" ? this.keptCopy()?.copy : role.kind === "primary" ? role.kept?.copy : null;
+    return {
+      role: this.meta?.role ?? null,
+      generation: role.kind === "unassigned" ? 0 : role.generation,
+      whole: !!copy?.meta,
+      copyGeneration: copy?.meta?.generation ?? 0,
+      seq: copy?.seq ?? 0,
+      instructions: copy?.meta?.machine.instret ?? null,
+    };
+  }
+
+  // ---- The witness's questions ----
+
+  ping(generation: number): PingReply {
+    const role = this.role;
+    if (role.kind === "lost" && role.generation === generation) return { ok: false, code: "lost", reason: LOST };
+    if (role.kind !== "primary" || role.generation !== generation) return { ok: false, code: "not-primary", reason: `this host is ${role.kind}` };
+    return { ok: true, state: role.primary.runner.state };
+  }
+
+  /** The durable backstop found this host restarted: tell the witness at once rather than wait for a heartbeat. */
+  async reportLost(): Promise<void> {
+    const role = this.role;
+    if (role.kind === "lost" && this.meta && isProtected(this.meta.config.mode)) await this.io.witness.primaryLost(role.generation).catch(() => undefined);
+  }
+
+  // ---- Running the guest ----
+
+  /** The running guest, or an error that says why there is none. */
+  guest(): Primary {
+    const role = this.role;
+    if (role.kind === "primary") return role.primary;
+    if (role.kind === "lost") throw new GuestError("lost", LOST);
+    if (role.kind === "fenced") throw new GuestError("conflict", "this host was fenced: the guest runs elsewhere");
+    throw new GuestError("not-found", "no guest on this host");
+  }
+
+  get runnable(): boolean {
+    return this.role.kind === "primary" && this.role.primary.machine.runnable;
+  }
+
+  /** Run `fn` on the guest; a fence stops it for good (that is not an error of the request). */
+  private async drive(fn: () => Promise<void>): Promise<void> {
+    try {
+      await fn();
+    } catch (e) {
+      if (!(e instanceof Fenced)) throw e;
+    }
+  }
+
+  /**
+   * Drive the guest in bounded slices, yielding between them so requests
+   * (status, pause, inbound packets, checkpoints) are served in between.
+   */
+  async pump(): Promise<void> {
+    const role = this.role;
+    if (role.kind !== "primary" || this.pumping) return;
+    const p = role.primary;
+    this.pumping = true;
+    try {
+      while (p.machine.runnable && this.role.kind === "primary" && this.role.primary === p) {
+        await this.drive(async () => {
+          await p.runner.runSlice(SLICE_INSTRUCTIONS);
+          this.io.observer?.changed?.();
+          if (p.epochDue()) await p.commitEpoch();
+          else p.epochSoon();
+          const superseded = await p.checkInDue();
+          if (superseded) this.fence(superseded);
+        });
+        await this.io.yieldToRequests();
+      }
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  /** Control changed the guest (pause, resume, step, a packet). */
+  private touched(): void {
+    this.io.observer?.changed?.();
+    if (this.role.kind === "primary") this.role.primary.epochSoon();
+  }
+
+  status(): HostStatus {
+    const role = this.role;
+    const p = role.kind === "primary" ? role.primary : role.kind === "fenced" ? role.frozen : null;
+    if (!p) {
+      if (!this.meta) throw new GuestError("not-found", "no guest on this host");
+      // The object restarted: its RAM, and with it the guest, is gone. Protected, that is a
+      // failure for the witness to act on; in mode none it is the end.
+      if (role.kind === "lost" && isProtected(this.meta.config.mode)) throw new GuestError("lost", LOST);
+      if (role.kind !== "lost") throw new GuestError("conflict", `this host is ${role.kind}`);
+      return lostHostStatus(LOST);
+    }
+    const m = p.machine;
+    return {
+      state: m.state,
+      exitCode: m.exitCode,
+      crash: m.crash,
+      pc: m.cpu.pc,
+      instructions: m.cpu.instret,
+      pending: m.pending,
+      dirtyPages: m.memory.dirtyPageCount,
+      rxDropped: p.runner.rxDropped,
+      counters: { ...p.runner.counters },
+      devices: p.runner.devices(),
+      sync: p.syncSummary(),
+    };
+  }
+
+  async pause(): Promise<HostStatus> {
+    const p = this.guest();
+    await p.runner.exclusive(async () => {
+      if (!p.machine.pause() && p.runner.state !== "paused") throw new GuestError("conflict", `cannot pause a guest that is ${p.runner.state}`);
+    });
+    this.touched();
+    return this.status();
+  }
+
+  resume(): HostStatus {
+    const p = this.guest();
+    if (!p.machine.resume() && p.runner.state !== "running" && p.runner.state !== "waiting") {
+      throw new GuestError("conflict", `cannot resume a guest that is ${p.runner.state}`);
+    }
+    this.io.schedule();
+    this.touched();
+    return this.status();
+  }
+
+  async step(instructions: number): Promise<HostStatus> {
+    const p = this.guest();
+    if (p.runner.state !== "paused" && p.runner.state !== "breakpoint") {
+      throw new GuestError("conflict", `only a paused guest can be stepped; this one is ${p.runner.state}`);
+    }
+    await this.drive(() => p.runner.step(instructions));
+    this.touched();
+    return this.status();
+  }
+
+  inbound(packet: Uint8Array): void {
+    this.guest().runner.deliverInbound(packet);
+    this.io.schedule();
+  }
+
+  readMemory(addr: number, len: number): Uint8Array {
+    const memory = this.guest().runner.memory;
+    if (!memory.contains(addr, len)) {
+      throw new GuestError("bad-request", `addr + len (${addr} + ${len}) is beyond the guest's ${memory.size} bytes of memory`, "addr");
+    }
+    return memory.read(addr, len);
+  }
+
+  readDisk(sector: number, count: number, view: "acked" | "live" = "acked"): Uint8Array {
+    const p = this.guest();
+    if (sector + count > p.disk.sectors) {
+      throw new GuestError("bad-request", `sector + count (${sector} + ${count}) is beyond the disk's ${p.disk.sectors} sectors`, "sector");
+    }
+    return p.readDisk(sector, count, view);
+  }
+
+  /** Forget the guest and everything stored for it. */
+  async destroy(): Promise<void> {
+    const role = this.role;
+    this.role = { kind: "unassigned" };
+    this.meta = null;
+    if (role.kind === "primary") await role.primary.runner.exclusive(async () => void role.primary.machine.pause());
+    this.io.store.clearAll();
+  }
+
+  /** What a host holds, for tests and the dashboard. */
+  replicaStatus(sectorsHeld: number): { role: string | null; generation: number; seq: number; pc: number | null; instructions: number | null; sectorsHeld: number } {
+    const role = this.role;
+    const copy = role.kind === "secondary" ? role.secondary.copy : null;
+    return {
+      role: this.meta?.role ?? null,
+      generation: role.kind === "unassigned" ? 0 : role.generation,
+      seq: copy?.seq ?? 0,
+      pc: copy?.meta?.machine.pc ?? null,
+      instructions: copy?.meta?.machine.instret ?? null,
+      sectorsHeld,
+    };
+  }
+}

@@ -1,0 +1,37 @@
+/**
+ * Test-only switches that turn known bugs back on, so the simulator's
+ * mutation tests can show that its checker catches each one (a checker that
+ * cannot fail is not done). All are off in every real run; only tests set them.
+ */
+export interface Mutations {
+  /** Kemari's old design: each disk write goes to the secondary's disk at once, ahead of the checkpoint of the memory that made it (bug 1). */
+  mirrorDiskAhead: boolean;
+  /** Remus: a full checkpoint to a new secondary leaves out the epoch's held outputs (bug 2). */
+  fullWithoutHeldOutputs: boolean;
+  /** The default disk read shows the primary's live disk, writes no checkpoint covers yet (bug 3). */
+  diskReadsLive: boolean;
+  /** An output leaves before the secondary acknowledged the state that produced it. */
+  releaseBeforeAck: boolean;
+  /** A host takes a checkpoint from a primary of an older generation. */
+  acceptOlderGeneration: boolean;
+}
+
+export const mutations: Mutations = {
+  mirrorDiskAhead: false,
+  fullWithoutHeldOutputs: false,
+  diskReadsLive: false,
+  releaseBeforeAck: false,
+  acceptOlderGeneration: false,
+};
+
+export type MutationName = keyof Mutations;
+
+/** Run `fn` with one mutation switched on (and always off again after). */
+export async function withMutation<T>(name: MutationName, fn: () => Promise<T>): Promise<T> {
+  mutations[name] = true;
+  try {
+    return await fn();
+  } finally {
+    mutations[name] = false;
+  }
+}

@@ -1,0 +1,405 @@
+/**
+ * The witness: the guest's switch port on the outside world, and the one
+ * party that decides, atomically and durably, which host is primary under
+ * which generation (fencing by switch port, as HA clusters do).
+ *
+ * - It records what the guest says (console chunks and packets, each under
+ *   its ring index, so a repeat after a failover is kept once) and refuses
+ *   outputs of any generation but the current one.
+ * - It watches the primary (heartbeats) and moves the guest to a host that
+ *   holds a whole acknowledged copy when the primary is lost or silent. The
+ *   decision is saved before anyone is told, and a saved decision is resumed
+ *   after the witness's own restart. A guest is declared lost only when
+ *   every host answered that it holds no whole copy.
+ * - It assigns each new secondary (re-protection) and hears when one holds a
+ *   whole copy.
+ *
+ * The GuestSwitch Durable Object adapts it to RPC, SQLite, alarms and
+ * WebSockets; the simulator drives it with seeded ports.
+ */
+import type { Output } from "../devices/backend.ts";
+import { GuestError, unwrap, type Outcome } from "../host/errors.ts";
+import { isProtected, type GuestConfig } from "../host/guest-config.ts";
+import { lostHostStatus, type FailoverRecord, type GuestStatus, type HostPlace, type HostStatus, type Protection } from "../host/status.ts";
+import type { Image } from "../image/image.ts";
+import type { Fault } from "../kemari/faults.ts";
+import { pickSecondaryRegion, type Region } from "../kemari/placement.ts";
+import { event, type StreamEvent } from "../events/messages.ts";
+import type { CheckInReply, Clock, HoldReply, HostLink, PingReply, RecordReply, SecondaryReply } from "./ports.ts";
+
+export interface SwitchMeta {
+  config: GuestConfig;
+  generation: number;
+  primary: HostPlace;
+  secondary: HostPlace | null;
+  protection: Protection;
+  /** Hosts created so far: names are hostName(id, n). */
+  hostCount: number;
+  failovers: FailoverRecord[];
+  /** Why the guest is gone, if a failure left no whole copy anywhere. */
+  lost: string | null;
+  /** The operator's intent: paused or not. Control, not guest state: a takeover applies it. */
+  paused: boolean;
+  /** A takeover decided (and saved) but not yet acknowledged by the new primary: resumed after a restart. */
+  takeover: { from: HostPlace; to: HostPlace; reason: string } | null;
+}
+
+/** The one way a guest's hosts are named. */
+export function hostName(guestId: string, n: number): string {
+  return `${guestId}/host-${n}`;
+}
+
+export interface WitnessStore {
+  loadMeta(): SwitchMeta | null;
+  saveMeta(meta: SwitchMeta): void;
+  /** Record outputs, atomically; a repeat of an identity is dropped. Returns the new ones. */
+  recordOutputs(outputs: Output[]): Output[];
+  partitioned(): HostPlace[];
+  setPartitioned(host: HostPlace | null): void;
+  clearAll(): void;
+}
+
+export interface WitnessIO<L extends HostLink> {
+  clock: Clock;
+  store: WitnessStore;
+  host(place: HostPlace): L;
+  /** Run `heartbeat()` at `at` (durable: it survives the witness's restart). */
+  setAlarm(at: number): void;
+  /** Tell the live stream (optional). */
+  events?(build: () => StreamEvent[]): void;
+}
+
+const MAX_FAILOVER_RECORDS = 50;
+/** A ping waits at most this long (or the timeout, if shorter). */
+const PING_WAIT_MS = 1000;
+
+export class Witness<L extends HostLink> {
+  meta: SwitchMeta | null;
+  fencedReleases = 0;
+  private lastSeen: number;
+  private failing: Promise<void> | null = null;
+  private lastHost: HostStatus | null = null;
+
+  constructor(private readonly io: WitnessIO<L>) {
+    this.meta = io.store.loadMeta();
+    this.lastSeen = io.clock.now();
+  }
+
+  private save(meta: SwitchMeta): void {
+    this.meta = meta;
+    this.io.store.saveMeta(meta);
+  }
+
+  private emit(build: () => StreamEvent[]): void {
+    this.io.events?.(build);
+  }
+
+  private current(): SwitchMeta {
+    if (!this.meta) throw notFound();
+    if (this.meta.lost) throw new GuestError("lost", this.meta.lost);
+    return this.meta;
+  }
+
+  /** Create the guest: place its hosts, start it on the primary (which protects it before it runs). */
+  async create(config: GuestConfig, image: Image, paused: boolean): Promise<void> {
+    if (this.meta) throw new GuestError("conflict", `guest ${config.id} exists`);
+    const prot = isProtected(config.mode);
+    const primary: HostPlace = { name: hostName(config.id, 0), region: prot ? config.regions.primary : null };
+    const secondary: HostPlace | null = prot ? { name: hostName(config.id, 1), region: config.regions.secondary } : null;
+    this.save({
+      config, generation: 0, primary, secondary, protection: prot ? "reprotecting" : "unprotected",
+      hostCount: prot ? 2 : 1, failovers: [], lost: null, paused, takeover: null,
+    });
+    if (secondary) unwrap(await this.io.host(secondary).init(config, config.id, secondary, 0));
+    unwrap(await this.io.host(primary).start(config, image, config.id, primary, secondary, paused));
+    if (prot) this.heartbeatSoon(config.heartbeat.intervalMs);
+  }
+
+  // ---- What the primary tells the witness ----
+
+  /** Outputs released by the primary of `generation`; a repeat of an identity is dropped. */
+  record(generation: number, outputs: Output[]): { reply: RecordReply; fresh: Output[] } {
+    const meta = this.meta;
+    if (!meta || generation !== meta.generation) {
+      this.fencedReleases += outputs.length;
+      return { reply: { ok: false, reason: `generation ${generation} is superseded by ${meta?.generation ?? "none"}` }, fresh: [] };
+    }
+    return { reply: { ok: true }, fresh: this.io.store.recordOutputs(outputs) };
+  }
+
+  /** The primary of `generation` needs a secondary (its first, or the last one failed): a fresh host in another region. */
+  async replaceSecondary(generation: number, failed: HostPlace | null): Promise<SecondaryReply> {
+    const meta = this.meta;
+    if (!meta || meta.lost || generation !== meta.generation) return { ok: false, reason: `generation ${generation} is superseded` };
+    // Not where the primary is, nor where a host just failed.
+    const lastFailover = meta.failovers[meta.failovers.length - 1];
+    const avoid = [failed?.region, meta.secondary?.region, lastFailover?.from.region].filter((r): r is Region => !!r);
+    const region = pickSecondaryRegion(meta.primary.region as Region, avoid);
+    const secondary: HostPlace = { name: hostName(meta.config.id, meta.hostCount), region };
+    const old = meta.secondary;
+    this.save({ ...meta, secondary, hostCount: meta.hostCount + 1, protection: "reprotecting" });
+    if (old) void this.io.host(old).retire(generation + 1).catch(() => undefined);
+    unwrap(await this.io.host(secondary).init(meta.config, meta.config.id, secondary, generation));
+    return { ok: true, secondary };
+  }
+
+  /** The primary has sent `secondary` a full checkpoint: the guest is protected again. */
+  secondaryReady(generation: number, secondary: HostPlace): void {
+    const meta = this.meta;
+    if (!meta || generation !== meta.generation || meta.secondary?.name !== secondary.name || meta.takeover) return;
+    if (meta.protection === "protected") return;
+    this.save({ ...meta, protection: "protected" });
+    this.emit(() => [event({ type: "protected", generation, secondary }, this.io.clock.now())]);
+  }
+
+  /** A busy primary asks whether it still is the primary of `generation`. */
+  checkIn(generation: number): CheckInReply {
+    const meta = this.meta;
+    if (meta && generation === meta.generation) return { ok: true };
+    return { ok: false, generation: meta?.generation ?? -1, reason: `generation ${meta?.generation ?? "none"} runs elsewhere` };
+  }
+
+  /** A primary that restarted without its memory reports itself. */
+  async primaryLost(generation: number): Promise<void> {
+    if (this.meta && generation === this.meta.generation && !this.meta.takeover) await this.failover("the primary restarted and lost the guest's memory");
+  }
+
+  // ---- Takeover ----
+
+  /** Move the guest to a host that holds a whole copy, under generation + 1. One at a time. */
+  failover(reason: string): Promise<void> {
+    if (!this.failing) this.failing = this.takeOver(reason).finally(() => (this.failing = null));
+    return this.failing;
+  }
+
+  private async takeOver(reason: string): Promise<void> {
+    const meta = this.meta;
+    if (!meta || meta.lost || !isProtected(meta.config.mode)) return;
+    if (!meta.takeover) {
+      const to = await this.chooseSuccessor(meta);
+      if (!this.meta || this.meta !== meta) return; // deleted, or moved on, meanwhile
+      if (to === "retry") return; // a host did not answer: ask again at the next heartbeat
+      if (to === null) {
+        this.save({ ...meta, lost: `${reason}, and no host holds a whole acknowledged copy` });
+        return;
+      }
+      // The decision, durable before anyone is told: from here on the old primary's outputs are refused.
+      const generation = meta.generation + 1;
+      const record: FailoverRecord = { generation, reason, from: meta.primary, to, at: this.io.clock.now(), takeoverMs: -1 };
+      this.emit(() => [event({ type: "failure", host: meta.primary, reason }, this.io.clock.now())]);
+      this.save({
+        ...meta, generation, primary: to, secondary: null, protection: "failing-over",
+        failovers: [...meta.failovers, record].slice(-MAX_FAILOVER_RECORDS),
+        takeover: { from: meta.primary, to, reason },
+      });
+    }
+    await this.completeTakeover();
+  }
+
+  /**
+   * Who can take over: the secondary, if it holds a whole copy of this
+   * generation; else a lost primary that kept the copy it was promoted from
+   * (a restart of every host during re-protection). "retry" when a host did
+   * not answer: it may hold one, so the guest is not declared lost.
+   */
+  private async chooseSuccessor(meta: SwitchMeta): Promise<HostPlace | null | "retry"> {
+    if (meta.secondary && meta.protection === "protected") return meta.secondary;
+    let unsure = false;
+    const ask = async (place: HostPlace): Promise<HoldReply | null> => {
+      try {
+        return await this.io.host(place).holds();
+      } catch {
+        unsure = true;
+        return null;
+      }
+    };
+    if (meta.secondary) {
+      const h = await ask(meta.secondary);
+      if (h?.whole && h.role === "secondary" && h.copyGeneration === meta.generation) return meta.secondary;
+    }
+    const p = await ask(meta.primary);
+    if (p?.whole && p.role === "primary") return meta.primary;
+    return unsure ? "retry" : null;
+  }
+
+  /** Tell the chosen host to take over (again, if the witness restarted or the call failed). */
+  private async completeTakeover(): Promise<void> {
+    const meta = this.meta;
+    if (!meta?.takeover) return;
+    const { from, to, reason } = meta.takeover;
+    const generation = meta.generation;
+    const t0 = this.io.clock.now();
+    let promoted: Outcome<{ takeoverMs: number }>;
+    try {
+      promoted = await this.io.host(to).promote(generation, meta.paused);
+    } catch {
+      return; // the call failed: resumed at the next heartbeat
+    }
+    const now = this.meta;
+    if (!now || now.generation !== generation || !now.takeover) return; // deleted meanwhile
+    if (!promoted.ok) {
+      if (promoted.code === "unavailable") return;
+      this.save({ ...now, takeover: null, lost: `${reason}; ${to.name} could not take over: ${promoted.detail}` });
+      return;
+    }
+    const takeoverMs = this.io.clock.now() - t0;
+    this.emit(() => [event({ type: "takeover", generation, from, to, takeoverMs }, this.io.clock.now())]);
+    // The new primary is re-protecting already (it may even have finished).
+    const protection = now.protection === "failing-over" ? "reprotecting" : now.protection;
+    const failovers = now.failovers.map((f) => (f.generation === generation ? { ...f, takeoverMs } : f));
+    this.save({ ...now, protection, takeover: null, failovers });
+    this.lastSeen = this.io.clock.now();
+    if (from.name !== to.name) void this.io.host(from).retire(generation).catch(() => undefined);
+  }
+
+  // ---- Heartbeats ----
+
+  /** Ping the primary; a lost one fails over at once, a silent one after the timeout; resume a saved takeover. */
+  async heartbeat(): Promise<void> {
+    const meta = this.meta;
+    if (!meta || meta.lost || !isProtected(meta.config.mode)) return;
+    const { intervalMs, timeoutMs } = meta.config.heartbeat;
+    if (meta.takeover) await this.failover(meta.takeover.reason);
+    else if (!this.failing) {
+      const reply = await this.ping(meta, Math.min(timeoutMs, PING_WAIT_MS));
+      if (this.meta?.generation === meta.generation && !this.meta.lost) {
+        if (reply.ok) {
+          this.lastSeen = this.io.clock.now();
+          if ((reply.state === "halted" || reply.state === "crashed") && this.meta.protection === "protected") return; // nothing left to protect
+        } else if (reply.code === "lost") {
+          await this.failover(`the primary ${meta.primary.name} lost the guest`);
+        } else if (this.io.clock.now() - this.lastSeen >= timeoutMs) {
+          await this.failover(`the primary ${meta.primary.name} was silent for ${this.io.clock.now() - this.lastSeen} ms`);
+        }
+      }
+    }
+    if (this.meta && !this.meta.lost) this.heartbeatSoon(intervalMs);
+  }
+
+  private async ping(meta: SwitchMeta, waitMs: number): Promise<PingReply> {
+    const unreachable = (reason: string): PingReply => ({ ok: false, code: "unreachable", reason });
+    const timeout = this.io.clock.sleep(waitMs).then(() => unreachable(`no answer in ${waitMs} ms`));
+    return Promise.race([this.io.host(meta.primary).ping(meta.generation).catch((e: unknown) => unreachable(String(e))), timeout]);
+  }
+
+  heartbeatSoon(ms: number): void {
+    this.io.setAlarm(this.io.clock.now() + ms);
+  }
+
+  // ---- Faults (teaching) ----
+
+  /**
+   * Inject a fault into one of the guest's hosts. A heal reconnects every
+   * host that was cut off: after a failover the host partitioned as primary
+   * is no longer "the primary", and healing it is how a zombie comes back.
+   */
+  async fault(f: Fault): Promise<{ hosts: HostPlace[] }> {
+    const meta = this.current();
+    if (!isProtected(meta.config.mode) && (f.target === "secondary" || f.kind !== "crash")) {
+      throw new GuestError("conflict", "a guest in mode none has no secondary and no links to cut", "target");
+    }
+    let hosts: HostPlace[];
+    if (f.kind === "heal") {
+      hosts = this.io.store.partitioned();
+      this.io.store.setPartitioned(null);
+    } else {
+      const host = f.target === "primary" ? meta.primary : meta.secondary;
+      if (!host) throw new GuestError("conflict", `the guest has no ${f.target} right now (it is ${meta.protection})`, "target");
+      hosts = [host];
+      if (f.kind === "partition") this.io.store.setPartitioned(host);
+    }
+    this.emit(() => [event({ type: "fault", target: f.target, kind: f.kind, at: f.at, hosts }, this.io.clock.now())]);
+    for (const h of hosts) unwrap(await this.io.host(h).fault(f.kind, f.at));
+    // A crash now is noticed at the next heartbeat; make that soon.
+    if (isProtected(meta.config.mode)) this.heartbeatSoon(f.kind === "crash" && f.at === "now" ? 20 : meta.config.heartbeat.intervalMs);
+    return { hosts };
+  }
+
+  // ---- Requests for the guest, through its current primary ----
+
+  /** Call the primary; if it turns out to have lost the guest, fail over at once and call the new primary. */
+  async onPrimary<T>(fn: (host: L) => Promise<Outcome<T>>): Promise<T> {
+    await this.failing;
+    let meta = this.current();
+    let r = await this.call(meta, fn);
+    if (!r.ok && (r.code === "lost" || r.code === "unavailable") && isProtected(meta.config.mode)) {
+      if (r.code === "lost") await this.failover(`the primary ${meta.primary.name} lost the guest`);
+      else await this.heartbeat(); // a heartbeat now: it fails over if the primary is gone
+      if (this.current().generation !== meta.generation) {
+        meta = this.current();
+        r = await this.call(meta, fn);
+      }
+    }
+    return unwrap(r);
+  }
+
+  /** One call to the primary; a host that dies during it answers "unavailable". */
+  private async call<T>(meta: SwitchMeta, fn: (host: L) => Promise<Outcome<T>>): Promise<Outcome<T>> {
+    try {
+      return await fn(this.io.host(meta.primary));
+    } catch (e) {
+      return { ok: false, code: "unavailable", detail: `the primary failed during the call (${String(e)}); retry` };
+    }
+  }
+
+  /**
+   * Pause and resume record the operator's intent first, and a takeover
+   * applies it: so when such a call fails because the guest moved to a new
+   * primary during it, the request has still done what was asked.
+   */
+  async withIntent(paused: boolean, fn: (host: L) => Promise<Outcome<HostStatus>>): Promise<void> {
+    const meta = this.current();
+    if (meta.paused !== paused) this.save({ ...meta, paused });
+    const generation = meta.generation;
+    try {
+      await this.onPrimary(fn);
+    } catch (e) {
+      if (!(e instanceof GuestError) || this.meta?.generation === generation) throw e;
+    }
+  }
+
+  /** The guest as the API reports it: the witness's view plus the primary's (a live view). */
+  async describe(primaryStatus: (host: L) => Promise<Outcome<HostStatus>>): Promise<GuestStatus> {
+    if (!this.meta) throw notFound();
+    let host: HostStatus;
+    if (this.meta.lost) host = this.lastHost ?? lostHostStatus(this.meta.lost);
+    else {
+      host = await this.onPrimary(primaryStatus);
+      this.lastHost = host;
+    }
+    const meta = this.meta;
+    if (!meta) throw notFound();
+    if (meta.lost) host = { ...host, state: "crashed", crash: { reason: meta.lost, pc: host.pc } };
+    return {
+      id: meta.config.id,
+      name: meta.config.name,
+      mode: meta.config.mode,
+      memoryPages: meta.config.memoryPages,
+      diskSectors: meta.config.diskSectors,
+      createdAt: meta.config.createdAt,
+      generation: meta.generation,
+      protection: meta.protection,
+      hosts: { primary: meta.primary, secondary: meta.secondary },
+      heartbeat: isProtected(meta.config.mode) ? meta.config.heartbeat : null,
+      epochMs: meta.config.mode === "remus" ? meta.config.epochMs : null,
+      failovers: meta.failovers,
+      fencedReleases: this.fencedReleases,
+      ...host,
+    };
+  }
+
+  /** Forget the guest: its hosts and everything stored. A takeover in flight sees `meta` gone and stops. */
+  async destroy(): Promise<void> {
+    if (!this.meta) throw notFound();
+    const meta = this.meta;
+    this.meta = null;
+    const names = new Set<string>();
+    for (let i = 0; i < meta.hostCount; i++) names.add(hostName(meta.config.id, i));
+    await Promise.all([...names].map((name) => this.io.host({ name, region: null }).destroy().catch(() => undefined)));
+    this.io.store.clearAll();
+  }
+}
+
+export function notFound(): GuestError {
+  return new GuestError("not-found", "no such guest");
+}
