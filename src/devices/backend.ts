@@ -39,6 +39,8 @@ export interface DeviceHost {
   raise(port: number): void;
   /** Hand outputs to the outside world; resolves once they are recorded. */
   release(outputs: Output[]): Promise<void>;
+  /** A packet went into net-rx buffer `index` (what the guest consumed: for the simulator's checker). */
+  received?(index: number, packet: Uint8Array): void;
 }
 
 export interface BackendStats {

@@ -51,6 +51,7 @@ export class NetRxBackend extends Backend {
         const packet = this.queue.shift()!;
         const n = Math.min(packet.length, req.len);
         this.host.memory.write(req.addr, packet.subarray(0, n));
+        this.host.received?.(req.index, packet);
         status = n;
         this.stats.bytes += n;
       }

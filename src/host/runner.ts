@@ -50,6 +50,8 @@ export class GuestRunner implements DeviceHost {
   /** Serialises slices, steps and restores: the guest runs on one thread of control. */
   private lock: Promise<unknown> = Promise.resolve();
   tap: EventTap = async () => {};
+  /** A packet went into a net-rx buffer (see DeviceHost.received). */
+  received?: (index: number, packet: Uint8Array) => void;
   /** Runs after an event has reached its backend and its outputs are out. */
   afterEvent: EventTap = async () => {};
 

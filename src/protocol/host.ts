@@ -211,6 +211,7 @@ export class Host {
     return {
       role: this.meta?.role ?? null,
       generation: role.kind === "unassigned" ? 0 : role.generation,
+      lost: role.kind === "lost",
       whole: !!copy?.meta,
       copyGeneration: copy?.meta?.generation ?? 0,
       seq: copy?.seq ?? 0,

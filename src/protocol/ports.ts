@@ -96,6 +96,8 @@ export interface HostObserver {
   changed?(): void;
   /** Outputs released to the witness, with the ring state that produced them (the simulator's checker). */
   released?(generation: number, outputs: Output[]): void;
+  /** A packet was written into the guest's net-rx buffer with ring index `index` (the simulator's checker). */
+  received?(generation: number, index: number, packet: Uint8Array): void;
 }
 
 export interface HostIO {
@@ -118,6 +120,8 @@ export interface HoldReply {
   role: StoredRole | null;
   /** The host's generation (its role's). */
   generation: number;
+  /** A primary that restarted and lost its guest (a copy it kept is all it has). */
+  lost: boolean;
   /** A whole acknowledged checkpoint is stored here: a takeover can start from it. */
   whole: boolean;
   /** Its generation and sequence number (0 when none). */

@@ -56,6 +56,7 @@ export class Primary {
     const env = { now: () => io.clock.now(), random32: () => (Math.random() * 2 ** 32) >>> 0 };
     const sink = (outputs: Output[]) => this.sink(outputs);
     this.runner = new GuestRunner(config.memoryPages, disk, sink, env, memory);
+    if (io.observer?.received) this.runner.received = (i, p) => io.observer?.received?.(generation, i, p);
     if (!isProtected(mode)) {
       this.protection = null;
       return;

@@ -146,9 +146,10 @@ export class Witness<L extends HostLink> {
   /** The primary has sent `secondary` a full checkpoint: the guest is protected again. */
   secondaryReady(generation: number, secondary: HostPlace): void {
     const meta = this.meta;
-    if (!meta || generation !== meta.generation || meta.secondary?.name !== secondary.name || meta.takeover) return;
+    if (!meta || generation !== meta.generation || meta.secondary?.name !== secondary.name) return;
     if (meta.protection === "protected") return;
-    this.save({ ...meta, protection: "protected" });
+    // From the new primary of a pending takeover, this also says that the takeover is done.
+    this.save({ ...meta, protection: "protected", takeover: null });
     this.emit(() => [event({ type: "protected", generation, secondary }, this.io.clock.now())]);
   }
 
@@ -161,7 +162,7 @@ export class Witness<L extends HostLink> {
 
   /** A primary that restarted without its memory reports itself. */
   async primaryLost(generation: number): Promise<void> {
-    if (this.meta && generation === this.meta.generation && !this.meta.takeover) await this.failover("the primary restarted and lost the guest's memory");
+    if (this.meta && generation === this.meta.generation) await this.failover("the primary restarted and lost the guest's memory");
   }
 
   // ---- Takeover ----
@@ -178,7 +179,11 @@ export class Witness<L extends HostLink> {
     if (!meta.takeover) {
       const to = await this.chooseSuccessor(meta);
       if (!this.meta || this.meta !== meta) return; // deleted, or moved on, meanwhile
-      if (to === "retry") return; // a host did not answer: ask again at the next heartbeat
+      if (to === "retry") {
+        // A host did not answer: ask again at the next heartbeat (even for a halted guest, whose heartbeats had stopped).
+        this.heartbeatSoon(meta.config.heartbeat.intervalMs);
+        return;
+      }
       if (to === null) {
         this.save({ ...meta, lost: `${reason}, and no host holds a whole acknowledged copy` });
         return;
@@ -218,7 +223,9 @@ export class Witness<L extends HostLink> {
       if (h?.whole && h.role === "secondary" && h.copyGeneration === meta.generation) return meta.secondary;
     }
     const p = await ask(meta.primary);
-    if (p?.whole && p.role === "primary") return meta.primary;
+    if (p?.lost && p.whole && p.generation === meta.generation) return meta.primary;
+    // A primary that answers and still runs the guest was only slow: nothing to take over.
+    if (p && p.role === "primary" && !p.lost && p.generation === meta.generation) return "retry";
     return unsure ? "retry" : null;
   }
 
@@ -230,17 +237,20 @@ export class Witness<L extends HostLink> {
     const generation = meta.generation;
     const t0 = this.io.clock.now();
     let promoted: Outcome<{ takeoverMs: number }>;
+    const retryLater = () => this.heartbeatSoon(meta.config.heartbeat.intervalMs);
     try {
       promoted = await this.io.host(to).promote(generation, meta.paused);
     } catch {
-      return; // the call failed: resumed at the next heartbeat
+      return retryLater(); // the call failed: resumed at the next heartbeat
     }
     const now = this.meta;
     if (!now || now.generation !== generation || !now.takeover) return; // deleted meanwhile
     if (!promoted.ok) {
-      if (promoted.code === "unavailable") return;
-      this.save({ ...now, takeover: null, lost: `${reason}; ${to.name} could not take over: ${promoted.detail}` });
-      return;
+      if (promoted.code === "unavailable") return retryLater();
+      // It cannot (it holds no whole copy, or it took over and then lost the guest again):
+      // it is now the failed primary of this generation. Decide again, from what the hosts hold.
+      this.save({ ...now, takeover: null });
+      return this.takeOver(`${reason}; ${to.name} could not take over (${promoted.detail})`);
     }
     const takeoverMs = this.io.clock.now() - t0;
     this.emit(() => [event({ type: "takeover", generation, from, to, takeoverMs }, this.io.clock.now())]);
@@ -320,6 +330,9 @@ export class Witness<L extends HostLink> {
   /** Call the primary; if it turns out to have lost the guest, fail over at once and call the new primary. */
   async onPrimary<T>(fn: (host: L) => Promise<Outcome<T>>): Promise<T> {
     await this.failing;
+    // A takeover decided but not acknowledged: finish it first (or say the guest is between hosts).
+    if (this.meta?.takeover) await this.failover(this.meta.takeover.reason);
+    if (this.meta?.takeover) throw new GuestError("unavailable", "the guest is moving to a new primary; retry");
     let meta = this.current();
     let r = await this.call(meta, fn);
     if (!r.ok && (r.code === "lost" || r.code === "unavailable") && isProtected(meta.config.mode)) {

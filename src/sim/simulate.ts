@@ -1,0 +1,352 @@
+/**
+ * One simulated run: a guest under the real protocol, seeded faults, and
+ * every invariant of docs/design.md checked — output commit, transparency,
+ * fencing, atomicity, durability, liveness, and that what a reader is told
+ * of the disk is never taken back.
+ *
+ *   simulate(seed) → { violations, trace, stats }
+ *
+ * A failing seed is a one-line reproduction: `npm run sim -- --seed N --trace`.
+ */
+import { DeviceKind } from "../guest/abi.ts";
+import type { Output } from "../devices/backend.ts";
+import type { GuestConfig, Mode } from "../host/guest-config.ts";
+import { GuestRunner } from "../host/runner.ts";
+import { assemble } from "../image/assembler.ts";
+import type { Image } from "../image/image.ts";
+import { PAGE_SIZE } from "../guest/memory.ts";
+import counter from "../../guests/counter.s";
+import echo from "../../guests/echo.s";
+import hello from "../../guests/hello.s";
+import journal from "../../guests/journal.s";
+import batch from "./batch.s";
+import { MemDisk } from "./stores.ts";
+import { World, type SimHost } from "./world.ts";
+
+export const SIM_GUESTS = { counter, echo, hello, journal, batch } as const;
+export type SimGuest = keyof typeof SIM_GUESTS;
+
+export interface SimOptions {
+  mode?: Exclude<Mode, "none">;
+  guest?: SimGuest;
+  /** Virtual ms of faults, then of calm in which the guest must recover (liveness). */
+  faultMs?: number;
+  calmMs?: number;
+}
+
+export interface SimResult {
+  seed: number;
+  mode: Mode;
+  guest: SimGuest;
+  violations: string[];
+  trace: string[];
+  stats: { events: number; faults: number; takeovers: number; outputs: number; virtualMs: number };
+}
+
+const images = new Map<SimGuest, Image>();
+function image(g: SimGuest): Image {
+  let i = images.get(g);
+  if (!i) {
+    // Small: runs of a few rounds, so a seed costs milliseconds.
+    const src = SIM_GUESTS[g].replace(/^\.equ ROUNDS, \d+/m, ".equ ROUNDS, 12");
+    i = assemble(src);
+    images.set(g, i);
+  }
+  return i;
+}
+
+const HEARTBEAT = { intervalMs: 100, timeoutMs: 400 };
+
+export async function simulate(seed: number, opts: SimOptions = {}): Promise<SimResult> {
+  const w = new World(seed, { minDelayMs: 1, maxDelayMs: 15, dropCall: 0.01, dropReply: 0.01, crashAtCall: 0.002 });
+  const mode = opts.mode ?? w.rng.pick(["kemari", "remus"] as const);
+  const guest = opts.guest ?? w.rng.pick(Object.keys(SIM_GUESTS) as SimGuest[]);
+  const faultMs = opts.faultMs ?? 3000;
+  const calmMs = opts.calmMs ?? 6000;
+  const violations: string[] = [];
+  const violate = (s: string) => {
+    w.log(`VIOLATION ${s}`);
+    if (violations.length < 20) violations.push(s);
+  };
+  const stats = { events: 0, faults: 0, takeovers: 0, outputs: 0, virtualMs: 0 };
+  const config: GuestConfig = {
+    id: "g-5e5e5e5e5e5e", name: guest, mode, memoryPages: 32, diskSectors: 2048, createdAt: 0,
+    regions: { primary: "weur", secondary: "enam" }, heartbeat: HEARTBEAT, epochMs: 20,
+  };
+  w.log(`seed ${seed}: ${guest} in mode ${mode}`);
+
+  // ---- What the checker watches ----
+  /** Per generation: the ring req_prod of console and net-tx in the newest acknowledged copy (or the copy its primary was promoted from). */
+  const acked = new Map<number, Map<DeviceKind, number>>();
+  const captured = new Map<string, number>();
+  const ackedSeq = new Map<string, number>();
+  const releaser = new Map<number, string>();
+  const consumed = new Map<number, { g: number; packet: Uint8Array }>();
+  const reads: { sector: number; data: Uint8Array }[] = [];
+
+  const noteCopy = (copy: NonNullable<SimHost["durable"]["copy"]>, generation: number) => {
+    const m = acked.get(generation) ?? new Map<DeviceKind, number>();
+    for (const b of copy.meta.machine.bindings) {
+      if (b.kind !== DeviceKind.CONSOLE && b.kind !== DeviceKind.NET_TX) continue;
+      const page = copy.pages.get(b.ring / PAGE_SIZE);
+      const reqProd = page ? new DataView(page.buffer, page.byteOffset).getUint32(0, true) : 0;
+      const prev = m.get(b.kind);
+      if (prev === undefined || ((reqProd - prev) | 0) > 0) m.set(b.kind, reqProd);
+    }
+    acked.set(generation, m);
+  };
+
+  w.onRecord = (from, g, outputs, accepted) => {
+    if (!accepted) return;
+    const prev = releaser.get(g);
+    if (prev && prev !== from) violate(`fencing: ${prev} and ${from} both released outputs under generation ${g}`);
+    releaser.set(g, from);
+    const current = w.witnessDurable.meta;
+    if (current && current.generation !== g) violate(`fencing: an output of generation ${g} was accepted under ${current.generation}`);
+    for (const o of outputs) {
+      stats.outputs++;
+      const kind = o.device === "console" ? DeviceKind.CONSOLE : DeviceKind.NET_TX;
+      const reqProd = acked.get(g)?.get(kind);
+      const ahead = reqProd === undefined ? 0 : (reqProd - o.index) >>> 0;
+      if (ahead === 0 || ahead >= 2 ** 31) violate(`output commit: ${o.device}#${o.index} released under generation ${g} before any acknowledged copy held the state that produced it (acked req_prod ${reqProd ?? "none"})`);
+    }
+  };
+  w.onReceived = (g, index, packet) => {
+    const prev = consumed.get(index);
+    if (!prev || prev.g <= g) consumed.set(index, { g, packet: packet.slice() });
+  };
+
+  // Atomicity and durability, checked on the copy a host is promoted from.
+  const checkCopy = (h: SimHost, generation: number) => {
+    const copy = h.durable.copy;
+    if (!copy) return;
+    const key = `${copy.meta.generation}/${copy.meta.seq}`;
+    const want = captured.get(key);
+    const got = hashCopy(copy.pages, config.memoryPages, copy.meta.machine.pc, copy.meta.machine.instret);
+    if (want !== undefined && want !== got) violate(`atomicity: ${h.place.name}'s copy of checkpoint ${key} is not what its primary captured`);
+    const seen = ackedSeq.get(`${h.place.name}/${copy.meta.generation}`) ?? 0;
+    if (copy.meta.seq < seen) violate(`durability: ${h.place.name} acknowledged checkpoint ${seen} of generation ${copy.meta.generation} but holds ${copy.meta.seq}`);
+    noteCopy(copy, generation);
+    stats.takeovers++;
+  };
+  w.onNewHost = (h) => (h.durable.onCommit = (copy) => noteCopy(copy, copy.meta.generation));
+  w.beforePromote = checkCopy;
+  w.onCapture = (host, generation, seq) => {
+    if (host.role.kind !== "primary") return;
+    const m = host.role.primary.machine;
+    captured.set(`${generation}/${seq}`, hashMemory(m.memory.bytes, m.cpu.pc, m.cpu.instret));
+  };
+  w.onSynced = (secondary, generation, seq, full) => {
+    // A full checkpoint starts the sequence again.
+    const key = `${secondary}/${generation}`;
+    ackedSeq.set(key, full ? seq : Math.max(ackedSeq.get(key) ?? 0, seq));
+  };
+
+  // ---- The run ----
+  const img = image(guest);
+  // Creation is not what is under test (a create that fails is reported to its caller): it runs without faults.
+  let created = false;
+  w.faultsOn = false;
+  void w.api((x) => x.create(config, img, false)).then(() => {
+    created = true;
+    w.faultsOn = true;
+  }, (e: unknown) => w.log(`create failed: ${String(e)}`));
+
+  // Clients: the counter's and the echo's, each request retried until answered.
+  const clients = guest === "counter" ? 2 : guest === "echo" ? 1 : 0;
+  const perClient = 5;
+  let answered = 0;
+  for (let c = 0; c < clients; c++) void client(c);
+  async function client(c: number): Promise<void> {
+    await wait(50 + c * 7);
+    for (let seq = 1; seq <= perClient; seq++) {
+      const packet = guest === "counter" ? u32s(c, seq) : u32s(c * 100 + seq);
+      for (;;) {
+        if (repliedTo(c, seq, packet)) break;
+        await w.api((x) => x.onPrimary((h) => h.inbound(packet))).catch(() => undefined);
+        await wait(300);
+        if (repliedTo(c, seq, packet)) break;
+      }
+      answered++;
+    }
+  }
+  function repliedTo(c: number, seq: number, packet: Uint8Array): boolean {
+    for (const p of w.witnessDurable.packets.values()) {
+      if (guest === "counter" && p.length >= 8 && u32(p, 0) === c && u32(p, 4) === seq) return true;
+      if (guest === "echo" && equal(p, packet)) return true;
+    }
+    return false;
+  }
+  function wait(ms: number): Promise<void> {
+    return new Promise((resolve) => w.at(ms, resolve));
+  }
+
+  // A reader of the disk (the default, acknowledged view).
+  void (async () => {
+    for (let t = 0; t < faultMs + calmMs; t += 250) {
+      await wait(250);
+      const sector = guest === "batch" ? 5 : w.rng.int(1, 6);
+      const data = await w.api((x) => x.onPrimary((h) => h.readDisk(sector, 1))).catch(() => null);
+      if (data) reads.push({ sector, data });
+    }
+  })();
+
+  // Faults: one host at a time (the next only once the guest is protected again), the witness, all hosts at once.
+  void (async () => {
+    await wait(100);
+    while (w.now < faultMs) {
+      await wait(w.rng.int(50, 600));
+      if (w.now >= faultMs) break;
+      const meta = w.witnessDurable.meta;
+      if (!meta || meta.lost) continue;
+      if (meta.protection !== "protected") continue;
+      const r = w.rng.next();
+      stats.faults++;
+      if (r < 0.3) w.crash(meta.primary.name, "(crash primary)");
+      else if (r < 0.45 && meta.secondary) w.crash(meta.secondary.name, "(crash secondary)");
+      else if (r < 0.6) w.crash("witness", "(crash witness)");
+      else if (r < 0.7) w.restartAllHosts();
+      else {
+        const target = w.host(r < 0.85 || !meta.secondary ? meta.primary : meta.secondary);
+        const fromWitnessOnly = w.rng.chance(0.5);
+        w.log(`partition ${target.place.name}${fromWitnessOnly ? " from the witness" : ""}`);
+        if (fromWitnessOnly) target.cutFromWitness = true;
+        else target.cut = true;
+        await wait(w.rng.int(100, 1500));
+        w.log(`heal ${target.place.name}`);
+        target.cut = false;
+        target.cutFromWitness = false;
+      }
+    }
+  })();
+
+  await w.run(faultMs);
+  w.faultsOn = false;
+  for (const h of w.hosts.values()) {
+    h.cut = false;
+    h.cutFromWitness = false;
+  }
+  w.log("calm: no more faults");
+  await w.run(faultMs + calmMs);
+  stats.virtualMs = w.now;
+  stats.events = w.trace.length;
+
+  // ---- The checks at the end ----
+  const meta = w.witnessDurable.meta;
+  if (!created && !meta) violate("liveness: the guest was never created");
+  if (meta?.lost) {
+    const holder = [...w.hosts.values()].find((h) => h.durable.copy !== null);
+    if (holder) violate(`liveness: declared lost (${meta.lost}) while ${holder.place.name} holds a whole acknowledged copy`);
+  } else if (meta) {
+    const primary = w.hosts.get(meta.primary.name)!;
+    const host = w.hostInstance(primary);
+    const role = host.role;
+    if (role.kind !== "primary") violate(`liveness: ${calmMs} ms after the last fault the primary ${meta.primary.name} is ${role.kind}`);
+    else {
+      const state = role.primary.machine.state;
+      const done = state === "halted" || state === "crashed";
+      if (!done && meta.protection !== "protected") violate(`liveness: ${calmMs} ms after the last fault the guest is ${meta.protection}, not protected`);
+      if (answered < clients * perClient) violate(`liveness: ${answered} of ${clients * perClient} requests answered ${calmMs} ms after the last fault`);
+      await checkTransparency(role.primary.runner, role.primary.readDisk.bind(role.primary));
+    }
+  }
+
+  async function checkTransparency(live: GuestRunner, readDisk: (s: number, n: number, view: "acked" | "live") => Uint8Array): Promise<void> {
+    const rx = live.machine.bindingOf(DeviceKind.NET_RX);
+    const rxRing = rx ? new DataView(live.memory.bytes.buffer, rx.ring) : null;
+    const taken = rxRing ? rxRing.getUint32(8, true) : 0;
+    const inputs: Uint8Array[] = [];
+    for (let i = 0; i < taken; i++) {
+      const c = consumed.get(i);
+      if (!c) return violate(`transparency: the guest consumed net-rx buffer ${i}, but no packet was ever put there`);
+      inputs.push(c.packet);
+    }
+    const ref = await reference(img, config, inputs);
+    const compare = (device: "console" | "net", got: Map<number, Uint8Array>) => {
+      const want = ref.outputs.filter((o) => o.device === device);
+      const indices = [...got.keys()].sort((a, b) => a - b);
+      indices.forEach((idx, i) => {
+        if (idx !== i) violate(`transparency: ${device} outputs have a gap before #${idx}`);
+      });
+      for (const idx of indices) {
+        const o = want.find((x) => x.index === idx);
+        if (!o) violate(`transparency: ${device}#${idx} was seen outside, but a failure-free run fed the same inputs never produced it`);
+        else if (!equal(o.data, got.get(idx)!)) violate(`transparency: ${device}#${idx} differs from the failure-free run (${show(got.get(idx)!)} vs ${show(o.data)})`);
+      }
+      const quiet = live.machine.state === "halted" || (live.machine.state === "waiting" && answered === clients * perClient);
+      if (quiet && indices.length !== want.length) violate(`transparency: ${indices.length} ${device} outputs seen outside, the failure-free run made ${want.length}`);
+    };
+    compare("console", w.witnessDurable.console);
+    compare("net", w.witnessDurable.packets);
+    const sectors = new Set([...ref.disk.data.keys()]);
+    for (const s of sectors) {
+      if (!equal(readDisk(s, 1, "acked"), ref.disk.read(s, 1))) violate(`transparency: disk sector ${s} differs from the failure-free run`);
+    }
+    for (const r of reads) {
+      const history = ref.history.get(r.sector) ?? [];
+      if (!r.data.every((b) => b === 0) && !history.some((h) => equal(h, r.data))) {
+        violate(`disk reads: sector ${r.sector} was read as ${show(r.data)}, which the failure-free run never wrote there (a write taken back)`);
+      }
+    }
+  }
+
+  return { seed, mode, guest, violations, trace: w.trace, stats };
+}
+
+/** The failure-free run: the same image fed the inputs the guest actually consumed, one at a time. */
+async function reference(img: Image, config: GuestConfig, inputs: Uint8Array[]) {
+  const disk = new MemDisk(config.diskSectors);
+  const history = new Map<number, Uint8Array[]>();
+  const write = disk.write.bind(disk);
+  disk.write = async (sector, data) => {
+    for (let i = 0; i * 512 < data.length; i++) {
+      const list = history.get(sector + i) ?? [];
+      list.push(data.slice(i * 512, (i + 1) * 512));
+      history.set(sector + i, list);
+    }
+    return write(sector, data);
+  };
+  const outputs: Output[] = [];
+  const runner = new GuestRunner(config.memoryPages, disk, async (o) => void outputs.push(...o));
+  runner.load(img);
+  let next = 0;
+  for (let guard = 0; guard < 100_000; guard++) {
+    await runner.runSlice(1_000_000);
+    if (runner.machine.runnable) continue;
+    if (runner.machine.state !== "waiting" || next >= inputs.length) break;
+    runner.deliverInbound(inputs[next++]);
+  }
+  return { outputs, disk, history };
+}
+
+function hashMemory(bytes: Uint8Array, pc: number, instret: number): number {
+  const words = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
+  let h = 0x811c9dc5 ^ pc ^ instret;
+  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i], 0x01000193);
+  return h >>> 0;
+}
+
+function hashCopy(pages: Map<number, Uint8Array>, memoryPages: number, pc: number, instret: number): number {
+  const bytes = new Uint8Array(memoryPages * PAGE_SIZE);
+  for (const [p, data] of pages) bytes.set(data, p * PAGE_SIZE);
+  return hashMemory(bytes, pc, instret);
+}
+
+function u32s(...xs: number[]): Uint8Array {
+  const b = new Uint8Array(xs.length * 4);
+  const v = new DataView(b.buffer);
+  xs.forEach((x, i) => v.setUint32(i * 4, x, true));
+  return b;
+}
+
+function u32(b: Uint8Array, at: number): number {
+  return new DataView(b.buffer, b.byteOffset).getUint32(at, true);
+}
+
+function equal(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+function show(b: Uint8Array): string {
+  return JSON.stringify(new TextDecoder().decode(b.subarray(0, 16)).replace(/\0+$/, ""));
+}

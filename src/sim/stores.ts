@@ -1,0 +1,142 @@
+/**
+ * Durable storage for the simulator's parties: kept across a party's
+ * restarts (RAM lost, storage kept), and guarded so that a dead incarnation
+ * can write nothing more (its code never runs again after a crash, but a
+ * promise it already held could still resolve).
+ */
+import { SECTOR_SIZE } from "../guest/abi.ts";
+import type { Output } from "../devices/backend.ts";
+import type { CommitBatch, ReplicaMeta } from "../kemari/replica.ts";
+import type { DiskStore, HostMeta, HostStore } from "../protocol/ports.ts";
+import type { HostPlace } from "../host/status.ts";
+import type { SwitchMeta, WitnessStore } from "../protocol/witness.ts";
+
+export class Guard {
+  constructor(readonly alive: () => boolean) {}
+  check(): void {
+    if (!this.alive()) throw new Error("a dead incarnation touched storage");
+  }
+}
+
+export class MemDisk implements DiskStore {
+  constructor(
+    readonly sectors: number,
+    readonly data = new Map<number, Uint8Array>(),
+    private readonly guard: Guard | null = null,
+  ) {}
+
+  read(sector: number, count: number): Uint8Array {
+    const out = new Uint8Array(count * SECTOR_SIZE);
+    for (let i = 0; i < count; i++) {
+      const d = this.data.get(sector + i);
+      if (d) out.set(d, i * SECTOR_SIZE);
+    }
+    return out;
+  }
+
+  async write(sector: number, data: Uint8Array): Promise<void> {
+    this.guard?.check();
+    for (let i = 0; i < data.length / SECTOR_SIZE; i++) this.data.set(sector + i, data.slice(i * SECTOR_SIZE, (i + 1) * SECTOR_SIZE));
+  }
+
+  entries(): Iterable<[number, Uint8Array]> {
+    return [...this.data].sort((a, b) => a[0] - b[0]);
+  }
+}
+
+/** What a host keeps across restarts. */
+export class HostDurable {
+  meta: HostMeta | null = null;
+  disk = new Map<number, Uint8Array>();
+  copy: { meta: ReplicaMeta; pages: Map<number, Uint8Array>; sectors: Map<number, Uint8Array>; outputs: Output[] } | null = null;
+  /** The simulator's checker hears each commit. */
+  onCommit: ((copy: NonNullable<HostDurable["copy"]>) => void) | null = null;
+
+  /** This incarnation's view, writable only while it lives. */
+  view(guard: Guard): HostStore {
+    const d = this;
+    return {
+      loadMeta: () => (d.meta ? structuredClone(d.meta) : null),
+      saveMeta: (m) => {
+        guard.check();
+        d.meta = structuredClone(m);
+      },
+      // The durable map itself: writes land in storage at once, as SQLite's do.
+      disk: (sectors) => new MemDisk(sectors, d.disk, guard),
+      replica: {
+        commit: (b: CommitBatch) => {
+          guard.check();
+          const prev = d.copy;
+          const pages = b.full || !prev ? new Map<number, Uint8Array>() : new Map(prev.pages);
+          const sectors = b.full || !prev ? new Map<number, Uint8Array>() : new Map(prev.sectors);
+          for (const [p, data] of b.pages) {
+            if (data) pages.set(p, data.slice());
+            else pages.delete(p);
+          }
+          for (const [s, data] of b.sectors) sectors.set(s, data.slice());
+          d.copy = { meta: structuredClone(b.meta), pages, sectors, outputs: b.outputs.map((o) => ({ ...o, data: o.data.slice() })) };
+          d.onCommit?.(d.copy);
+        },
+        load: () => (d.copy ? { meta: structuredClone(d.copy.meta), pages: [...d.copy.pages].map(([p, x]) => [p, x.slice()] as [number, Uint8Array]), outputs: d.copy.outputs.map((o) => ({ ...o, data: o.data.slice() })) } : null),
+        clear: () => {
+          guard.check();
+          d.copy = null;
+        },
+        adoptDisk: () => {
+          guard.check();
+          d.disk.clear();
+          for (const [s, x] of d.copy?.sectors ?? []) d.disk.set(s, x.slice());
+        },
+      },
+      clearAll: () => {
+        guard.check();
+        d.meta = null;
+        d.disk.clear();
+        d.copy = null;
+      },
+    };
+  }
+}
+
+/** What the witness keeps across restarts. */
+export class WitnessDurable {
+  meta: SwitchMeta | null = null;
+  console = new Map<number, Uint8Array>();
+  packets = new Map<number, Uint8Array>();
+  cut: HostPlace[] = [];
+  alarm: number | null = null;
+
+  view(guard: Guard): WitnessStore {
+    const d = this;
+    return {
+      loadMeta: () => (d.meta ? structuredClone(d.meta) : null),
+      saveMeta: (m) => {
+        guard.check();
+        d.meta = structuredClone(m);
+      },
+      recordOutputs: (outputs) => {
+        guard.check();
+        const fresh: Output[] = [];
+        for (const o of outputs) {
+          const map = o.device === "console" ? d.console : d.packets;
+          if (map.has(o.index)) continue;
+          map.set(o.index, o.data.slice());
+          fresh.push(o);
+        }
+        return fresh;
+      },
+      partitioned: () => [...d.cut],
+      setPartitioned: (h) => {
+        guard.check();
+        d.cut = h ? [...d.cut, h] : [];
+      },
+      clearAll: () => {
+        guard.check();
+        d.meta = null;
+        d.console.clear();
+        d.packets.clear();
+        d.alarm = null;
+      },
+    };
+  }
+}

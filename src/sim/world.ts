@@ -1,0 +1,401 @@
+/**
+ * The simulated world: virtual time, a network with seeded delays, lost
+ * calls, lost replies and partitions, and parties — the witness and the
+ * hosts — that run the real protocol code (src/protocol/) and can crash at
+ * any port call, restart (RAM lost, storage kept) or all restart together.
+ *
+ * One seed gives one exact run: every random choice comes from `rng`, time
+ * is virtual, and the event loop runs one event at a time, letting every
+ * promise it set off settle before the next (FoundationDB's simulation,
+ * TigerBeetle's VOPR).
+ */
+import type { Output } from "../devices/backend.ts";
+import { GuestError, outcome, type Outcome } from "../host/errors.ts";
+import type { HostPlace, HostStatus } from "../host/status.ts";
+import { Host } from "../protocol/host.ts";
+import type { HostIO, HostLink, StepFaults, WitnessLink } from "../protocol/ports.ts";
+import { Witness } from "../protocol/witness.ts";
+import { Random } from "./random.ts";
+import { Guard, HostDurable, WitnessDurable } from "./stores.ts";
+
+export interface NetworkOptions {
+  /** One-way delay of a call, ms: uniform in [min, max]. */
+  minDelayMs: number;
+  maxDelayMs: number;
+  /** Chance that a call is lost before it arrives, and that its reply is lost. */
+  dropCall: number;
+  dropReply: number;
+  /** Chance that the caller crashes at a port call (before it, or after it with the reply lost). */
+  crashAtCall: number;
+}
+
+/** What the simulated API link to a host can do (the witness's view, plus the API's calls). */
+export interface SimHostLink extends HostLink {
+  status(): Promise<Outcome<HostStatus>>;
+  inbound(packet: Uint8Array): Promise<Outcome<void>>;
+  readDisk(sector: number, count: number, view?: "acked" | "live"): Promise<Outcome<Uint8Array>>;
+}
+
+const HANG = new Promise<never>(() => {});
+
+class Event {
+  constructor(
+    readonly at: number,
+    readonly seq: number,
+    readonly fn: () => void,
+  ) {}
+}
+
+/** A party's life: a new incarnation at each restart; a dead one's promises never settle. */
+class Life {
+  inc = 0;
+  private kill: (() => void) | null = null;
+  died: Promise<never> = this.fresh();
+
+  private fresh(): Promise<never> {
+    const p = new Promise<never>((_, reject) => (this.kill = () => reject(new Error("the callee crashed"))));
+    p.catch(() => undefined);
+    return p;
+  }
+
+  crash(): void {
+    this.inc++;
+    this.kill?.();
+    this.died = this.fresh();
+  }
+}
+
+export class SimHost {
+  readonly durable = new HostDurable();
+  readonly life = new Life();
+  instance: Host | null = null;
+  /** Cut off from everyone (a partition of this host). */
+  cut = false;
+  /** Cut off from the witness only. */
+  cutFromWitness = false;
+  alarm: number | null = null;
+
+  constructor(readonly place: HostPlace) {}
+}
+
+export class World {
+  now = 0;
+  private seq = 0;
+  private readonly queue: Event[] = [];
+  readonly rng: Random;
+  readonly trace: string[] = [];
+  readonly hosts = new Map<string, SimHost>();
+  readonly witnessDurable = new WitnessDurable();
+  readonly witnessLife = new Life();
+  private witnessInstance: Witness<SimHostLink> | null = null;
+  /** Fault injection on or off (the liveness phase turns it off). */
+  faultsOn = true;
+  /** Hooks for the checker. */
+  onRecord: ((from: string, generation: number, outputs: Output[], accepted: boolean) => void) | null = null;
+  onReceived: ((generation: number, index: number, packet: Uint8Array) => void) | null = null;
+  /** A host is about to be promoted to `generation` (before it releases anything). */
+  beforePromote: ((host: SimHost, generation: number) => void) | null = null;
+  /** A primary captured checkpoint `seq` of `generation` (its machine is exactly the captured state now). */
+  onCapture: ((host: Host, generation: number, seq: number) => void) | null = null;
+  /** The primary of `generation` heard its secondary acknowledge checkpoint `seq`. */
+  onSynced: ((secondary: string, generation: number, seq: number, full: boolean) => void) | null = null;
+  onNewHost: ((host: SimHost) => void) | null = null;
+
+  constructor(
+    seed: number,
+    readonly net: NetworkOptions,
+  ) {
+    this.rng = new Random(seed);
+  }
+
+  log(s: string): void {
+    this.trace.push(`${String(this.now).padStart(7)} ${s}`);
+  }
+
+  // ---- Time ----
+
+  at(ms: number, fn: () => void): void {
+    const e = new Event(this.now + Math.max(0, ms), this.seq++, fn);
+    // A binary heap would do; runs are small, and insertion keeps (time, seq) order exact.
+    let lo = 0;
+    let hi = this.queue.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      const q = this.queue[mid];
+      if (q.at < e.at || (q.at === e.at && q.seq < e.seq)) lo = mid + 1;
+      else hi = mid;
+    }
+    this.queue.splice(lo, 0, e);
+  }
+
+  /** A sleep owned by one incarnation: it never wakes if that incarnation dies first. */
+  sleepFor(life: Life, ms: number): Promise<void> {
+    const inc = life.inc;
+    return new Promise((resolve) => this.at(ms, () => life.inc === inc && resolve()));
+  }
+
+  /** Run events until `until` (virtual ms) or until nothing is left. */
+  async run(until: number): Promise<void> {
+    while (this.queue.length > 0 && this.queue[0].at <= until) {
+      const e = this.queue.shift()!;
+      this.now = e.at;
+      e.fn();
+      await settle();
+    }
+    this.now = Math.max(this.now, until);
+  }
+
+  // ---- The network ----
+
+  private delay(): number {
+    return this.rng.int(this.net.minDelayMs, this.net.maxDelayMs);
+  }
+
+  private linkCut(from: string, to: string): boolean {
+    const f = this.hosts.get(from);
+    const t = this.hosts.get(to);
+    if (f?.cut || t?.cut) return true;
+    if ((from === "witness" && t?.cutFromWitness) || (to === "witness" && f?.cutFromWitness)) return true;
+    return false;
+  }
+
+  /**
+   * One call from `from` (living as `life`) to `to`: a delay there, the call
+   * itself on the callee's current incarnation, a delay back. Any leg may be
+   * lost; the caller may crash around it; a caller that died meanwhile never
+   * hears back.
+   */
+  async call<T>(from: string, life: Life, to: string, what: string, fn: () => T | Promise<T>, died: () => Promise<never>): Promise<T> {
+    const inc = life.inc;
+    if (what !== "checkIn" && what !== "api") this.log(`${from}: ${what}`);
+    if (this.faultsOn && this.rng.chance(this.net.crashAtCall)) {
+      this.crash(from, `before ${what}`);
+      return HANG;
+    }
+    await this.sleepFor(life, this.delay());
+    if (this.linkCut(from, to) || (this.faultsOn && this.rng.chance(this.net.dropCall))) {
+      await this.sleepFor(life, this.delay());
+      throw new Error(`${what}: link down`);
+    }
+    let result: T;
+    try {
+      result = await Promise.race([Promise.resolve().then(fn), died()]);
+    } finally {
+      await this.sleepFor(life, this.delay());
+    }
+    if (life.inc !== inc) return HANG;
+    if (this.linkCut(from, to) || (this.faultsOn && this.rng.chance(this.net.dropReply))) throw new Error(`${what}: reply lost`);
+    if (this.faultsOn && this.rng.chance(this.net.crashAtCall)) {
+      this.crash(from, `after ${what}, its reply lost`);
+      return HANG;
+    }
+    return result;
+  }
+
+  // ---- Parties ----
+
+  host(place: HostPlace): SimHost {
+    let h = this.hosts.get(place.name);
+    if (!h) {
+      h = new SimHost(place);
+      this.hosts.set(place.name, h);
+      this.onNewHost?.(h);
+    }
+    return h;
+  }
+
+  /** The host's live incarnation, started from its storage if it crashed (as a Durable Object restarts on its next request). */
+  hostInstance(h: SimHost): Host {
+    if (!h.instance) {
+      const life = h.life;
+      const inc = life.inc;
+      const guard = new Guard(() => life.inc === inc);
+      const io: HostIO = {
+        clock: { now: () => this.now, sleep: (ms) => this.sleepFor(life, ms) },
+        store: h.durable.view(guard),
+        witness: this.witnessLinkFrom(h, life),
+        peer: (place) => {
+          const to = this.host(place);
+          return {
+            receive: (frame) => this.call(h.place.name, life, place.name, `receive → ${place.name}`, () => this.hostInstance(to).receive(frame), () => to.life.died),
+            diskWrite: (g, s, d) => this.call(h.place.name, life, place.name, `diskWrite → ${place.name}`, () => this.hostInstance(to).diskWrite(g, s, d), () => to.life.died),
+          };
+        },
+        faults: this.stepFaults(h, () => h.instance),
+        observer: {
+          received: (g, index, packet) => this.onReceived?.(g, index, packet),
+          synced: (g, stats) => {
+            const role = h.instance?.role;
+            const secondary = role?.kind === "primary" ? role.primary.secondary : null;
+            if (secondary) this.onSynced?.(secondary.name, g, stats.seq, stats.full);
+          },
+        },
+        schedule: () => this.schedule(h, inc),
+        yieldToRequests: () => this.sleepFor(life, 0),
+      };
+      h.instance = new Host(io);
+      if (h.instance.role.kind === "lost") this.armHostAlarm(h, 0);
+    }
+    return h.instance;
+  }
+
+  private stepFaults(h: SimHost, self: () => Host | null): StepFaults {
+    return {
+      at: (step) => {
+        const me = self();
+        if (step === "before-transfer" && me?.role.kind === "primary") {
+          const r = me.role.primary.protection?.replicator;
+          if (r) this.onCapture?.(me, me.role.generation, r.seq + 1);
+        }
+        if (this.faultsOn && this.rng.chance(this.net.crashAtCall * 4)) {
+          this.crash(h.place.name, `at ${step}`);
+          return HANG;
+        }
+      },
+      minFrames: () => (this.faultsOn && this.rng.chance(0.2) ? 2 : 1),
+    };
+  }
+
+  private witnessLinkFrom(h: SimHost, life: Life): WitnessLink {
+    const me = h.place.name;
+    const w = () => this.witness();
+    const died = () => this.witnessLife.died;
+    return {
+      record: (g, outputs) =>
+        this.call(me, life, "witness", "record", () => {
+          const { reply } = w().record(g, outputs);
+          this.onRecord?.(me, g, outputs, reply.ok);
+          return reply;
+        }, died),
+      replaceSecondary: (g, failed) => this.call(me, life, "witness", "replaceSecondary", () => w().replaceSecondary(g, failed), died),
+      secondaryReady: (g, s) => this.call(me, life, "witness", "secondaryReady", () => w().secondaryReady(g, s), died),
+      primaryLost: (g) => this.call(me, life, "witness", "primaryLost", () => w().primaryLost(g), died),
+      checkIn: (g) => this.call(me, life, "witness", "checkIn", () => w().checkIn(g), died),
+    };
+  }
+
+  /** The pump runs soon; a durable alarm is its backstop. */
+  private schedule(h: SimHost, inc: number): void {
+    this.at(0, () => {
+      if (h.life.inc === inc && h.instance) void h.instance.pump().catch((e: unknown) => this.fail(h, e));
+    });
+    if (h.alarm === null) this.armHostAlarm(h, 1000);
+  }
+
+  private armHostAlarm(h: SimHost, ms: number): void {
+    const at = this.now + ms;
+    if (h.alarm !== null && h.alarm <= at) return;
+    h.alarm = at;
+    this.at(ms, () => {
+      if (h.alarm !== at) return;
+      h.alarm = null;
+      const host = this.hostInstance(h);
+      if (host.role.kind === "lost") void host.reportLost();
+      else if (host.runnable) {
+        void host.pump().catch((e: unknown) => this.fail(h, e));
+        this.armHostAlarm(h, 1000);
+      }
+    });
+  }
+
+  private fail(h: SimHost, e: unknown): void {
+    this.log(`!! ${h.place.name} threw: ${String(e)}`);
+    throw e;
+  }
+
+  witness(): Witness<SimHostLink> {
+    if (!this.witnessInstance) {
+      const life = this.witnessLife;
+      const inc = life.inc;
+      const guard = new Guard(() => life.inc === inc);
+      this.witnessInstance = new Witness<SimHostLink>({
+        clock: { now: () => this.now, sleep: (ms) => this.sleepFor(life, ms) },
+        store: this.witnessDurable.view(guard),
+        host: (place) => this.hostLinkFromWitness(place, life),
+        setAlarm: (at) => this.armWitnessAlarm(at),
+        events: (build) => {
+          for (const e of build()) this.log(`witness: ${e.type} ${JSON.stringify({ ...e, v: undefined, t: undefined })}`);
+        },
+      });
+      if (this.witnessInstance.meta?.takeover) this.armWitnessAlarm(this.now);
+    }
+    return this.witnessInstance;
+  }
+
+  armWitnessAlarm(at: number): void {
+    const d = this.witnessDurable;
+    if (d.alarm !== null && d.alarm <= at && d.alarm >= this.now) return;
+    d.alarm = at;
+    this.at(at - this.now, () => {
+      if (d.alarm !== at) return;
+      d.alarm = null;
+      void this.witness().heartbeat();
+    });
+  }
+
+  private hostLinkFromWitness(place: HostPlace, life: Life): SimHostLink {
+    const h = this.host(place);
+    const c = <T>(what: string, fn: (host: Host) => T | Promise<T>) =>
+      this.call("witness", life, place.name, `${what} → ${place.name}`, () => fn(this.hostInstance(h)), () => h.life.died);
+    return {
+      init: (config, sw, self, g) => c("init", (x) => outcome(() => x.init(config, sw, self, g))),
+      start: (config, image, sw, self, secondary, paused) => c("start", (x) => outcome(() => x.start(config, image, sw, self, secondary, paused))),
+      promote: (g, paused) =>
+        c("promote", (x) => {
+          this.beforePromote?.(h, g);
+          return outcome(() => x.promote(g, paused));
+        }),
+      holds: () => c("holds", (x) => x.holds()),
+      ping: (g) => c("ping", (x) => x.ping(g)),
+      retire: (g) => c("retire", (x) => x.retire(g)),
+      fault: () => Promise.resolve({ ok: true as const, value: undefined }),
+      destroy: () => c("destroy", (x) => x.destroy()),
+      status: () => c("status", (x) => outcome(() => x.status())),
+      inbound: (packet) => c("inbound", (x) => outcome(() => x.inbound(packet))),
+      readDisk: (s, n, view) => c("readDisk", (x) => outcome(() => x.readDisk(s, n, view))),
+    };
+  }
+
+  // ---- Faults ----
+
+  /** A party dies (RAM lost, storage kept); it restarts on its next request or alarm. */
+  crash(name: string, why: string): void {
+    this.log(`crash ${name} ${why}`);
+    if (name === "witness") {
+      this.witnessLife.crash();
+      this.witnessInstance = null;
+      // Its alarm is durable: it fires into the next incarnation.
+      if (this.witnessDurable.alarm !== null) {
+        const at = this.witnessDurable.alarm;
+        this.witnessDurable.alarm = null;
+        this.armWitnessAlarm(Math.max(at, this.now));
+      }
+      return;
+    }
+    const h = this.hosts.get(name);
+    if (!h) return;
+    h.life.crash();
+    h.instance = null;
+    // A restarted primary's durable alarm notices it lost its guest.
+    if (h.durable.meta?.role === "primary") this.armHostAlarm(h, 1000);
+  }
+
+  /** Every host restarts at once (a deploy). */
+  restartAllHosts(): void {
+    this.log("restart every host");
+    for (const name of [...this.hosts.keys()]) this.crash(name, "(restart all)");
+  }
+
+  /** The API's way in: through the witness, as the Worker does. */
+  async api<T>(fn: (w: Witness<SimHostLink>) => Promise<T>): Promise<T> {
+    const life = this.witnessLife;
+    return this.call("client", new Life(), "witness", "api", () => fn(this.witness()), () => life.died);
+  }
+}
+
+/** Let every promise set off by an event settle before the next event. */
+function settle(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+export { GuestError };
