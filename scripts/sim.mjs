@@ -1,9 +1,22 @@
 #!/usr/bin/env node
-// npm run sim -- --seeds N: bundles the simulator (plain TypeScript, no workerd) and runs it on Node.
+// npm run sim -- [--seeds N] [--from S] [--seed S] [--trace] [--mode M] [--guest G] [--mutation M]
+// Bundles the simulator (plain TypeScript, no workerd) and runs it on Node. See src/sim/cli.ts.
 import { build } from "esbuild";
-import { spawnSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
+import { pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
 
+const { values } = parseArgs({
+  options: {
+    seeds: { type: "string", default: "100" },
+    from: { type: "string", default: "1" },
+    seed: { type: "string" },
+    trace: { type: "boolean", default: false },
+    mode: { type: "string" },
+    guest: { type: "string" },
+    mutation: { type: "string" },
+  },
+});
 mkdirSync(".wrangler/sim", { recursive: true });
 await build({
   entryPoints: ["src/sim/cli.ts"],
@@ -13,8 +26,9 @@ await build({
   target: "node22",
   outfile: ".wrangler/sim/cli.mjs",
   loader: { ".s": "text" },
-  logLevel: "warning",
   sourcemap: "inline",
+  logLevel: "warning",
 });
-const r = spawnSync(process.execPath, ["--enable-source-maps", ".wrangler/sim/cli.mjs", ...process.argv.slice(2)], { stdio: "inherit" });
-process.exit(r.status ?? 1);
+process.setSourceMapsEnabled(true);
+const { main } = await import(pathToFileURL(".wrangler/sim/cli.mjs").href);
+process.exitCode = (await main(values)) > 0 ? 1 : 0;

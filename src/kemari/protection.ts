@@ -43,7 +43,7 @@ export interface ProtectionHost {
   /** The witness moved the guest away: stop for good. */
   fence(reason: string): void;
   connect(place: HostPlace): SecondaryPort;
-  /** Synchronise the secondary (a full checkpoint when `r.seq` is 0). */
+  /** Synchronise the secondary (a full checkpoint when `r.needsFull`). */
   sync(r: Replicator): Promise<void>;
   /** The witness knows a new secondary holds a whole copy: any older copy this host kept may go. */
   reprotected?(): void;
@@ -125,7 +125,7 @@ export class Protection {
       try {
         if (!this.replicator) await this.attach();
         const r = this.replicator!;
-        if (r.seq === 0) await this.host.sync(r);
+        if (r.needsFull) await this.host.sync(r);
         if (!this.announced) await this.announce();
         await op(r);
         return;
@@ -133,7 +133,7 @@ export class Protection {
         if (e instanceof Fenced) throw e;
         failures++;
         const refused = e instanceof SyncRefused ? e.code : null;
-        if (refused === "out-of-order" && this.replicator) this.replicator.seq = 0;
+        if (refused === "out-of-order" && this.replicator) this.replicator.needsFull = true;
         if (refused === "superseded" || refused === "not-secondary" || failures >= this.options.attempts) {
           this.failed = this.secondary ?? this.failed;
           this.replicator = null;

@@ -76,6 +76,8 @@ export class Replica {
     }
     if (frame.generation < this.generation && !acceptOlder) return this.refuse("superseded", `frame of generation ${frame.generation}; this replica serves generation ${this.generation}`);
     if (frame.generation > this.generation) return this.refuse("out-of-order", `frame of generation ${frame.generation}; expected ${this.generation}`);
+    // A full checkpoint older than the copy is a stale one (sequence numbers only grow, full ones included).
+    if (frame.full && this.meta && frame.seq < this.seq) return this.refuse("out-of-order", `full checkpoint ${frame.seq} is older than the copy's ${this.seq}`);
     if (!frame.full) {
       if (!this.meta) return this.refuse("out-of-order", "an incremental checkpoint needs a full one first");
       if (frame.seq === this.seq && frame.machine) {

@@ -67,8 +67,14 @@ export class SyncRefused extends Error {
 export const DEFAULT_MAX_FRAME_BYTES = 8 << 20;
 
 export class Replicator {
-  /** Sequence number of the last checkpoint the secondary acknowledged. */
+  /** Sequence number of the last checkpoint the secondary acknowledged (monotonic: a full checkpoint continues it). */
   seq = 0;
+  /**
+   * The next checkpoint must be full: nothing sent yet, or the secondary's
+   * state is uncertain (it answered out of order, or a commit frame went out
+   * and no answer came back).
+   */
+  needsFull = true;
   readonly history: PageHistory;
   readonly totals = { syncs: 0, pages: 0, dirtyBytes: 0, sentBytes: 0, deltaSaved: 0 };
 
@@ -81,7 +87,7 @@ export class Replicator {
   }
 
   async sync(m: Machine, opts: SyncOptions): Promise<SyncStats> {
-    const full = opts.full === true || this.seq === 0;
+    const full = opts.full === true || this.needsFull;
     const mem = m.memory;
     const pages = full ? allPages(mem.pages) : mem.dirtyPages();
     mem.clearDirty();
@@ -130,10 +136,11 @@ export class Replicator {
       // may not hold this checkpoint. A retry under the same seq would be taken
       // for a re-send and dropped, and deltas would have no certain base, so
       // start again with a full checkpoint (as after "out-of-order").
-      if (commitSent && !(e instanceof SyncRefused)) this.seq = 0;
+      if (commitSent && !(e instanceof SyncRefused)) this.needsFull = true;
       throw e;
     }
     this.seq = seq;
+    this.needsFull = false;
     if (full) this.history.clear();
     for (const [p, copy] of sent) this.history.set(p, copy);
     const stats: SyncStats = {

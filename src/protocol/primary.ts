@@ -124,7 +124,7 @@ export class Primary {
   async sync(r: Replicator): Promise<void> {
     const runner = this.runner;
     const t0 = this.io.clock.now();
-    const full = r.seq === 0;
+    const full = r.needsFull;
     const disk = this.disk as ReplicatedDisk;
     const carryHeld = this.config.mode === "remus" && !(full && mutations.fullWithoutHeldOutputs);
     const stats = await r.sync(runner.machine, {

@@ -40,6 +40,12 @@ export interface SwitchMeta {
   lost: string | null;
   /** The operator's intent: paused or not. Control, not guest state: a takeover applies it. */
   paused: boolean;
+  /**
+   * Secondaries of this generation that the primary replaced (unreachable, or
+   * slow): each may still hold an acknowledged copy, the newest one if its
+   * successor never received a whole checkpoint. Cleared at each takeover.
+   */
+  formerSecondaries: HostPlace[];
   /** A takeover decided (and saved) but not yet acknowledged by the new primary: resumed after a restart. */
   takeover: { from: HostPlace; to: HostPlace; reason: string } | null;
 }
@@ -70,6 +76,8 @@ export interface WitnessIO<L extends HostLink> {
 }
 
 const MAX_FAILOVER_RECORDS = 50;
+/** Replaced secondaries remembered as takeover candidates. */
+const MAX_FORMER_SECONDARIES = 8;
 /** A ping waits at most this long (or the timeout, if shorter). */
 const PING_WAIT_MS = 1000;
 
@@ -108,7 +116,7 @@ export class Witness<L extends HostLink> {
     const secondary: HostPlace | null = prot ? { name: hostName(config.id, 1), region: config.regions.secondary } : null;
     this.save({
       config, generation: 0, primary, secondary, protection: prot ? "reprotecting" : "unprotected",
-      hostCount: prot ? 2 : 1, failovers: [], lost: null, paused, takeover: null,
+      hostCount: prot ? 2 : 1, failovers: [], lost: null, paused, takeover: null, formerSecondaries: [],
     });
     if (secondary) unwrap(await this.io.host(secondary).init(config, config.id, secondary, 0));
     unwrap(await this.io.host(primary).start(config, image, config.id, primary, secondary, paused));
@@ -136,9 +144,9 @@ export class Witness<L extends HostLink> {
     const avoid = [failed?.region, meta.secondary?.region, lastFailover?.from.region].filter((r): r is Region => !!r);
     const region = pickSecondaryRegion(meta.primary.region as Region, avoid);
     const secondary: HostPlace = { name: hostName(meta.config.id, meta.hostCount), region };
-    const old = meta.secondary;
-    this.save({ ...meta, secondary, hostCount: meta.hostCount + 1, protection: "reprotecting" });
-    if (old) void this.io.host(old).retire(generation + 1).catch(() => undefined);
+    // The one it replaces keeps its copy: until `secondary` holds a whole one, it may be the newest.
+    const former = meta.secondary ? [...meta.formerSecondaries, meta.secondary].slice(-MAX_FORMER_SECONDARIES) : meta.formerSecondaries;
+    this.save({ ...meta, secondary, hostCount: meta.hostCount + 1, protection: "reprotecting", formerSecondaries: former });
     unwrap(await this.io.host(secondary).init(meta.config, meta.config.id, secondary, generation));
     return { ok: true, secondary };
   }
@@ -149,7 +157,7 @@ export class Witness<L extends HostLink> {
     if (!meta || generation !== meta.generation || meta.secondary?.name !== secondary.name) return;
     if (meta.protection === "protected") return;
     // From the new primary of a pending takeover, this also says that the takeover is done.
-    this.save({ ...meta, protection: "protected", takeover: null });
+    this.save({ ...meta, protection: "protected", takeover: null, formerSecondaries: [] });
     this.emit(() => [event({ type: "protected", generation, secondary }, this.io.clock.now())]);
   }
 
@@ -193,7 +201,7 @@ export class Witness<L extends HostLink> {
       const record: FailoverRecord = { generation, reason, from: meta.primary, to, at: this.io.clock.now(), takeoverMs: -1 };
       this.emit(() => [event({ type: "failure", host: meta.primary, reason }, this.io.clock.now())]);
       this.save({
-        ...meta, generation, primary: to, secondary: null, protection: "failing-over",
+        ...meta, generation, primary: to, secondary: null, protection: "failing-over", formerSecondaries: [],
         failovers: [...meta.failovers, record].slice(-MAX_FAILOVER_RECORDS),
         takeover: { from: meta.primary, to, reason },
       });
@@ -202,10 +210,13 @@ export class Witness<L extends HostLink> {
   }
 
   /**
-   * Who can take over: the secondary, if it holds a whole copy of this
-   * generation; else a lost primary that kept the copy it was promoted from
-   * (a restart of every host during re-protection). "retry" when a host did
-   * not answer: it may hold one, so the guest is not declared lost.
+   * Who can take over, newest copy first: the secondary, if it holds a whole
+   * copy of this generation; else the secondary it replaced most recently
+   * that does (the primary releases nothing between losing one secondary and
+   * a new one holding a whole copy, so that copy is the newest); else a lost
+   * primary that kept the copy it was promoted from (a restart of every host
+   * during re-protection). "retry" when a host that may hold a newer copy
+   * did not answer: the guest is not declared lost, nor rolled back.
    */
   private async chooseSuccessor(meta: SwitchMeta): Promise<HostPlace | null | "retry"> {
     if (meta.secondary && meta.protection === "protected") return meta.secondary;
@@ -222,6 +233,14 @@ export class Witness<L extends HostLink> {
       const h = await ask(meta.secondary);
       if (h?.whole && h.role === "secondary" && h.copyGeneration === meta.generation) return meta.secondary;
     }
+    if (unsure) return "retry";
+    let best: { place: HostPlace; instructions: number } | null = null;
+    for (const place of meta.formerSecondaries) {
+      const h = await ask(place);
+      if (h?.whole && h.role === "secondary" && h.copyGeneration === meta.generation && (!best || (h.instructions ?? 0) > best.instructions)) best = { place, instructions: h.instructions ?? 0 };
+    }
+    if (unsure) return "retry";
+    if (best) return best.place;
     const p = await ask(meta.primary);
     if (p?.lost && p.whole && p.generation === meta.generation) return meta.primary;
     // A primary that answers and still runs the guest was only slow: nothing to take over.

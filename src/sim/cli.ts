@@ -3,27 +3,27 @@
  *
  * Runs N seeded simulations (from seed S on), prints seeds/s and every
  * violation; a failing seed prints its trace (with --trace, or the first
- * failure's) and the one command that replays it. Exit code 1 on any violation.
+ * failure's) and the one command that replays it. Exit code 1 on any
+ * violation. scripts/sim.mjs parses the arguments and calls `main`.
  */
-import { parseArgs } from "node:util";
 import { mutations, type MutationName } from "../protocol/mutations.ts";
 import { simulate, type SimGuest, type SimResult } from "./simulate.ts";
 
-const { values } = parseArgs({
-  options: {
-    seeds: { type: "string", default: "100" },
-    from: { type: "string", default: "1" },
-    seed: { type: "string" },
-    trace: { type: "boolean", default: false },
-    mode: { type: "string" },
-    guest: { type: "string" },
-    mutation: { type: "string" },
-  },
-});
+export interface SimArgs {
+  seeds: string;
+  from: string;
+  seed?: string;
+  trace: boolean;
+  mode?: string;
+  guest?: string;
+  mutation?: string;
+}
 
-if (values.mutation) {
-  if (!(values.mutation in mutations)) throw new Error(`--mutation: one of ${Object.keys(mutations).join(", ")}`);
-  mutations[values.mutation as MutationName] = true;
+/** Run the seeds `values` asks for; resolves to the number of failing seeds. */
+export async function main(values: SimArgs): Promise<number> {
+  if (values.mutation) {
+    if (!(values.mutation in mutations)) throw new Error(`--mutation: one of ${Object.keys(mutations).join(", ")}`);
+    mutations[values.mutation as MutationName] = true;
 }
 const opts = { mode: values.mode as "kemari" | "remus" | undefined, guest: values.guest as SimGuest | undefined };
 const first = Number(values.seed ?? values.from);
@@ -48,4 +48,5 @@ for (let s = first; s < first + count; s++) {
 const secs = (performance.now() - t0) / 1000;
 console.log(`${count} seeds (${first}..${first + count - 1}) in ${secs.toFixed(1)} s: ${(count / secs).toFixed(1)} seeds/s; ${faults} faults injected, ${takeovers} takeovers; violations: ${failed.length}`);
 if (failed.length > 0 && !values.trace) console.log(`first failing seed's trace:\n${failed[0].trace.slice(-60).join("\n")}`);
-process.exitCode = failed.length > 0 ? 1 : 0;
+return failed.length;
+}

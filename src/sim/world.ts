@@ -27,6 +27,9 @@ export interface NetworkOptions {
   dropReply: number;
   /** Chance that the caller crashes at a port call (before it, or after it with the reply lost). */
   crashAtCall: number;
+  /** Chance that a call is held up for long (a congested link): delivered up to `slowMs` late. */
+  slowCall: number;
+  slowMs: number;
 }
 
 /** What the simulated API link to a host can do (the witness's view, plus the API's calls). */
@@ -90,6 +93,14 @@ export class World {
   private witnessInstance: Witness<SimHostLink> | null = null;
   /** Fault injection on or off (the liveness phase turns it off). */
   faultsOn = true;
+  /**
+   * This seed's planned crash (FoundationDB's "buggify"): the caller of the
+   * `nth` call named `call` dies before it, or after it with its reply lost.
+   * Rare windows (a crash right after secondaryReady, say) are reached this
+   * way far more often than by a small chance at every call.
+   */
+  plan: { call: string; nth: number; after: boolean } | null = null;
+  private calls = new Map<string, number>();
   /** Hooks for the checker. */
   onRecord: ((from: string, generation: number, outputs: Output[], accepted: boolean) => void) | null = null;
   onReceived: ((generation: number, index: number, packet: Uint8Array) => void) | null = null;
@@ -100,6 +111,8 @@ export class World {
   /** The primary of `generation` heard its secondary acknowledge checkpoint `seq`. */
   onSynced: ((secondary: string, generation: number, seq: number, full: boolean) => void) | null = null;
   onNewHost: ((host: SimHost) => void) | null = null;
+  /** A host served a disk read (`view` as asked), at the moment it answered. */
+  onDiskRead: ((sector: number, data: Uint8Array, view: "acked" | "live") => void) | null = null;
 
   constructor(
     seed: number,
@@ -148,7 +161,8 @@ export class World {
   // ---- The network ----
 
   private delay(): number {
-    return this.rng.int(this.net.minDelayMs, this.net.maxDelayMs);
+    const d = this.rng.int(this.net.minDelayMs, this.net.maxDelayMs);
+    return this.faultsOn && this.rng.chance(this.net.slowCall) ? d + this.rng.int(0, this.net.slowMs) : d;
   }
 
   private linkCut(from: string, to: string): boolean {
@@ -168,7 +182,15 @@ export class World {
   async call<T>(from: string, life: Life, to: string, what: string, fn: () => T | Promise<T>, died: () => Promise<never>): Promise<T> {
     const inc = life.inc;
     if (what !== "checkIn" && what !== "api") this.log(`${from}: ${what}`);
-    if (this.faultsOn && this.rng.chance(this.net.crashAtCall)) {
+    const name = what.split(" ")[0];
+    const n = (this.calls.get(name) ?? 0) + 1;
+    this.calls.set(name, n);
+    const planned = this.faultsOn && from !== "client" && this.plan?.call === name && this.plan.nth === n;
+    if (planned && !this.plan!.after) {
+      this.crash(from, `before ${what} (planned)`);
+      return HANG;
+    }
+    if (this.faultsOn && from !== "client" && this.rng.chance(this.net.crashAtCall)) {
       this.crash(from, `before ${what}`);
       return HANG;
     }
@@ -184,8 +206,12 @@ export class World {
       await this.sleepFor(life, this.delay());
     }
     if (life.inc !== inc) return HANG;
+    if (planned) {
+      this.crash(from, `after ${what}, its reply lost (planned)`);
+      return HANG;
+    }
     if (this.linkCut(from, to) || (this.faultsOn && this.rng.chance(this.net.dropReply))) throw new Error(`${what}: reply lost`);
-    if (this.faultsOn && this.rng.chance(this.net.crashAtCall)) {
+    if (this.faultsOn && from !== "client" && this.rng.chance(this.net.crashAtCall)) {
       this.crash(from, `after ${what}, its reply lost`);
       return HANG;
     }
@@ -352,7 +378,14 @@ export class World {
       destroy: () => c("destroy", (x) => x.destroy()),
       status: () => c("status", (x) => outcome(() => x.status())),
       inbound: (packet) => c("inbound", (x) => outcome(() => x.inbound(packet))),
-      readDisk: (s, n, view) => c("readDisk", (x) => outcome(() => x.readDisk(s, n, view))),
+      readDisk: (s, n, view) =>
+        c("readDisk", (x) =>
+          outcome(() => {
+            const data = x.readDisk(s, n, view);
+            this.onDiskRead?.(s, data, view ?? "acked");
+            return data;
+          }),
+        ),
     };
   }
 
