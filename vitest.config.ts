@@ -1,12 +1,29 @@
 import { defineConfig } from "vitest/config";
 import { workers } from "./vitest.workers.ts";
 
-// Every test runs inside workerd, against the same Worker and Durable Objects
-// that `wrangler dev` serves.
+/** Assembly sources as text (wrangler and the workers pool do this with a [[rules]] entry). */
+const assemblyAsText = {
+  name: "assembly-as-text",
+  transform(code: string, id: string) {
+    return id.endsWith(".s") ? { code: `export default ${JSON.stringify(code)};`, map: null } : undefined;
+  },
+};
+
+// Two projects: everything that needs the Worker and its Durable Objects runs
+// inside workerd (the same code `wrangler dev` serves); the deterministic
+// simulator (src/sim: plain TypeScript, virtual time) runs on Node, in parallel.
 export default defineConfig({
-  plugins: [workers()],
   test: {
-    include: ["test/**/*.test.ts"],
     testTimeout: 30_000,
+    projects: [
+      {
+        plugins: [workers()],
+        test: { name: "workers", include: ["test/**/*.test.ts"], exclude: ["test/sim/**"], testTimeout: 30_000 },
+      },
+      {
+        plugins: [assemblyAsText],
+        test: { name: "sim", include: ["test/sim/**/*.test.ts"], environment: "node", testTimeout: 60_000 },
+      },
+    ],
   },
 });

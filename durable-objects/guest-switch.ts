@@ -61,7 +61,7 @@ export class GuestSwitch extends DurableObject<Env> {
         const row = sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'switch'").toArray()[0];
         if (!row) return null;
         const m = JSON.parse(row.v) as SwitchMeta;
-        return { ...m, takeover: m.takeover ?? null };
+        return { ...m, takeover: m.takeover ?? null, formerSecondaries: m.formerSecondaries ?? [] };
       },
       saveMeta: (meta) => void sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('switch', ?)", JSON.stringify(meta)),
       recordOutputs: (outputs) => this.recordOutputs(outputs),

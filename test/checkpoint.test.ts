@@ -592,7 +592,7 @@ describe("Replicator → Replica", () => {
         const { m, rep } = r;
         let dirty = new Set<number>();
         const sync = async (full: boolean) => {
-          const expected = full || rep.seq === 0 ? PAGES : dirty.size;
+          const expected = full || rep.needsFull ? PAGES : dirty.size;
           const sentBefore = r.sent.length;
           const stats = await rep.sync(m, { ...SYNC, full });
           dirty = new Set();
@@ -816,7 +816,8 @@ describe("atomicity: a checkpoint is applied whole or not at all", () => {
     expect(firstDiff(r.store.pages.get(2)!, storedPage)).toBe(-1);
     expect(r.store.pages.has(6)).toBe(false);
     // The primary cannot tell whether the commit happened, so it starts again with a full checkpoint.
-    expect(r.rep.seq).toBe(0);
+    expect(r.rep.needsFull).toBe(true);
+    expect(r.rep.seq).toBe(1);
     expect(r.replica.seq).toBe(1);
     const retry = await r.rep.sync(r.m, SYNC);
     expect(retry.full).toBe(true);
@@ -853,6 +854,7 @@ describe("atomicity: a checkpoint is applied whole or not at all", () => {
     // Through a Replicator that believes the secondary is further along.
     const rep = new Replicator(GEN, { send: async (b) => replica.receive(b) });
     rep.seq = 5;
+    rep.needsFull = false;
     const m = new Machine(16);
     m.memory.writeU32(0x2000, 7);
     await expect(rep.sync(m, SYNC)).rejects.toMatchObject({ code: "out-of-order" });
@@ -925,7 +927,7 @@ describe("atomicity: a checkpoint is applied whole or not at all", () => {
     };
     await expect(r.rep.sync(r.m, SYNC)).rejects.toThrow("link down");
     expect([...r.m.memory.dirtyPages()]).toEqual([4]);
-    expect(r.rep.seq).toBe(0);
+    expect(r.rep.needsFull).toBe(true);
     r.fault = null;
     const stats = await r.rep.sync(r.m, SYNC);
     expect(stats.full).toBe(true);

@@ -56,10 +56,11 @@ function world(opts: { generation?: number } = {}) {
       };
       return { send: next, diskWrite: async () => next() };
     },
-    /** Stands in for a checkpoint: logs it, and a full one (seq 0) makes the secondary current. */
+    /** Stands in for a checkpoint: logs it, and a full one makes the secondary current. */
     async sync(r: Replicator) {
-      log.push(r.seq === 0 ? "full checkpoint" : "checkpoint");
+      log.push(r.needsFull ? "full checkpoint" : "checkpoint");
       r.seq++;
+      r.needsFull = false;
     },
   };
   const sleeps: number[] = [];

@@ -270,7 +270,7 @@ export class Host {
     try {
       while (p.machine.runnable && this.role.kind === "primary" && this.role.primary === p) {
         await this.drive(async () => {
-          await p.runner.runSlice(SLICE_INSTRUCTIONS);
+          await p.runner.runSlice(this.io.sliceInstructions ?? SLICE_INSTRUCTIONS);
           this.io.observer?.changed?.();
           if (p.epochDue()) await p.commitEpoch();
           else p.epochSoon();

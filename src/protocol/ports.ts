@@ -111,6 +111,8 @@ export interface HostIO {
   schedule(): void;
   /** Hand the thread to queued requests between slices. */
   yieldToRequests(): Promise<void>;
+  /** Instructions a slice runs at most (default SLICE_INSTRUCTIONS; the simulator's are smaller, each costing virtual time). */
+  sliceInstructions?: number;
 }
 
 export type PingReply = { ok: true; state: string } | { ok: false; code: "lost" | "not-primary" | "unreachable"; reason: string };

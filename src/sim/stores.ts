@@ -54,19 +54,18 @@ export class HostDurable {
 
   /** This incarnation's view, writable only while it lives. */
   view(guard: Guard): HostStore {
-    const d = this;
     return {
-      loadMeta: () => (d.meta ? structuredClone(d.meta) : null),
+      loadMeta: () => (this.meta ? structuredClone(this.meta) : null),
       saveMeta: (m) => {
         guard.check();
-        d.meta = structuredClone(m);
+        this.meta = structuredClone(m);
       },
       // The durable map itself: writes land in storage at once, as SQLite's do.
-      disk: (sectors) => new MemDisk(sectors, d.disk, guard),
+      disk: (sectors) => new MemDisk(sectors, this.disk, guard),
       replica: {
         commit: (b: CommitBatch) => {
           guard.check();
-          const prev = d.copy;
+          const prev = this.copy;
           const pages = b.full || !prev ? new Map<number, Uint8Array>() : new Map(prev.pages);
           const sectors = b.full || !prev ? new Map<number, Uint8Array>() : new Map(prev.sectors);
           for (const [p, data] of b.pages) {
@@ -74,25 +73,25 @@ export class HostDurable {
             else pages.delete(p);
           }
           for (const [s, data] of b.sectors) sectors.set(s, data.slice());
-          d.copy = { meta: structuredClone(b.meta), pages, sectors, outputs: b.outputs.map((o) => ({ ...o, data: o.data.slice() })) };
-          d.onCommit?.(d.copy);
+          this.copy = { meta: structuredClone(b.meta), pages, sectors, outputs: b.outputs.map((o) => ({ ...o, data: o.data.slice() })) };
+          this.onCommit?.(this.copy);
         },
-        load: () => (d.copy ? { meta: structuredClone(d.copy.meta), pages: [...d.copy.pages].map(([p, x]) => [p, x.slice()] as [number, Uint8Array]), outputs: d.copy.outputs.map((o) => ({ ...o, data: o.data.slice() })) } : null),
+        load: () => (this.copy ? { meta: structuredClone(this.copy.meta), pages: [...this.copy.pages].map(([p, x]) => [p, x.slice()] as [number, Uint8Array]), outputs: this.copy.outputs.map((o) => ({ ...o, data: o.data.slice() })) } : null),
         clear: () => {
           guard.check();
-          d.copy = null;
+          this.copy = null;
         },
         adoptDisk: () => {
           guard.check();
-          d.disk.clear();
-          for (const [s, x] of d.copy?.sectors ?? []) d.disk.set(s, x.slice());
+          this.disk.clear();
+          for (const [s, x] of this.copy?.sectors ?? []) this.disk.set(s, x.slice());
         },
       },
       clearAll: () => {
         guard.check();
-        d.meta = null;
-        d.disk.clear();
-        d.copy = null;
+        this.meta = null;
+        this.disk.clear();
+        this.copy = null;
       },
     };
   }
@@ -107,35 +106,34 @@ export class WitnessDurable {
   alarm: number | null = null;
 
   view(guard: Guard): WitnessStore {
-    const d = this;
     return {
-      loadMeta: () => (d.meta ? structuredClone(d.meta) : null),
+      loadMeta: () => (this.meta ? structuredClone(this.meta) : null),
       saveMeta: (m) => {
         guard.check();
-        d.meta = structuredClone(m);
+        this.meta = structuredClone(m);
       },
       recordOutputs: (outputs) => {
         guard.check();
         const fresh: Output[] = [];
         for (const o of outputs) {
-          const map = o.device === "console" ? d.console : d.packets;
+          const map = o.device === "console" ? this.console : this.packets;
           if (map.has(o.index)) continue;
           map.set(o.index, o.data.slice());
           fresh.push(o);
         }
         return fresh;
       },
-      partitioned: () => [...d.cut],
+      partitioned: () => [...this.cut],
       setPartitioned: (h) => {
         guard.check();
-        d.cut = h ? [...d.cut, h] : [];
+        this.cut = h ? [...this.cut, h] : [];
       },
       clearAll: () => {
         guard.check();
-        d.meta = null;
-        d.console.clear();
-        d.packets.clear();
-        d.alarm = null;
+        this.meta = null;
+        this.console.clear();
+        this.packets.clear();
+        this.alarm = null;
       },
     };
   }

@@ -40,6 +40,8 @@ export interface SimHostLink extends HostLink {
 }
 
 const HANG = new Promise<never>(() => {});
+/** Instructions per slice under the simulator: one virtual millisecond of guest code. */
+const SIM_SLICE_INSTRUCTIONS = 20_000;
 
 class Event {
   constructor(
@@ -111,6 +113,8 @@ export class World {
   /** The primary of `generation` heard its secondary acknowledge checkpoint `seq`. */
   onSynced: ((secondary: string, generation: number, seq: number, full: boolean) => void) | null = null;
   onNewHost: ((host: SimHost) => void) | null = null;
+  /** Every call as it leaves its caller (a scenario's trigger). */
+  onCall: ((from: string, what: string) => void) | null = null;
   /** A host served a disk read (`view` as asked), at the moment it answered. */
   onDiskRead: ((sector: number, data: Uint8Array, view: "acked" | "live") => void) | null = null;
 
@@ -182,6 +186,7 @@ export class World {
   async call<T>(from: string, life: Life, to: string, what: string, fn: () => T | Promise<T>, died: () => Promise<never>): Promise<T> {
     const inc = life.inc;
     if (what !== "checkIn" && what !== "api") this.log(`${from}: ${what}`);
+    this.onCall?.(from, what);
     const name = what.split(" ")[0];
     const n = (this.calls.get(name) ?? 0) + 1;
     this.calls.set(name, n);
@@ -257,7 +262,9 @@ export class World {
           },
         },
         schedule: () => this.schedule(h, inc),
-        yieldToRequests: () => this.sleepFor(life, 0),
+        // A slice of guest code costs virtual time, so a guest that computes forever lets the world go on.
+        yieldToRequests: () => this.sleepFor(life, 1),
+        sliceInstructions: SIM_SLICE_INSTRUCTIONS,
       };
       h.instance = new Host(io);
       if (h.instance.role.kind === "lost") this.armHostAlarm(h, 0);

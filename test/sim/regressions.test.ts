@@ -1,0 +1,143 @@
+/**
+ * Regression scenarios for the bugs the simulator issue named (#9), each a
+ * scripted run of the real protocol under the simulator, with every
+ * invariant checked at its end as in a random run.
+ */
+import { describe, expect, it } from "vitest";
+import { simulate, type Scenario, type SimOptions } from "../../src/sim/simulate.ts";
+import type { World } from "../../src/sim/world.ts";
+
+async function scenario(opts: SimOptions & { script: (s: Scenario) => Promise<void> }) {
+  const r = await simulate(1, { faultMs: 4000, calmMs: 4000, ...opts });
+  expect(r.violations, r.trace.slice(-40).join("\n")).toEqual([]);
+  return r;
+}
+
+const meta = (w: World) => w.witnessDurable.meta!;
+const role = (w: World, name: string) => w.hostInstance(w.hosts.get(name)!).role;
+
+/** A guest that computes forever after its first checkpoint, with no event at all. */
+const SPIN = "_start:\n  li s0, 0\n1: addi s0, s0, 1\n  j 1b\n";
+
+describe.each(["kemari", "remus"] as const)("regressions (%s)", (mode) => {
+  it("bug 4: a compute-bound superseded primary learns of its fencing within a heartbeat interval, with no events", async () => {
+    await scenario({
+      mode, guest: "hello", source: SPIN, faultMs: 2500, calmMs: 500,
+      script: async ({ world: w, until, wait }) => {
+        const old = meta(w).primary;
+        w.host(old).cut = true;
+        expect(await until(() => meta(w).generation === 1, 3000)).toBe(true);
+        w.host(old).cut = false;
+        const healed = w.now;
+        expect(await until(() => role(w, old.name).kind === "fenced", 1000)).toBe(true);
+        // One heartbeat interval (100 ms) plus a round trip.
+        expect(w.now - healed).toBeLessThanOrEqual(100 + 40);
+        await wait(50);
+      },
+    });
+  });
+
+  it("bug 5: a witness that restarts between saving a takeover and promote resumes it", async () => {
+    await scenario({
+      mode, guest: "journal",
+      script: async ({ world: w, until }) => {
+        await until(() => meta(w).protection === "protected");
+        w.plan = { call: "promote", nth: 1, after: false };
+        w.crash(meta(w).primary.name, "(scenario)");
+        expect(await until(() => w.trace.some((l) => l.includes("before promote") && l.includes("(planned)")))).toBe(true);
+        expect(await until(() => meta(w).generation === 1 && !meta(w).takeover)).toBe(true);
+      },
+    });
+  });
+
+  it("bug 5: a promote that fails transiently is retried, not taken for loss", async () => {
+    await scenario({
+      mode, guest: "journal",
+      script: async ({ world: w, until, wait }) => {
+        await until(() => meta(w).protection === "protected");
+        const secondary = w.host(meta(w).secondary!);
+        secondary.cutFromWitness = true;
+        w.crash(meta(w).primary.name, "(scenario)");
+        expect(await until(() => !!meta(w).takeover)).toBe(true);
+        await wait(300);
+        expect(meta(w).lost).toBeNull();
+        secondary.cutFromWitness = false;
+        expect(await until(() => !meta(w).takeover && meta(w).generation === 1)).toBe(true);
+      },
+    });
+  });
+
+  it("bug 5: a primary that dies right after a new secondary acknowledged its full checkpoint leaves that secondary to take over", async () => {
+    await scenario({
+      mode, guest: "counter",
+      script: async ({ world: w, until }) => {
+        await until(() => meta(w).protection === "protected");
+        // The secondary is cut off; the primary re-protects into a fresh host, and dies before it can tell the witness.
+        w.plan = { call: "secondaryReady", nth: 2, after: false };
+        w.host(meta(w).secondary!).cut = true;
+        expect(await until(() => w.trace.some((l) => l.includes("before secondaryReady") && l.includes("(planned)")))).toBe(true);
+        expect(await until(() => meta(w).generation === 1)).toBe(true);
+        expect(meta(w).lost).toBeNull();
+      },
+    });
+  });
+
+  it("bug 6: deleting a guest during a takeover", async () => {
+    const r = await simulate(1, {
+      mode, guest: "journal", faultMs: 2000, calmMs: 0,
+      script: async ({ world: w, until, wait }) => {
+        await until(() => meta(w).protection === "protected");
+        let deleted: Promise<unknown> | null = null;
+        const check = w.beforePromote;
+        w.beforePromote = (h, g) => {
+          check?.(h, g);
+          deleted ??= w.api((x) => x.destroy());
+        };
+        w.crash(meta(w).primary.name, "(scenario)");
+        expect(await until(() => deleted !== null)).toBe(true);
+        await deleted;
+        await wait(500);
+        expect(w.witnessDurable.meta).toBeNull();
+      },
+    });
+    expect(r.trace.filter((l) => l.includes("threw"))).toEqual([]);
+    expect(r.violations.filter((v) => !v.startsWith("liveness: the guest was never created"))).toEqual([]);
+  });
+
+  it("7: every host restarting at once (a deploy) resumes the guest from the newest acknowledged copy", async () => {
+    await scenario({
+      mode, guest: "counter",
+      script: async ({ world: w, until }) => {
+        await until(() => meta(w).protection === "protected");
+        for (let i = 0; i < 3; i++) {
+          await until(() => w.witnessDurable.packets.size > i * 2, 3000);
+          const g = meta(w).generation;
+          w.restartAllHosts();
+          expect(await until(() => meta(w).generation > g && meta(w).protection === "protected", 3000)).toBe(true);
+        }
+      },
+    });
+  });
+
+  it("7: every host restarting at once inside a re-protection window still resumes the guest", async () => {
+    await scenario({
+      mode, guest: "counter",
+      script: async ({ world: w, until }) => {
+        await until(() => meta(w).protection === "protected");
+        // Take over; restart every host just as the new primary starts sending its new secondary
+        // the full checkpoint: the only whole copy is the one the new primary was promoted from.
+        let restarted = false;
+        w.onCall = (from, what) => {
+          if (restarted || meta(w).generation !== 1 || from !== meta(w).primary.name || !what.startsWith("receive")) return;
+          restarted = true;
+          w.restartAllHosts();
+        };
+        w.crash(meta(w).primary.name, "(scenario)");
+        expect(await until(() => restarted, 3000)).toBe(true);
+        expect(await until(() => meta(w).generation === 2, 3000)).toBe(true);
+        expect(meta(w).lost).toBeNull();
+        expect(await until(() => meta(w).protection === "protected", 3000)).toBe(true);
+      },
+    });
+  });
+});
