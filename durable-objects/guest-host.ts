@@ -18,6 +18,7 @@ import type { HostPlace, HostStatus } from "../src/host/status.ts";
 import type { FaultKind, FaultStep } from "../src/kemari/faults.ts";
 import type { SyncReply } from "../src/kemari/replicator.ts";
 import { Host } from "../src/protocol/host.ts";
+import { FLAG_FULL } from "../src/kemari/checkpoint.ts";
 import type { CheckInReply, HoldReply, HostIO, PingReply, RecordReply, SecondaryReply, WitnessLink } from "../src/protocol/ports.ts";
 import { HostFaults } from "./host-faults.ts";
 import { SqlHostStore } from "./host-store.ts";
@@ -101,11 +102,20 @@ export class GuestHost extends DurableObject<Env> {
     });
   }
 
-  receive(frame: Uint8Array): SyncReply {
+  async receive(frame: Uint8Array): Promise<SyncReply> {
     if (this.faults.partitioned) return { ok: false, code: "unreachable", reason: "host is cut off" };
+    await this.holdReprotection(frame);
     const reply = this.host.receive(frame);
     if (reply.ok && reply.committed) this.faults.acknowledged();
     return reply;
+  }
+
+  /** The test-only hook TEST_HOLD_REPROTECTION_MS (src/env.ts): hold a re-protection's full checkpoint open. */
+  private async holdReprotection(frame: Uint8Array): Promise<void> {
+    const ms = Number(this.env.TEST_HOLD_REPROTECTION_MS ?? 0);
+    if (ms > 0 && this.host.role.kind === "secondary" && this.host.role.generation >= 1 && isFullFrame(frame)) {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+    }
   }
 
   diskWrite(generation: number, sector: number, data: Uint8Array): SyncReply {
@@ -249,4 +259,9 @@ export class GuestHost extends DurableObject<Env> {
   benchWrite(payload: Uint8Array, pages: number): number {
     return benchWrite(this.ctx.storage, payload, pages);
   }
+}
+
+/** The FULL flag of a frame's header (magic u32, version u16, flags u16). */
+function isFullFrame(frame: Uint8Array): boolean {
+  return frame.length >= 8 && (new DataView(frame.buffer, frame.byteOffset).getUint16(6, true) & FLAG_FULL) !== 0;
 }

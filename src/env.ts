@@ -10,6 +10,12 @@ export interface Env {
   ASSETS?: Fetcher;
   /** Bearer token for the API; a secret. Unset = the API refuses everything. */
   API_TOKEN?: string;
+  /**
+   * Test-only (never set it in production): a secondary holds each full
+   * checkpoint of a re-protection (generation ≥ 1) this many ms before it
+   * applies it, so a test can restart everything inside a re-protection window.
+   */
+  TEST_HOLD_REPROTECTION_MS?: string;
 }
 
 type AppEnv = Env;

@@ -1,0 +1,56 @@
+/**
+ * Upgrades: a deploy restarts every host over what the previous version
+ * stored. A secondary's acknowledged copy stored in replica format 1 (the
+ * copy's disk sectors in the `disk` table) is read by this version (format 2:
+ * `replica_disk`, apart from the live disk), so no acknowledged checkpoint is
+ * lost. (Checkpoint frames are never stored: they only cross the network
+ * between two hosts of the same version.)
+ */
+import { env, runInDurableObject } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import { Replica } from "../src/kemari/replica.ts";
+import { captureMachine, machineToJson } from "../src/kemari/state.ts";
+import { Machine } from "../src/guest/machine.ts";
+import { REPLICA_FORMAT, SqlReplicaStore } from "../durable-objects/replica-store.ts";
+
+describe("upgrades", () => {
+  it("reads an acknowledged copy stored in replica format 1 and moves its disk apart from the live disk", async () => {
+    const stub = env.HOST.get(env.HOST.idFromName("upgrade/host-1"));
+    await runInDurableObject(stub, (_instance, state) => {
+      const sql = state.storage.sql;
+      // Exactly what the format-1 store wrote (durable-objects/replica-store.ts before 2026-12).
+      sql.exec("CREATE TABLE IF NOT EXISTS replica_pages (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)");
+      sql.exec("CREATE TABLE IF NOT EXISTS replica_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+      sql.exec("CREATE TABLE IF NOT EXISTS disk (sector INTEGER PRIMARY KEY, data BLOB NOT NULL)");
+      sql.exec("CREATE TABLE IF NOT EXISTS replica_outputs (seq INTEGER PRIMARY KEY, device TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL)");
+      const m = new Machine(16);
+      m.cpu.pc = 0x123;
+      m.cpu.instret = 4567;
+      const page = new Uint8Array(4096).fill(7);
+      const sector = new Uint8Array(512).fill(9);
+      sql.exec("DELETE FROM replica_pages");
+      sql.exec("DELETE FROM disk");
+      sql.exec("INSERT INTO replica_pages (idx, data) VALUES (?, ?)", 3, page);
+      sql.exec("INSERT INTO disk (sector, data) VALUES (?, ?)", 5, sector);
+      sql.exec("INSERT OR REPLACE INTO replica_outputs (seq, device, idx, data) VALUES (0, 'console', 2, ?)", new TextEncoder().encode("held"));
+      const meta = { seq: 11, generation: 0, memoryPages: 16, diskSectors: 64, machine: machineToJson(captureMachine(m)) };
+      sql.exec("INSERT OR REPLACE INTO replica_meta (k, v) VALUES ('replica', ?)", JSON.stringify(meta));
+
+      const store = new SqlReplicaStore(state.storage);
+      const replica = new Replica(store, 0);
+      expect(replica.seq).toBe(11);
+      expect(replica.meta!.machine.pc).toBe(0x123);
+      expect(replica.meta!.machine.instret).toBe(4567);
+      expect(replica.memory!.subarray(3 * 4096, 4 * 4096)).toEqual(page);
+      expect(replica.outputs.map((o) => new TextDecoder().decode(o.data))).toEqual(["held"]);
+      // The copy's sector is now in replica_disk, and the format recorded.
+      expect(sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM replica_disk WHERE sector = 5").one().n).toBe(1);
+      const v = JSON.parse(sql.exec<{ v: string }>("SELECT v FROM replica_meta").one().v) as { format: number };
+      expect(v.format).toBe(REPLICA_FORMAT);
+      // A takeover makes that disk the live one.
+      sql.exec("DELETE FROM disk");
+      store.adoptDisk();
+      expect(new Uint8Array(sql.exec<{ data: ArrayBuffer }>("SELECT data FROM disk WHERE sector = 5").one().data)).toEqual(sector);
+    });
+  });
+});
