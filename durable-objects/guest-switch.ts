@@ -4,8 +4,7 @@
  * re-protection, output identity — are plain code in src/protocol/witness.ts;
  * this class adapts them to the platform:
  * - RPC from the API and from the guest's hosts;
- * - SQLite: the witness's meta, and the outputs (console chunks and packets,
- *   each under its ring index, so a repeat after a failover is kept once);
+ * - SQLite: the witness's meta, and the outputs (output-log.ts);
  * - the heartbeat alarm (durable: a restarted switch resumes its decisions);
  * - the live stream: hibernatable WebSockets and the timeline for late joiners.
  * The API reaches a guest only through its switch.
@@ -21,16 +20,14 @@ import type { Fault } from "../src/kemari/faults.ts";
 import type { CheckInReply, RecordReply, SecondaryReply } from "../src/protocol/ports.ts";
 import { Witness, notFound, type SwitchMeta, type WitnessStore } from "../src/protocol/witness.ts";
 import { tokensEqual } from "../src/api/auth.ts";
+import { OutputLog } from "./output-log.ts";
 import { encodeBase64 } from "../src/image/load.ts";
 import { Timeline, encodeMessage, event, type StreamEvent } from "../src/events/messages.ts";
 
-/** Reads never return more than this in one response; `next` says where to go on. */
-const MAX_CONSOLE_READ = 1 << 20;
-const MAX_PACKETS_READ = 1000;
 
 export class GuestSwitch extends DurableObject<Env> {
   private readonly witness: Witness<ReturnType<GuestSwitch["host"]>>;
-  private consoleBytes: number;
+  private readonly outputs: OutputLog;
   /** The recent events, for dashboards that join late. */
   private readonly timeline = new Timeline();
 
@@ -38,11 +35,8 @@ export class GuestSwitch extends DurableObject<Env> {
     super(ctx, env);
     const sql = ctx.storage.sql;
     sql.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
-    sql.exec("CREATE TABLE IF NOT EXISTS console (idx INTEGER PRIMARY KEY, offset INTEGER NOT NULL, data BLOB NOT NULL)");
-    sql.exec("CREATE TABLE IF NOT EXISTS packets (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)");
     sql.exec("CREATE TABLE IF NOT EXISTS partitioned (name TEXT PRIMARY KEY, region TEXT)");
-    const end = sql.exec<{ n: number | null }>("SELECT MAX(offset + length(data)) AS n FROM console").one();
-    this.consoleBytes = end.n ?? 0;
+    this.outputs = new OutputLog(ctx.storage);
     this.witness = new Witness({
       clock: { now: () => Date.now(), sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) },
       store: this.store(),
@@ -64,31 +58,15 @@ export class GuestSwitch extends DurableObject<Env> {
         return { ...m, takeover: m.takeover ?? null, formerSecondaries: m.formerSecondaries ?? [] };
       },
       saveMeta: (meta) => void sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('switch', ?)", JSON.stringify(meta)),
-      recordOutputs: (outputs) => this.recordOutputs(outputs),
+      recordOutputs: (outputs) => this.outputs.record(outputs),
       partitioned: () => sql.exec<{ name: string; region: string | null }>("SELECT name, region FROM partitioned").toArray().map((r) => ({ name: r.name, region: r.region })),
       setPartitioned: (h) => void (h ? sql.exec("INSERT OR REPLACE INTO partitioned (name, region) VALUES (?, ?)", h.name, h.region) : sql.exec("DELETE FROM partitioned")),
       clearAll: () => {
-        this.consoleBytes = 0;
+        this.outputs.forget();
         void this.ctx.storage.deleteAlarm();
         void this.ctx.storage.deleteAll();
       },
     };
-  }
-
-  private recordOutputs(outputs: Output[]): Output[] {
-    const sql = this.ctx.storage.sql;
-    const fresh: Output[] = [];
-    this.ctx.storage.transactionSync(() => {
-      for (const o of outputs) {
-        const cur = o.device === "console"
-          ? sql.exec("INSERT OR IGNORE INTO console (idx, offset, data) VALUES (?, ?, ?)", o.index, this.consoleBytes, o.data)
-          : sql.exec("INSERT OR IGNORE INTO packets (idx, data) VALUES (?, ?)", o.index, o.data);
-        if (cur.rowsWritten === 0) continue;
-        if (o.device === "console") this.consoleBytes += o.data.length;
-        fresh.push(o);
-      }
-    });
-    return fresh;
   }
 
   private async alarmAt(at: number): Promise<void> {
@@ -220,42 +198,16 @@ export class GuestSwitch extends DurableObject<Env> {
   console(from: number): Promise<Outcome<{ text: string; next: number }>> {
     return outcome(() => {
       if (!this.witness.meta) throw notFound();
-      return this.readConsole(from);
+      return this.outputs.console(from);
     });
-  }
-
-  private readConsole(from: number): { text: string; next: number } {
-    const rows = this.ctx.storage.sql.exec<{ offset: number; data: ArrayBuffer }>(
-      "SELECT offset, data FROM console WHERE offset + length(data) > ? ORDER BY offset", from).toArray();
-    const parts: Uint8Array[] = [];
-    let total = 0;
-    for (const row of rows) {
-      const bytes = new Uint8Array(row.data);
-      const part = bytes.subarray(Math.max(0, from - row.offset));
-      if (total + part.length > MAX_CONSOLE_READ && total > 0) break;
-      parts.push(part);
-      total += part.length;
-    }
-    const joined = new Uint8Array(total);
-    let at = 0;
-    for (const p of parts) { joined.set(p, at); at += p.length; }
-    const start = Math.min(from, this.consoleBytes);
-    return { text: new TextDecoder().decode(joined), next: start + total };
   }
 
   /** Packets the guest sent, from net-tx index `from`. */
   outbound(from: number): Promise<Outcome<{ packets: { index: number; data: Uint8Array }[]; next: number }>> {
     return outcome(() => {
       if (!this.witness.meta) throw notFound();
-      return this.readPackets(from);
+      return this.outputs.packets(from);
     });
-  }
-
-  private readPackets(from: number): { packets: { index: number; data: Uint8Array }[]; next: number } {
-    const rows = this.ctx.storage.sql.exec<{ idx: number; data: ArrayBuffer }>(
-      "SELECT idx, data FROM packets WHERE idx >= ? ORDER BY idx LIMIT ?", from, MAX_PACKETS_READ).toArray();
-    const packets = rows.map((r) => ({ index: r.idx, data: new Uint8Array(r.data) }));
-    return { packets, next: packets.length > 0 ? packets[packets.length - 1].index + 1 : from };
   }
 
   private describe(): Promise<GuestStatus> {
