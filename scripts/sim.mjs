@@ -15,6 +15,8 @@ const { values } = parseArgs({
     mode: { type: "string" },
     guest: { type: "string" },
     mutation: { type: "string" },
+    memory: { type: "boolean", default: false },
+    pages: { type: "string" },
   },
 });
 mkdirSync(".wrangler/sim", { recursive: true });
@@ -29,6 +31,12 @@ await build({
   sourcemap: "inline",
   logLevel: "warning",
 });
+// --memory measures heap peaks: it needs a garbage collector it can call.
+if (values.memory && typeof globalThis.gc !== "function") {
+  const { spawnSync } = await import("node:child_process");
+  const r = spawnSync(process.execPath, ["--expose-gc", ...process.argv.slice(1)], { stdio: "inherit" });
+  process.exit(r.status ?? 1);
+}
 process.setSourceMapsEnabled(true);
 const { main } = await import(pathToFileURL(".wrangler/sim/cli.mjs").href);
 process.exitCode = (await main(values)) > 0 ? 1 : 0;

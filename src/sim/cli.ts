@@ -7,6 +7,7 @@
  * violation. scripts/sim.mjs parses the arguments and calls `main`.
  */
 import { mutations, type MutationName } from "../protocol/mutations.ts";
+import { measureMemory } from "./memory.ts";
 import { simulate, type SimGuest, type SimResult } from "./simulate.ts";
 
 export interface SimArgs {
@@ -17,10 +18,18 @@ export interface SimArgs {
   mode?: string;
   guest?: string;
   mutation?: string;
+  memory?: boolean;
+  pages?: string;
 }
 
 /** Run the seeds `values` asks for; resolves to the number of failing seeds. */
 export async function main(values: SimArgs): Promise<number> {
+  if (values.memory) {
+    const f = await measureMemory(Number(values.pages ?? 16384));
+    const limit = 128 * 1e6 / (1 << 20);
+    console.log(`a full checkpoint of a ${f.guestMiB} MiB guest (${f.frames} frames): primary peak ${f.primaryPeakMiB.toFixed(1)} MiB, secondary peak ${f.secondaryPeakMiB.toFixed(1)} MiB (the platform's limit: 128 MB = ${limit.toFixed(1)} MiB per isolate)`);
+    return 0;
+  }
   if (values.mutation) {
     if (!(values.mutation in mutations)) throw new Error(`--mutation: one of ${Object.keys(mutations).join(", ")}`);
     mutations[values.mutation as MutationName] = true;
