@@ -207,6 +207,15 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
     ackedSeq.set(key, Math.max(ackedSeq.get(key) ?? 0, seq));
   };
 
+  // An exception that escapes the protocol's code is a finding too (and a dead incarnation that
+  // touches storage is the simulator's own bug): either way the run reports it, with its trace.
+  const uncaught = (e: unknown) => {
+    // The guard that stops a dead incarnation's last continuation (as ctx.abort() would): not a finding.
+    if (e instanceof Error && e.message.startsWith("a dead incarnation")) return;
+    violate(`uncaught: ${e instanceof Error ? e.stack ?? e.message : String(e)}`);
+  };
+  process.on("unhandledRejection", uncaught);
+
   // ---- The run ----
   const img = opts.source ? assemble(opts.source) : image(guest);
   // Creation is not what is under test (a create that fails is reported to its caller): it runs without faults.
@@ -312,6 +321,8 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
   await w.run(faultMs + calmMs);
   stats.virtualMs = w.now;
   stats.events = w.trace.length;
+
+  process.off("unhandledRejection", uncaught);
 
   // ---- The checks at the end ----
   if (!scriptDone) violate(`scenario did not finish in ${faultMs + calmMs} virtual ms`);

@@ -12,9 +12,12 @@ import type { HostPlace } from "../host/status.ts";
 import type { SwitchMeta, WitnessStore } from "../protocol/witness.ts";
 
 export class Guard {
-  constructor(readonly alive: () => boolean) {}
+  constructor(
+    readonly alive: () => boolean,
+    readonly name = "",
+  ) {}
   check(): void {
-    if (!this.alive()) throw new Error("a dead incarnation touched storage");
+    if (!this.alive()) throw new Error(`a dead incarnation touched storage${this.name ? ` (${this.name})` : ""}`);
   }
 }
 

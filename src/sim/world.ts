@@ -39,7 +39,14 @@ export interface SimHostLink extends HostLink {
   readDisk(sector: number, count: number, view?: "acked" | "live"): Promise<Outcome<Uint8Array>>;
 }
 
-const HANG = new Promise<never>(() => {});
+/**
+ * What a dead incarnation awaits: a promise that never settles. A fresh one
+ * each time: a shared one would keep every continuation ever parked on it
+ * (and the worlds they reference) alive.
+ */
+function hang(): Promise<never> {
+  return new Promise<never>(() => {});
+}
 /** Instructions per slice under the simulator: one virtual millisecond of guest code. */
 const SIM_SLICE_INSTRUCTIONS = 20_000;
 
@@ -49,6 +56,12 @@ class Event {
     readonly seq: number,
     readonly fn: () => void,
   ) {}
+}
+
+/** One incarnation of a party: the caller of a call. */
+interface Caller {
+  life: Life;
+  inc: number;
 }
 
 /** A party's life: a new incarnation at each restart; a dead one's promises never settle. */
@@ -147,7 +160,10 @@ export class World {
 
   /** A sleep owned by one incarnation: it never wakes if that incarnation dies first. */
   sleepFor(life: Life, ms: number): Promise<void> {
-    const inc = life.inc;
+    return this.sleepAs(life, life.inc, ms);
+  }
+
+  sleepAs(life: Life, inc: number, ms: number): Promise<void> {
     return new Promise((resolve) => this.at(ms, () => life.inc === inc && resolve()));
   }
 
@@ -183,8 +199,11 @@ export class World {
    * lost; the caller may crash around it; a caller that died meanwhile never
    * hears back.
    */
-  async call<T>(from: string, life: Life, to: string, what: string, fn: () => T | Promise<T>, died: () => Promise<never>): Promise<T> {
-    const inc = life.inc;
+  async call<T>(from: string, caller: Caller, to: string, what: string, fn: () => T | Promise<T>, died: () => Promise<never>): Promise<T> {
+    const { life, inc } = caller;
+    // Code of a dead incarnation can still be running (a continuation that was already due when
+    // another of its chains crashed it): it reaches no one, as nothing survives ctx.abort().
+    if (life.inc !== inc) return hang();
     if (what !== "checkIn" && what !== "api") this.log(`${from}: ${what}`);
     this.onCall?.(from, what);
     const name = what.split(" ")[0];
@@ -193,32 +212,36 @@ export class World {
     const planned = this.faultsOn && from !== "client" && this.plan?.call === name && this.plan.nth === n;
     if (planned && !this.plan!.after) {
       this.crash(from, `before ${what} (planned)`);
-      return HANG;
+      return hang();
     }
     if (this.faultsOn && from !== "client" && this.rng.chance(this.net.crashAtCall)) {
       this.crash(from, `before ${what}`);
-      return HANG;
+      return hang();
     }
-    await this.sleepFor(life, this.delay());
+    // Every leg is slept as the incarnation that made the call: if it dies meanwhile, it never wakes.
+    await this.sleepAs(life, inc, this.delay());
     if (this.linkCut(from, to) || (this.faultsOn && this.rng.chance(this.net.dropCall))) {
-      await this.sleepFor(life, this.delay());
+      await this.sleepAs(life, inc, this.delay());
       throw new Error(`${what}: link down`);
     }
-    let result: T;
+    let result!: T;
+    let failed: { error: unknown } | null = null;
     try {
       result = await Promise.race([Promise.resolve().then(fn), died()]);
-    } finally {
-      await this.sleepFor(life, this.delay());
+    } catch (error) {
+      failed = { error };
     }
-    if (life.inc !== inc) return HANG;
+    await this.sleepAs(life, inc, this.delay());
+    if (life.inc !== inc) return hang();
+    if (failed) throw failed.error;
     if (planned) {
       this.crash(from, `after ${what}, its reply lost (planned)`);
-      return HANG;
+      return hang();
     }
     if (this.linkCut(from, to) || (this.faultsOn && this.rng.chance(this.net.dropReply))) throw new Error(`${what}: reply lost`);
     if (this.faultsOn && from !== "client" && this.rng.chance(this.net.crashAtCall)) {
       this.crash(from, `after ${what}, its reply lost`);
-      return HANG;
+      return hang();
     }
     return result;
   }
@@ -240,16 +263,17 @@ export class World {
     if (!h.instance) {
       const life = h.life;
       const inc = life.inc;
-      const guard = new Guard(() => life.inc === inc);
+      const guard = new Guard(() => life.inc === inc, `${h.place.name}#${inc}`);
+      const me: Caller = { life, inc };
       const io: HostIO = {
-        clock: { now: () => this.now, sleep: (ms) => this.sleepFor(life, ms) },
+        clock: { now: () => this.now, sleep: (ms) => this.sleepAs(life, inc, ms) },
         store: h.durable.view(guard),
-        witness: this.witnessLinkFrom(h, life),
+        witness: this.witnessLinkFrom(h, me),
         peer: (place) => {
           const to = this.host(place);
           return {
-            receive: (frame) => this.call(h.place.name, life, place.name, `receive → ${place.name}`, () => this.hostInstance(to).receive(frame), () => to.life.died),
-            diskWrite: (g, s, d) => this.call(h.place.name, life, place.name, `diskWrite → ${place.name}`, () => this.hostInstance(to).diskWrite(g, s, d), () => to.life.died),
+            receive: (frame) => this.call(h.place.name, me, place.name, `receive → ${place.name}`, () => this.hostInstance(to).receive(frame), () => to.life.died),
+            diskWrite: (g, s, d) => this.call(h.place.name, me, place.name, `diskWrite → ${place.name}`, () => this.hostInstance(to).diskWrite(g, s, d), () => to.life.died),
           };
         },
         faults: this.stepFaults(h, () => h.instance),
@@ -263,7 +287,7 @@ export class World {
         },
         schedule: () => this.schedule(h, inc),
         // A slice of guest code costs virtual time, so a guest that computes forever lets the world go on.
-        yieldToRequests: () => this.sleepFor(life, 1),
+        yieldToRequests: () => this.sleepAs(life, inc, 1),
         sliceInstructions: SIM_SLICE_INSTRUCTIONS,
       };
       h.instance = new Host(io);
@@ -282,28 +306,28 @@ export class World {
         }
         if (this.faultsOn && this.rng.chance(this.net.crashAtCall * 4)) {
           this.crash(h.place.name, `at ${step}`);
-          return HANG;
+          return hang();
         }
       },
       minFrames: () => (this.faultsOn && this.rng.chance(0.2) ? 2 : 1),
     };
   }
 
-  private witnessLinkFrom(h: SimHost, life: Life): WitnessLink {
+  private witnessLinkFrom(h: SimHost, caller: Caller): WitnessLink {
     const me = h.place.name;
     const w = () => this.witness();
     const died = () => this.witnessLife.died;
     return {
       record: (g, outputs) =>
-        this.call(me, life, "witness", "record", () => {
+        this.call(me, caller, "witness", "record", () => {
           const { reply } = w().record(g, outputs);
           this.onRecord?.(me, g, outputs, reply.ok);
           return reply;
         }, died),
-      replaceSecondary: (g, failed) => this.call(me, life, "witness", "replaceSecondary", () => w().replaceSecondary(g, failed), died),
-      secondaryReady: (g, s) => this.call(me, life, "witness", "secondaryReady", () => w().secondaryReady(g, s), died),
-      primaryLost: (g) => this.call(me, life, "witness", "primaryLost", () => w().primaryLost(g), died),
-      checkIn: (g) => this.call(me, life, "witness", "checkIn", () => w().checkIn(g), died),
+      replaceSecondary: (g, failed) => this.call(me, caller, "witness", "replaceSecondary", () => w().replaceSecondary(g, failed), died),
+      secondaryReady: (g, s) => this.call(me, caller, "witness", "secondaryReady", () => w().secondaryReady(g, s), died),
+      primaryLost: (g) => this.call(me, caller, "witness", "primaryLost", () => w().primaryLost(g), died),
+      checkIn: (g) => this.call(me, caller, "witness", "checkIn", () => w().checkIn(g), died),
     };
   }
 
@@ -342,9 +366,9 @@ export class World {
       const inc = life.inc;
       const guard = new Guard(() => life.inc === inc);
       this.witnessInstance = new Witness<SimHostLink>({
-        clock: { now: () => this.now, sleep: (ms) => this.sleepFor(life, ms) },
+        clock: { now: () => this.now, sleep: (ms) => this.sleepAs(life, inc, ms) },
         store: this.witnessDurable.view(guard),
-        host: (place) => this.hostLinkFromWitness(place, life),
+        host: (place) => this.hostLinkFromWitness(place, { life, inc }),
         setAlarm: (at) => this.armWitnessAlarm(at),
         events: (build) => {
           for (const e of build()) this.log(`witness: ${e.type} ${JSON.stringify({ ...e, v: undefined, t: undefined })}`);
@@ -366,10 +390,10 @@ export class World {
     });
   }
 
-  private hostLinkFromWitness(place: HostPlace, life: Life): SimHostLink {
+  private hostLinkFromWitness(place: HostPlace, caller: Caller): SimHostLink {
     const h = this.host(place);
     const c = <T>(what: string, fn: (host: Host) => T | Promise<T>) =>
-      this.call("witness", life, place.name, `${what} → ${place.name}`, () => fn(this.hostInstance(h)), () => h.life.died);
+      this.call("witness", caller, place.name, `${what} → ${place.name}`, () => fn(this.hostInstance(h)), () => h.life.died);
     return {
       init: (config, sw, self, g) => c("init", (x) => outcome(() => x.init(config, sw, self, g))),
       start: (config, image, sw, self, secondary, paused) => c("start", (x) => outcome(() => x.start(config, image, sw, self, secondary, paused))),
@@ -429,7 +453,7 @@ export class World {
   /** The API's way in: through the witness, as the Worker does. */
   async api<T>(fn: (w: Witness<SimHostLink>) => Promise<T>): Promise<T> {
     const life = this.witnessLife;
-    return this.call("client", new Life(), "witness", "api", () => fn(this.witness()), () => life.died);
+    return this.call("client", { life: new Life(), inc: 0 }, "witness", "api", () => fn(this.witness()), () => life.died);
   }
 }
 
