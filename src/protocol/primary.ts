@@ -18,6 +18,7 @@
 import type { Output } from "../devices/backend.ts";
 import { isProtected, type GuestConfig } from "../host/guest-config.ts";
 import { GuestRunner } from "../host/runner.ts";
+import { defaultEnv } from "../guest/machine.ts";
 import type { SyncSummary, HostPlace } from "../host/status.ts";
 import { DEFAULT_PROTECTION, Fenced, Protection, type ProtectionHost } from "../kemari/protection.ts";
 import type { Replicator, SyncStats } from "../kemari/replicator.ts";
@@ -53,7 +54,8 @@ export class Primary {
     const mode = config.mode;
     const disk = isProtected(mode) ? new ReplicatedDisk(local) : local;
     this.disk = disk;
-    const env = { now: () => io.clock.now(), random32: () => (Math.random() * 2 ** 32) >>> 0 };
+    // TIME reads the port's clock (virtual under the simulator); RANDOM stays the platform's.
+    const env = { now: () => io.clock.now(), random32: defaultEnv.random32 };
     const sink = (outputs: Output[]) => this.sink(outputs);
     this.runner = new GuestRunner(config.memoryPages, disk, sink, env, memory);
     if (io.observer?.received) this.runner.received = (i, p) => io.observer?.received?.(generation, i, p);

@@ -8,20 +8,16 @@
  *
  * A failing seed is a one-line reproduction: `npm run sim -- --seed N --trace`.
  */
-import { DeviceKind } from "../guest/abi.ts";
-import type { Output } from "../devices/backend.ts";
 import type { GuestConfig, Mode } from "../host/guest-config.ts";
-import { GuestRunner } from "../host/runner.ts";
 import { assemble } from "../image/assembler.ts";
 import type { Image } from "../image/image.ts";
-import { PAGE_SIZE } from "../guest/memory.ts";
 import counter from "../../guests/counter.s";
 import echo from "../../guests/echo.s";
 import hello from "../../guests/hello.s";
 import journal from "../../guests/journal.s";
 import batch from "./batch.s";
-import { MemDisk } from "./stores.ts";
-import { World, type SimHost } from "./world.ts";
+import { watch } from "./checker.ts";
+import { World } from "./world.ts";
 
 export const SIM_GUESTS = { counter, echo, hello, journal, batch } as const;
 export type SimGuest = keyof typeof SIM_GUESTS;
@@ -99,113 +95,7 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
   if (!calm && w.rng.chance(0.6)) w.plan = { call: w.rng.pick(PLANNED_CALLS), nth: w.rng.int(1, 40), after: w.rng.chance(0.5) };
   w.log(`seed ${seed}: ${guest} in mode ${mode}${w.plan ? `; planned crash ${w.plan.after ? "after" : "before"} ${w.plan.call} #${w.plan.nth}` : ""}`);
 
-  // ---- What the checker watches ----
-  /** Per generation: the ring req_prod of console and net-tx in the newest acknowledged copy (or the copy its primary was promoted from). */
-  const acked = new Map<number, Map<DeviceKind, number>>();
-  /** Every state a primary captured under each (generation, seq): a retried checkpoint may differ from the first try. */
-  const captured = new Map<string, Set<number>>();
-  const ackedSeq = new Map<string, number>();
-  const releaser = new Map<number, string>();
-  const consumed = new Map<number, { g: number; packet: Uint8Array }>();
-
-  /** Every value each sector has held in any acknowledged copy (a hash of its 512 bytes). */
-  const ackedValues = new Map<number, Set<number>>();
-  const zeroSector = hashBytes(new Uint8Array(512));
-  /**
-   * Commit-time checks on a copy: what it says of the disk is now acknowledged;
-   * and every output its state has produced (a request the backend answered)
-   * is either recorded outside already or held in the copy, to be released by
-   * whoever takes over from it — else a takeover from it would lose that output.
-   */
-  const onCommit = (copy: NonNullable<SimHost["durable"]["copy"]>) => {
-    for (const [sector, data] of copy.sectors) {
-      const set = ackedValues.get(sector) ?? new Set<number>();
-      set.add(hashBytes(data));
-      ackedValues.set(sector, set);
-    }
-    for (const b of copy.meta.machine.bindings) {
-      if (b.kind !== DeviceKind.CONSOLE && b.kind !== DeviceKind.NET_TX) continue;
-      const page = copy.pages.get(b.ring / PAGE_SIZE);
-      const rspProd = page ? new DataView(page.buffer, page.byteOffset).getUint32(8, true) : 0;
-      const device = b.kind === DeviceKind.CONSOLE ? "console" : "net";
-      const recorded = device === "console" ? w.witnessDurable.console : w.witnessDurable.packets;
-      for (let i = 0; i < rspProd; i++) {
-        if (recorded.has(i) || copy.outputs.some((o) => o.device === device && o.index === i)) continue;
-        violate(`output commit: checkpoint ${copy.meta.generation}/${copy.meta.seq} holds the state after ${device}#${i} was produced, but neither the outside world nor the checkpoint holds that output`);
-        break;
-      }
-    }
-    noteCopy(copy, copy.meta.generation);
-  };
-  w.onDiskRead = (first, data, view) => {
-    if (view !== "acked") return;
-    for (let i = 0; i * 512 < data.length; i++) {
-      const h = hashBytes(data.subarray(i * 512, (i + 1) * 512));
-      if (h !== zeroSector && !ackedValues.get(first + i)?.has(h)) {
-        violate(`disk reads: sector ${first + i} was shown as ${show(data.subarray(i * 512, (i + 1) * 512))}, which no acknowledged copy holds (a failover could take it back)`);
-        return;
-      }
-    }
-  };
-  const noteCopy = (copy: NonNullable<SimHost["durable"]["copy"]>, generation: number) => {
-    const m = acked.get(generation) ?? new Map<DeviceKind, number>();
-    for (const b of copy.meta.machine.bindings) {
-      if (b.kind !== DeviceKind.CONSOLE && b.kind !== DeviceKind.NET_TX) continue;
-      const page = copy.pages.get(b.ring / PAGE_SIZE);
-      const reqProd = page ? new DataView(page.buffer, page.byteOffset).getUint32(0, true) : 0;
-      const prev = m.get(b.kind);
-      if (prev === undefined || ((reqProd - prev) | 0) > 0) m.set(b.kind, reqProd);
-    }
-    acked.set(generation, m);
-  };
-
-  w.onRecord = (from, g, outputs, accepted) => {
-    if (!accepted) return;
-    const prev = releaser.get(g);
-    if (prev && prev !== from) violate(`fencing: ${prev} and ${from} both released outputs under generation ${g}`);
-    releaser.set(g, from);
-    const current = w.witnessDurable.meta;
-    if (current && current.generation !== g) violate(`fencing: an output of generation ${g} was accepted under ${current.generation}`);
-    for (const o of outputs) {
-      stats.outputs++;
-      const kind = o.device === "console" ? DeviceKind.CONSOLE : DeviceKind.NET_TX;
-      const reqProd = acked.get(g)?.get(kind);
-      const ahead = reqProd === undefined ? 0 : (reqProd - o.index) >>> 0;
-      if (ahead === 0 || ahead >= 2 ** 31) violate(`output commit: ${o.device}#${o.index} released under generation ${g} before any acknowledged copy held the state that produced it (acked req_prod ${reqProd ?? "none"})`);
-    }
-  };
-  w.onReceived = (g, index, packet) => {
-    const prev = consumed.get(index);
-    if (!prev || prev.g <= g) consumed.set(index, { g, packet: packet.slice() });
-  };
-
-  // Atomicity and durability, checked on the copy a host is promoted from.
-  const checkCopy = (h: SimHost, generation: number) => {
-    const copy = h.durable.copy;
-    if (!copy) return;
-    const key = `${copy.meta.generation}/${copy.meta.seq}`;
-    const want = captured.get(key);
-    const got = hashCopy(copy.pages, config.memoryPages, copy.meta.machine.pc, copy.meta.machine.instret);
-    if (want !== undefined && !want.has(got)) violate(`atomicity: ${h.place.name}'s copy of checkpoint ${key} is not what its primary captured`);
-    const seen = ackedSeq.get(`${h.place.name}/${copy.meta.generation}`) ?? 0;
-    if (copy.meta.seq < seen) violate(`durability: ${h.place.name} acknowledged checkpoint ${seen} of generation ${copy.meta.generation} but holds ${copy.meta.seq}`);
-    noteCopy(copy, generation);
-    stats.takeovers++;
-  };
-  w.onNewHost = (h) => (h.durable.onCommit = onCommit);
-  w.beforePromote = checkCopy;
-  w.onCapture = (host, generation, seq) => {
-    if (host.role.kind !== "primary") return;
-    const m = host.role.primary.machine;
-    const key = `${generation}/${seq}`;
-    const set = captured.get(key) ?? new Set<number>();
-    set.add(hashMemory(m.memory.bytes, m.cpu.pc, m.cpu.instret));
-    captured.set(key, set);
-  };
-  w.onSynced = (secondary, generation, seq) => {
-    const key = `${secondary}/${generation}`;
-    ackedSeq.set(key, Math.max(ackedSeq.get(key) ?? 0, seq));
-  };
+  const checker = watch(w, config, violate, stats);
 
   // An exception that escapes the protocol's code is a finding too (and a dead incarnation that
   // touches storage is the simulator's own bug): either way the run reports it, with its trace.
@@ -326,93 +216,9 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
 
   // ---- The checks at the end ----
   if (!scriptDone) violate(`scenario did not finish in ${faultMs + calmMs} virtual ms`);
-  const meta = w.witnessDurable.meta;
-  if (!created && !meta) violate("liveness: the guest was never created");
-  if (meta?.lost) {
-    const holder = [...w.hosts.values()].find((h) => h.durable.copy !== null);
-    if (holder) violate(`liveness: declared lost (${meta.lost}) while ${holder.place.name} holds a whole acknowledged copy`);
-  } else if (meta) {
-    const primary = w.hosts.get(meta.primary.name)!;
-    const host = w.hostInstance(primary);
-    const role = host.role;
-    if (role.kind !== "primary") violate(`liveness: ${calmMs} ms after the last fault the primary ${meta.primary.name} is ${role.kind}`);
-    else {
-      const state = role.primary.machine.state;
-      const done = state === "halted" || state === "crashed";
-      if (!done && meta.protection !== "protected") violate(`liveness: ${calmMs} ms after the last fault the guest is ${meta.protection}, not protected`);
-      if (answered < clients * perClient) violate(`liveness: ${answered} of ${clients * perClient} requests answered ${calmMs} ms after the last fault`);
-      await checkTransparency(role.primary.runner, role.primary.readDisk.bind(role.primary));
-    }
-  }
-
-  async function checkTransparency(live: GuestRunner, readDisk: (s: number, n: number, view: "acked" | "live") => Uint8Array): Promise<void> {
-    const rx = live.machine.bindingOf(DeviceKind.NET_RX);
-    const rxRing = rx ? new DataView(live.memory.bytes.buffer, rx.ring) : null;
-    const taken = rxRing ? rxRing.getUint32(8, true) : 0;
-    const inputs: Uint8Array[] = [];
-    for (let i = 0; i < taken; i++) {
-      const c = consumed.get(i);
-      if (!c) return violate(`transparency: the guest consumed net-rx buffer ${i}, but no packet was ever put there`);
-      inputs.push(c.packet);
-    }
-    // As far as the live guest got, and then some: a guest that never stops (one that computes forever) is compared up to there.
-    const ref = await reference(img, config, inputs, live.machine.cpu.instret * 2 + 10_000_000);
-    const compare = (device: "console" | "net", got: Map<number, Uint8Array>) => {
-      const want = ref.outputs.filter((o) => o.device === device);
-      const indices = [...got.keys()].sort((a, b) => a - b);
-      indices.forEach((idx, i) => {
-        if (idx !== i) violate(`transparency: ${device} outputs have a gap before #${idx}`);
-      });
-      for (const idx of indices) {
-        const o = want.find((x) => x.index === idx);
-        if (!o) violate(`transparency: ${device}#${idx} was seen outside, but a failure-free run fed the same inputs never produced it`);
-        else if (!equal(o.data, got.get(idx)!)) violate(`transparency: ${device}#${idx} differs from the failure-free run (${show(got.get(idx)!)} vs ${show(o.data)})`);
-      }
-      const quiet = live.machine.state === "halted" || live.machine.state === "crashed" || (live.machine.state === "waiting" && answered === clients * perClient);
-      if (quiet && indices.length !== want.length) violate(`transparency: ${indices.length} ${device} outputs seen outside, the failure-free run made ${want.length}`);
-    };
-    compare("console", w.witnessDurable.console);
-    compare("net", w.witnessDurable.packets);
-    const sectors = new Set([...ref.disk.data.keys()]);
-    for (const s of sectors) {
-      if (!equal(readDisk(s, 1, "acked"), ref.disk.read(s, 1))) violate(`transparency: disk sector ${s} differs from the failure-free run`);
-    }
-  }
-
+  if (!created && !w.witnessDurable.meta) violate("liveness: the guest was never created");
+  await checker.atEnd(img, { calmMs, answered, requests: clients * perClient });
   return { seed, mode, guest, violations, trace: w.trace, stats };
-}
-
-/** The failure-free run: the same image fed the inputs the guest actually consumed, one at a time. */
-async function reference(img: Image, config: GuestConfig, inputs: Uint8Array[], maxInstructions: number) {
-  const disk = new MemDisk(config.diskSectors);
-  const outputs: Output[] = [];
-  const runner = new GuestRunner(config.memoryPages, disk, async (o) => void outputs.push(...o));
-  runner.load(img);
-  let next = 0;
-  while (runner.machine.cpu.instret < maxInstructions) {
-    await runner.runSlice(1_000_000);
-    if (runner.machine.runnable) continue;
-    if (runner.machine.state !== "waiting" || next >= inputs.length) break;
-    runner.deliverInbound(inputs[next++]);
-  }
-  return { outputs, disk };
-}
-
-function hashMemory(bytes: Uint8Array, pc: number, instret: number): number {
-  const words = new Int32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >> 2);
-  let h = 0x811c9dc5 ^ pc ^ instret;
-  for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i], 0x01000193);
-  return h >>> 0;
-}
-
-function hashBytes(b: Uint8Array): number {
-  return hashMemory(b, 0, 0);
-}
-
-function hashCopy(pages: Map<number, Uint8Array>, memoryPages: number, pc: number, instret: number): number {
-  const bytes = new Uint8Array(memoryPages * PAGE_SIZE);
-  for (const [p, data] of pages) bytes.set(data, p * PAGE_SIZE);
-  return hashMemory(bytes, pc, instret);
 }
 
 function u32s(...xs: number[]): Uint8Array {
@@ -430,6 +236,3 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-function show(b: Uint8Array): string {
-  return JSON.stringify(new TextDecoder().decode(b.subarray(0, 16)).replace(/\0+$/, ""));
-}
