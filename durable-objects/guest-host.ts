@@ -72,7 +72,7 @@ export class GuestHost extends DurableObject<Env> {
     const net = <T,>(fn: () => PromiseLike<T>) => this.faults.net(fn);
     return {
       record: (g, outputs) => net<RecordReply>(() => sw().record(g, outputs)),
-      replaceSecondary: (g, failed) => net<SecondaryReply>(() => sw().replaceSecondary(g, failed)),
+      replaceSecondary: (g, failed, held) => net<SecondaryReply>(() => sw().replaceSecondary(g, failed, held)),
       secondaryReady: (g, s) => net<void>(() => sw().secondaryReady(g, s)),
       primaryLost: (g) => net<void>(() => sw().primaryLost(g)),
       checkIn: (g) => net<CheckInReply>(() => sw().checkIn(g)),

@@ -103,8 +103,8 @@ export class GuestSwitch extends DurableObject<Env> {
     return reply;
   }
 
-  replaceSecondary(generation: number, failed: HostPlace | null): Promise<SecondaryReply> {
-    return this.witness.replaceSecondary(generation, failed);
+  replaceSecondary(generation: number, failed: HostPlace | null, failedHeldCopy = false): Promise<SecondaryReply> {
+    return this.witness.replaceSecondary(generation, failed, failedHeldCopy);
   }
 
   secondaryReady(generation: number, secondary: HostPlace): void {

@@ -26,7 +26,8 @@ export type RecordReply = { ok: true } | { ok: false; reason: string };
 
 /** The guest's switch, as the primary sees it. */
 export interface Witness {
-  replaceSecondary(generation: number, failed: HostPlace | null): Promise<SecondaryReply>;
+  /** `failedHeldCopy`: the failed secondary acknowledged a checkpoint (it may hold the newest copy). */
+  replaceSecondary(generation: number, failed: HostPlace | null, failedHeldCopy?: boolean): Promise<SecondaryReply>;
   secondaryReady(generation: number, secondary: HostPlace): Promise<void>;
   record(generation: number, outputs: Output[]): Promise<RecordReply>;
 }
@@ -78,6 +79,8 @@ export class Protection {
   secondary: HostPlace | null = null;
   private port: SecondaryPort | null = null;
   private failed: HostPlace | null = null;
+  /** The failed secondary acknowledged at least one checkpoint: the witness must remember it as a takeover candidate. */
+  private failedHeldCopy = false;
   /** The witness has heard that the current secondary holds a whole copy. */
   private announced = false;
 
@@ -135,7 +138,10 @@ export class Protection {
         const refused = e instanceof SyncRefused ? e.code : null;
         if (refused === "out-of-order" && this.replicator) this.replicator.needsFull = true;
         if (refused === "superseded" || refused === "not-secondary" || failures >= this.options.attempts) {
-          this.failed = this.secondary ?? this.failed;
+          if (this.secondary) {
+            this.failed = this.secondary;
+            this.failedHeldCopy = (this.replicator?.seq ?? 0) > 0;
+          }
           this.replicator = null;
           this.secondary = null;
           this.port = null;
@@ -177,13 +183,14 @@ export class Protection {
       this.check();
       let reply: SecondaryReply;
       try {
-        reply = await this.witness.replaceSecondary(this.host.generation, this.failed);
+        reply = await this.witness.replaceSecondary(this.host.generation, this.failed, this.failedHeldCopy);
       } catch {
         await this.options.sleep(this.options.witnessRetryMs);
         continue;
       }
       if (!reply.ok) throw this.fenced(reply.reason);
       this.failed = null;
+      this.failedHeldCopy = false;
       this.use(reply.secondary);
       return;
     }

@@ -65,7 +65,8 @@ export type CheckInReply = { ok: true } | { ok: false; generation: number; reaso
 /** The guest's switch (the witness), as a host reaches it. Any call may throw: the link failed. */
 export interface WitnessLink {
   record(generation: number, outputs: Output[]): Promise<RecordReply>;
-  replaceSecondary(generation: number, failed: HostPlace | null): Promise<SecondaryReply>;
+  /** `failedHeldCopy`: the failed secondary acknowledged a checkpoint (it may hold the newest copy). */
+  replaceSecondary(generation: number, failed: HostPlace | null, failedHeldCopy?: boolean): Promise<SecondaryReply>;
   secondaryReady(generation: number, secondary: HostPlace): Promise<void>;
   /** A restarted primary reports that its guest is gone. */
   primaryLost(generation: number): Promise<void>;

@@ -76,8 +76,6 @@ export interface WitnessIO<L extends HostLink> {
 }
 
 const MAX_FAILOVER_RECORDS = 50;
-/** Replaced secondaries remembered as takeover candidates. */
-const MAX_FORMER_SECONDARIES = 8;
 /** A ping waits at most this long (or the timeout, if shorter). */
 const PING_WAIT_MS = 1000;
 
@@ -118,9 +116,10 @@ export class Witness<L extends HostLink> {
       config, generation: 0, primary, secondary, protection: prot ? "reprotecting" : "unprotected",
       hostCount: prot ? 2 : 1, failovers: [], lost: null, paused, takeover: null, formerSecondaries: [],
     });
+    // Heartbeats from the start: should `start`'s reply be lost, a failure is still noticed.
+    if (prot) this.heartbeatSoon(config.heartbeat.intervalMs);
     if (secondary) unwrap(await this.io.host(secondary).init(config, config.id, secondary, 0));
     unwrap(await this.io.host(primary).start(config, image, config.id, primary, secondary, paused));
-    if (prot) this.heartbeatSoon(config.heartbeat.intervalMs);
   }
 
   // ---- What the primary tells the witness ----
@@ -135,8 +134,13 @@ export class Witness<L extends HostLink> {
     return { reply: { ok: true }, fresh: this.io.store.recordOutputs(outputs) };
   }
 
-  /** The primary of `generation` needs a secondary (its first, or the last one failed): a fresh host in another region. */
-  async replaceSecondary(generation: number, failed: HostPlace | null): Promise<SecondaryReply> {
+  /**
+   * The primary of `generation` needs a secondary (its first, or the last one
+   * failed): a fresh host in another region. The failed one, if it
+   * acknowledged a checkpoint, is remembered as a takeover candidate: until a
+   * new secondary holds a whole copy, it may hold the newest one.
+   */
+  async replaceSecondary(generation: number, failed: HostPlace | null, failedHeldCopy = false): Promise<SecondaryReply> {
     const meta = this.meta;
     if (!meta || meta.lost || generation !== meta.generation) return { ok: false, reason: `generation ${generation} is superseded` };
     // Not where the primary is, nor where a host just failed.
@@ -144,10 +148,13 @@ export class Witness<L extends HostLink> {
     const avoid = [failed?.region, meta.secondary?.region, lastFailover?.from.region].filter((r): r is Region => !!r);
     const region = pickSecondaryRegion(meta.primary.region as Region, avoid);
     const secondary: HostPlace = { name: hostName(meta.config.id, meta.hostCount), region };
-    // The one it replaces keeps its copy: until `secondary` holds a whole one, it may be the newest.
-    const former = meta.secondary ? [...meta.formerSecondaries, meta.secondary].slice(-MAX_FORMER_SECONDARIES) : meta.formerSecondaries;
-    this.save({ ...meta, secondary, hostCount: meta.hostCount + 1, protection: "reprotecting", formerSecondaries: former });
+    const formerSecondaries = failed && failedHeldCopy && !meta.formerSecondaries.some((f) => f.name === failed.name) ? [...meta.formerSecondaries, failed] : meta.formerSecondaries;
+    // The name is taken (and the candidate remembered) before the host is told; it becomes the secondary only once it has been initialised.
+    this.save({ ...meta, hostCount: meta.hostCount + 1, formerSecondaries });
     unwrap(await this.io.host(secondary).init(meta.config, meta.config.id, secondary, generation));
+    const now = this.meta;
+    if (!now || now.lost || now.generation !== generation) return { ok: false, reason: `generation ${generation} is superseded` };
+    this.save({ ...now, secondary, protection: "reprotecting" });
     return { ok: true, secondary };
   }
 
@@ -170,20 +177,24 @@ export class Witness<L extends HostLink> {
 
   /** A primary that restarted without its memory reports itself. */
   async primaryLost(generation: number): Promise<void> {
-    if (this.meta && generation === this.meta.generation) await this.failover("the primary restarted and lost the guest's memory");
+    await this.failover("the primary restarted and lost the guest's memory", generation);
   }
 
   // ---- Takeover ----
 
-  /** Move the guest to a host that holds a whole copy, under generation + 1. One at a time. */
-  failover(reason: string): Promise<void> {
-    if (!this.failing) this.failing = this.takeOver(reason).finally(() => (this.failing = null));
+  /**
+   * Move the guest to a host that holds a whole copy, under generation + 1.
+   * One at a time; and only if the guest is still at `generation` (a late
+   * answer from a primary that was already replaced moves nothing).
+   */
+  failover(reason: string, generation: number): Promise<void> {
+    if (!this.failing) this.failing = this.takeOver(reason, generation).finally(() => (this.failing = null));
     return this.failing;
   }
 
-  private async takeOver(reason: string): Promise<void> {
+  private async takeOver(reason: string, generation: number): Promise<void> {
     const meta = this.meta;
-    if (!meta || meta.lost || !isProtected(meta.config.mode)) return;
+    if (!meta || meta.lost || !isProtected(meta.config.mode) || meta.generation !== generation) return;
     if (!meta.takeover) {
       const to = await this.chooseSuccessor(meta);
       if (!this.meta || this.meta !== meta) return; // deleted, or moved on, meanwhile
@@ -263,20 +274,20 @@ export class Witness<L extends HostLink> {
       return retryLater(); // the call failed: resumed at the next heartbeat
     }
     const now = this.meta;
-    if (!now || now.generation !== generation || !now.takeover) return; // deleted meanwhile
+    if (!now || now.generation !== generation) return; // deleted, or moved on, meanwhile
+    if (!promoted.ok && !now.takeover) return; // completed meanwhile (secondaryReady from the new primary)
     if (!promoted.ok) {
       if (promoted.code === "unavailable") return retryLater();
       // It cannot (it holds no whole copy, or it took over and then lost the guest again):
       // it is now the failed primary of this generation. Decide again, from what the hosts hold.
       this.save({ ...now, takeover: null });
-      return this.takeOver(`${reason}; ${to.name} could not take over (${promoted.detail})`);
+      return this.takeOver(`${reason}; ${to.name} could not take over (${promoted.detail})`, generation);
     }
     const takeoverMs = this.io.clock.now() - t0;
     this.emit(() => [event({ type: "takeover", generation, from, to, takeoverMs }, this.io.clock.now())]);
-    // The new primary is re-protecting already (it may even have finished).
-    const protection = now.protection === "failing-over" ? "reprotecting" : now.protection;
+    // The new primary is re-protecting already (it may even have finished: then secondaryReady completed the takeover).
     const failovers = now.failovers.map((f) => (f.generation === generation ? { ...f, takeoverMs } : f));
-    this.save({ ...now, protection, takeover: null, failovers });
+    this.save({ ...now, protection: now.protection === "failing-over" ? "reprotecting" : now.protection, takeover: null, failovers });
     this.lastSeen = this.io.clock.now();
     if (from.name !== to.name) void this.io.host(from).retire(generation).catch(() => undefined);
   }
@@ -288,7 +299,7 @@ export class Witness<L extends HostLink> {
     const meta = this.meta;
     if (!meta || meta.lost || !isProtected(meta.config.mode)) return;
     const { intervalMs, timeoutMs } = meta.config.heartbeat;
-    if (meta.takeover) await this.failover(meta.takeover.reason);
+    if (meta.takeover) await this.failover(meta.takeover.reason, meta.generation);
     else if (!this.failing) {
       const reply = await this.ping(meta, Math.min(timeoutMs, PING_WAIT_MS));
       if (this.meta?.generation === meta.generation && !this.meta.lost) {
@@ -296,9 +307,9 @@ export class Witness<L extends HostLink> {
           this.lastSeen = this.io.clock.now();
           if ((reply.state === "halted" || reply.state === "crashed") && this.meta.protection === "protected") return; // nothing left to protect
         } else if (reply.code === "lost") {
-          await this.failover(`the primary ${meta.primary.name} lost the guest`);
+          await this.failover(`the primary ${meta.primary.name} lost the guest`, meta.generation);
         } else if (this.io.clock.now() - this.lastSeen >= timeoutMs) {
-          await this.failover(`the primary ${meta.primary.name} was silent for ${this.io.clock.now() - this.lastSeen} ms`);
+          await this.failover(`the primary ${meta.primary.name} was silent for ${this.io.clock.now() - this.lastSeen} ms`, meta.generation);
         }
       }
     }
@@ -350,12 +361,12 @@ export class Witness<L extends HostLink> {
   async onPrimary<T>(fn: (host: L) => Promise<Outcome<T>>): Promise<T> {
     await this.failing;
     // A takeover decided but not acknowledged: finish it first (or say the guest is between hosts).
-    if (this.meta?.takeover) await this.failover(this.meta.takeover.reason);
+    if (this.meta?.takeover) await this.failover(this.meta.takeover.reason, this.meta.generation);
     if (this.meta?.takeover) throw new GuestError("unavailable", "the guest is moving to a new primary; retry");
     let meta = this.current();
     let r = await this.call(meta, fn);
     if (!r.ok && (r.code === "lost" || r.code === "unavailable") && isProtected(meta.config.mode)) {
-      if (r.code === "lost") await this.failover(`the primary ${meta.primary.name} lost the guest`);
+      if (r.code === "lost") await this.failover(`the primary ${meta.primary.name} lost the guest`, meta.generation);
       else await this.heartbeat(); // a heartbeat now: it fails over if the primary is gone
       if (this.current().generation !== meta.generation) {
         meta = this.current();

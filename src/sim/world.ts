@@ -324,7 +324,7 @@ export class World {
           this.onRecord?.(me, g, outputs, reply.ok);
           return reply;
         }, died),
-      replaceSecondary: (g, failed) => this.call(me, caller, "witness", "replaceSecondary", () => w().replaceSecondary(g, failed), died),
+      replaceSecondary: (g, failed, held) => this.call(me, caller, "witness", "replaceSecondary", () => w().replaceSecondary(g, failed, held), died),
       secondaryReady: (g, s) => this.call(me, caller, "witness", "secondaryReady", () => w().secondaryReady(g, s), died),
       primaryLost: (g) => this.call(me, caller, "witness", "primaryLost", () => w().primaryLost(g), died),
       checkIn: (g) => this.call(me, caller, "witness", "checkIn", () => w().checkIn(g), died),

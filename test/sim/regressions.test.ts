@@ -82,6 +82,40 @@ describe.each(["kemari", "remus"] as const)("regressions (%s)", (mode) => {
     });
   });
 
+  it("review: after many failed re-protections, the last secondary that held a whole copy still takes over", async () => {
+    await scenario({
+      mode, guest: "counter",
+      script: async ({ world: w, until, wait }) => {
+        await until(() => meta(w).protection === "protected");
+        const s1 = w.host(meta(w).secondary!);
+        // S1 is cut off, and so is every secondary the primary tries next, once the witness has
+        // initialised it and the primary starts its full checkpoint: many replacements, none whole.
+        s1.cut = true;
+        const fresh: string[] = [];
+        const watchCommits = w.onNewHost;
+        w.onNewHost = (h) => {
+          watchCommits?.(h);
+          fresh.push(h.place.name);
+        };
+        w.onCall = (from, what) => {
+          const to = what.startsWith("receive → ") ? what.slice("receive → ".length) : null;
+          if (to && fresh.includes(to)) w.hosts.get(to)!.cut = true;
+        };
+        expect(await until(() => fresh.length >= 10, 5000)).toBe(true);
+        w.crash(meta(w).primary.name, "(scenario)");
+        await wait(200);
+        s1.cut = false;
+        expect(await until(() => meta(w).generation === 1, 3000)).toBe(true);
+        expect(meta(w).lost).toBeNull();
+        expect(meta(w).primary.name).toBe(s1.place.name);
+        w.onNewHost = watchCommits;
+        w.onCall = null;
+        for (const name of fresh) w.hosts.get(name)!.cut = false;
+        expect(await until(() => meta(w).protection === "protected", 3000)).toBe(true);
+      },
+    });
+  });
+
   it("bug 6: deleting a guest during a takeover", async () => {
     const r = await simulate(1, {
       mode, guest: "journal", faultMs: 2000, calmMs: 0,
