@@ -142,19 +142,19 @@ describe("net-rx", () => {
     front.submit(0, BUF + 0x100, 64);
     await front.notify();
     expect(front.rspProd).toBe(0); // nothing has arrived
-    runner.deliverInbound(new Uint8Array([9, 8, 7, 6, 5]));
+    await runner.deliverInbound(new Uint8Array([9, 8, 7, 6, 5]));
     expect(front.rspProd).toBe(1);
     expect(front.response(0).status).toBe(3);
     expect([...mem.read(BUF, 4)]).toEqual([9, 8, 7, 0]);
-    runner.deliverInbound(new Uint8Array([42]));
+    await runner.deliverInbound(new Uint8Array([42]));
     expect(front.response(1).status).toBe(1);
     expect(m.pending).toBe(1 << 5);
   });
 
   it("queues packets that arrive before a buffer is posted", async () => {
     const { runner, mem, front } = rig(DeviceKind.NET_RX);
-    runner.deliverInbound(new Uint8Array([1]));
-    runner.deliverInbound(new Uint8Array([2]));
+    await runner.deliverInbound(new Uint8Array([1]));
+    await runner.deliverInbound(new Uint8Array([2]));
     front.submit(0, BUF, 16);
     await front.notify();
     expect(front.rspProd).toBe(1);
@@ -166,7 +166,7 @@ describe("net-rx", () => {
 
   it("drops, and counts, packets beyond its queue", async () => {
     const { runner } = rig(DeviceKind.NET_RX);
-    for (let i = 0; i < RX_QUEUE_LIMIT + 3; i++) runner.deliverInbound(new Uint8Array([i]));
+    for (let i = 0; i < RX_QUEUE_LIMIT + 3; i++) await runner.deliverInbound(new Uint8Array([i]));
     expect(runner.rxDropped).toBe(3);
   });
 });

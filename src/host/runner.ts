@@ -112,11 +112,19 @@ export class GuestRunner implements DeviceHost {
   }
 
   /** A packet from the outside world for the guest's net-rx device. */
-  deliverInbound(packet: Uint8Array): void {
+  /**
+   * A packet from the outside world for the guest's net-rx device. It is put
+   * into the guest's memory with the guest to itself, like every other write
+   * to guest memory: so nothing changes memory while a checkpoint is taken,
+   * and the checkpoint can be encoded straight from it, page by page.
+   */
+  deliverInbound(packet: Uint8Array): Promise<void> {
     this.counters.packetsIn++;
-    const rx = this.backends.find((b): b is NetRxBackend => b instanceof NetRxBackend);
-    if (rx) rx.deliver(packet);
-    else if (this.pendingInbound.length < 256) this.pendingInbound.push(packet);
+    return this.exclusive(async () => {
+      const rx = this.backends.find((b): b is NetRxBackend => b instanceof NetRxBackend);
+      if (rx) rx.deliver(packet);
+      else if (this.pendingInbound.length < 256) this.pendingInbound.push(packet);
+    });
   }
 
   get rxDropped(): number {

@@ -11,7 +11,7 @@
  */
 import type { Output } from "../devices/backend.ts";
 import { PAGE_SIZE } from "../guest/memory.ts";
-import { CheckpointError, Enc, Space, decodeFrame, type Frame, type MachineState } from "./checkpoint.ts";
+import { CheckpointError, Enc, Space, decodeFrame, type Entry, type Frame, type MachineState } from "./checkpoint.ts";
 import { applyDelta } from "./delta.ts";
 import type { SyncReply } from "./replicator.ts";
 
@@ -45,6 +45,13 @@ export class Replica {
   /** Outputs of the last checkpoint, held back by the primary until it heard our ack. */
   outputs: Output[] = [];
   private staged: Frame[] = [];
+  /**
+   * A full checkpoint's pages, copied into a fresh memory image as its frames
+   * arrive (and taken out of the staged frames), so staging a full checkpoint
+   * holds one image of the guest plus one frame — not every frame of it.
+   * It becomes `memory` only when the checkpoint commits.
+   */
+  private fullImage: { memory: Uint8Array; pages: number[] } | null = null;
   readonly stats = { committed: 0, refused: 0, bytes: 0 };
 
   constructor(
@@ -94,11 +101,14 @@ export class Replica {
       return this.refuse("out-of-order", `part ${frame.part} of checkpoint ${frame.seq} does not follow what was staged`);
     }
     this.staged.push(frame);
+    if (frame.full) this.stageFullPages(frame);
     if (!frame.machine) return { ok: true, seq: frame.seq, committed: false };
     const frames = this.staged;
+    const image = this.fullImage;
     this.staged = [];
+    this.fullImage = null;
     try {
-      this.commit(frames, frame.machine);
+      this.commit(frames, frame.machine, image);
     } catch (e) {
       if (!(e instanceof CheckpointError)) throw e;
       return this.refuse("corrupt", e.reason);
@@ -107,14 +117,32 @@ export class Replica {
     return { ok: true, seq: frame.seq, committed: true };
   }
 
+  /** Copy a full checkpoint's whole pages into the image being staged; anything else stays in the frame for the commit to check. */
+  private stageFullPages(frame: Frame): void {
+    if (frame.part === 0 || !this.fullImage) this.fullImage = { memory: new Uint8Array(frame.memoryPages * PAGE_SIZE), pages: [] };
+    const image = this.fullImage;
+    const rest: Entry[] = [];
+    for (const e of frame.entries) {
+      const fits = e.space === Space.PAGE && e.enc === Enc.RAW && e.data.length === PAGE_SIZE && (e.index + 1) * PAGE_SIZE <= image.memory.length;
+      if (!fits) {
+        rest.push(e);
+        continue;
+      }
+      image.memory.set(e.data, e.index * PAGE_SIZE);
+      image.pages.push(e.index);
+    }
+    frame.entries = rest;
+  }
+
   private refuse(code: Extract<SyncReply, { ok: false }>["code"], reason: string): SyncReply {
     this.staged = [];
+    this.fullImage = null;
     this.stats.refused++;
     return { ok: false, code, reason };
   }
 
   /** Build every new page first (deltas may fail), then store, then copy into RAM. */
-  private commit(frames: Frame[], machine: MachineState): void {
+  private commit(frames: Frame[], machine: MachineState, image: Replica["fullImage"]): void {
     const head = frames[0];
     if (frames.some((f) => f.memoryPages !== head.memoryPages || f.diskSectors !== head.diskSectors)) {
       throw new CheckpointError("frames disagree on the guest's size");
@@ -122,6 +150,8 @@ export class Replica {
     if (this.meta && !head.full && head.memoryPages !== this.meta.memoryPages) throw new CheckpointError("memory size changed");
     const base = head.full || !this.memory ? null : this.memory;
     const pages = new Map<number, Uint8Array | null>();
+    if (image && image.memory.length !== head.memoryPages * PAGE_SIZE) throw new CheckpointError("frames disagree on the guest's size");
+    for (const p of image?.pages ?? []) pages.set(p, image!.memory.subarray(p * PAGE_SIZE, (p + 1) * PAGE_SIZE));
     const sectors: [number, Uint8Array][] = [];
     const outputs: Output[] = [];
     for (const f of frames) {
@@ -151,8 +181,11 @@ export class Replica {
     }
     const meta: ReplicaMeta = { seq: head.seq, generation: this.generation, memoryPages: head.memoryPages, diskSectors: head.diskSectors, machine };
     this.store.commit({ full: head.full, pages: [...pages], sectors, outputs, meta });
-    if (!this.memory || head.full) this.memory = new Uint8Array(head.memoryPages * PAGE_SIZE);
+    // A full checkpoint's image is the new memory (its pages are in place already).
+    if (head.full) this.memory = image?.memory ?? new Uint8Array(head.memoryPages * PAGE_SIZE);
+    else this.memory ??= new Uint8Array(head.memoryPages * PAGE_SIZE);
     for (const [p, data] of pages) {
+      if (data && image && data.buffer === image.memory.buffer) continue;
       if (data) this.memory.set(data, p * PAGE_SIZE);
       else this.memory.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
     }

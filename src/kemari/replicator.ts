@@ -3,10 +3,11 @@
  * last acknowledged checkpoint and send it to the secondary, returning only
  * once the secondary holds all of it.
  *
- * Pages are taken off the dirty set when they are encoded (the guest is
- * paused, but a backend may still write guest memory while the transfer is
- * in flight; such pages stay dirty for the next checkpoint). If the transfer
- * fails they are marked dirty again, so nothing is ever lost from the next one.
+ * Pages are taken off the dirty set when they are encoded, and encoded
+ * straight from guest memory: nothing writes it during a sync (the runner
+ * serialises the CPU, the backends and inbound packets), so a checkpoint needs
+ * no copy of what it sends. If the transfer fails the pages are marked dirty
+ * again, so nothing is ever lost from the next one.
  */
 import type { Output } from "../devices/backend.ts";
 import type { Machine } from "../guest/machine.ts";
@@ -96,9 +97,13 @@ export class Replicator {
     const sent: [number, Uint8Array][] = [];
     const entries: Entry[] = [];
     let deltaSaved = 0;
-    for (const p of pages) {
-      const live = mem.page(p);
-      const copy = live.slice();
+    // The history keeps at most `capacity` pages: only the last ones sent need remembering.
+    const rememberFrom = Math.max(0, pages.length - this.history.capacity);
+    for (let i = 0; i < pages.length; i++) {
+      const p = pages[i];
+      // No copy: nothing writes guest memory during a sync (the runner serialises every writer),
+      // so the page is encoded straight from memory — a full checkpoint of a 64 MiB guest needs no second 64 MiB.
+      const copy = mem.page(p);
       if (isZero(copy)) {
         if (!full) entries.push({ space: Space.PAGE, index: p, enc: Enc.ZERO, data: EMPTY });
       } else {
@@ -109,7 +114,7 @@ export class Replicator {
           entries.push({ space: Space.PAGE, index: p, enc: Enc.DELTA, data: d });
         } else entries.push({ space: Space.PAGE, index: p, enc: Enc.RAW, data: copy });
       }
-      if (this.history.capacity > 0) sent.push([p, copy]);
+      if (this.history.capacity > 0 && i >= rememberFrom) sent.push([p, copy]);
     }
     if (opts.sectors) {
       // A full checkpoint starts from an empty disk, so zero sectors need not travel; in an

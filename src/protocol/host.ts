@@ -346,9 +346,9 @@ export class Host {
     return this.status();
   }
 
+  /** A packet for the guest: delivered once no slice or checkpoint holds the guest (not awaited: a long sync must not hold up the caller). */
   inbound(packet: Uint8Array): void {
-    this.guest().runner.deliverInbound(packet);
-    this.io.schedule();
+    void this.guest().runner.deliverInbound(packet).then(() => this.io.schedule());
   }
 
   readMemory(addr: number, len: number): Uint8Array {

@@ -63,27 +63,23 @@ export async function measureMemory(pages = 16384): Promise<MemoryFigures> {
     await rep.sync(m, { diskSectors });
   }
   const primaryPeak = peak;
-  // The frames themselves, for the secondary (kept outside its measurement).
-  const sent: Uint8Array[] = [];
-  const collect = new Replicator(1, {
-    send: async (b) => {
-      sent.push(b.slice());
-      return { ok: true, seq: 1, committed: true };
-    },
-  });
-  await collect.sync(machine(pages), { diskSectors });
-  const framesBytes = sent.reduce((n, f) => n + f.length, 0);
-  // The secondary: stage and apply them. The frames count as its own: each arrived in its isolate.
+  // The secondary: frames arrive one at a time (each is, in its isolate, only the one in flight),
+  // straight from a primary whose own guest memory is taken out of the figure.
+  const source = machine(pages);
   gc();
-  base = used() - framesBytes;
+  base = used();
   peak = 0;
   {
     const replica = new Replica(offHeap, 1);
-    for (const f of sent) {
-      const r = replica.receive(f);
-      peak = Math.max(peak, used() - base);
-      if (!r.ok) throw new Error(`the secondary refused: ${r.reason}`);
-    }
+    const rep = new Replicator(1, {
+      send: async (b) => {
+        const r = replica.receive(b);
+        peak = Math.max(peak, used() - base);
+        if (!r.ok) throw new Error(`the secondary refused: ${r.reason}`);
+        return r;
+      },
+    });
+    await rep.sync(source, { diskSectors });
     peak = Math.max(peak, used() - base);
   }
   return { pages, guestMiB: (pages * 4096) / MiB, frames, primaryPeakMiB: primaryPeak / MiB, secondaryPeakMiB: peak / MiB };
