@@ -11,12 +11,12 @@
 //   runs to its "nothing lost" verdict.
 // Screenshot: artifacts/dashboard-e2e.png. With --docs it also refreshes
 // docs/dashboard.png (the README's picture) from the guided demo.
-import { spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { startWranglerDev } from "./wrangler-dev.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const PORT = 8799;
@@ -37,12 +37,6 @@ const elapsed = () => `${((Date.now() - started) / 1000).toFixed(1)} s`;
 
 // ---- the server ----
 
-/** Wrangler needs Node 22; the devDependency `node` brings it. */
-function nodeBinary() {
-  const local = join(root, "node_modules", "node", "bin", "node");
-  return existsSync(local) ? local : process.execPath;
-}
-
 async function serving() {
   try {
     const res = await fetch(`${BASE}/`, { signal: globalThis.AbortSignal.timeout(2000) });
@@ -55,28 +49,10 @@ async function serving() {
 async function startServer() {
   if (await serving()) throw new Error(`something already serves ${BASE}; stop it first`);
   stateDir = mkdtempSync(join(tmpdir(), "kemari-e2e-"));
-  const wrangler = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
-  const args = [wrangler, "dev", "--ip", "127.0.0.1", "--port", String(PORT), "--var", `API_TOKEN:${TOKEN}`, "--persist-to", stateDir];
-  server = spawn(nodeBinary(), args, {
-    cwd: root,
-    detached: true, // its own process group, so workerd goes down with it
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" },
+  server = await startWranglerDev({
+    root, port: PORT, vars: { API_TOKEN: TOKEN }, persistTo: stateDir, timeoutMs: 45_000, what: "the dashboard", serving,
+    onOutput: (chunk) => (serverLog = (serverLog + chunk.toString()).slice(-20000)),
   });
-  const keep = (chunk) => {
-    serverLog = (serverLog + chunk.toString()).slice(-20000);
-  };
-  server.stdout.on("data", keep);
-  server.stderr.on("data", keep);
-  let exited = null;
-  server.on("exit", (code, signal) => (exited = { code, signal }));
-  const until = Date.now() + 45_000;
-  while (Date.now() < until) {
-    if (exited) throw new Error(`wrangler dev exited early (${exited.code ?? exited.signal})`);
-    if (await serving()) return;
-    await sleep(250);
-  }
-  throw new Error("wrangler dev did not serve the dashboard within 45 s");
 }
 
 async function stopServer() {

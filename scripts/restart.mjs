@@ -23,11 +23,11 @@
 //   - every guest ends "protected".
 // Exits 0 on success; 1 with the reason and the last wrangler output.
 import { Buffer } from "node:buffer";
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { startWranglerDev } from "./wrangler-dev.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const PORT = Number(process.env.RESTART_PORT || 8798);
@@ -71,12 +71,6 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---- the server ----
 
-/** Wrangler needs Node 22; the devDependency `node` brings it. */
-function nodeBinary() {
-  const local = join(root, "node_modules", "node", "bin", "node");
-  return existsSync(local) ? local : process.execPath;
-}
-
 async function serving() {
   try {
     const res = await fetch(`${BASE}/api/examples`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: globalThis.AbortSignal.timeout(2000) });
@@ -88,36 +82,15 @@ async function serving() {
 
 async function startServer(holdMs) {
   if (await serving()) throw new Error(`something already serves ${BASE}; stop it first`);
-  const wrangler = join(root, "node_modules", "wrangler", "bin", "wrangler.js");
-  const args = [
-    wrangler, "dev", "--ip", "127.0.0.1", "--port", String(PORT),
-    "--var", `API_TOKEN:${TOKEN}`, "--var", `TEST_HOLD_REPROTECTION_MS:${holdMs}`,
-    "--persist-to", stateDir,
-  ];
   serverLog += `\n===== wrangler dev (hold ${holdMs} ms) at ${elapsed()} =====\n`;
-  const child = spawn(nodeBinary(), args, {
-    cwd: root,
-    detached: true, // its own process group, so workerd goes down with it
-    stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" },
+  server = await startWranglerDev({
+    root, port: PORT, vars: { API_TOKEN: TOKEN, TEST_HOLD_REPROTECTION_MS: holdMs }, persistTo: stateDir, timeoutMs: 60_000, what: "the API", serving,
+    onOutput: (chunk) => {
+      if (process.env.RESTART_DEBUG) process.stderr.write(chunk);
+      reloads += (chunk.toString().match(/Reloading local server/g) ?? []).length;
+      serverLog = (serverLog + chunk.toString()).slice(-400_000);
+    },
   });
-  server = child;
-  const keep = (chunk) => {
-    if (process.env.RESTART_DEBUG) process.stderr.write(chunk);
-    reloads += (chunk.toString().match(/Reloading local server/g) ?? []).length;
-    serverLog = (serverLog + chunk.toString()).slice(-400_000);
-  };
-  child.stdout.on("data", keep);
-  child.stderr.on("data", keep);
-  let exited = null;
-  child.on("exit", (code, signal) => (exited = { code, signal }));
-  const until = Date.now() + 60_000;
-  while (Date.now() < until) {
-    if (exited) throw new Error(`wrangler dev exited early (${exited.code ?? exited.signal})`);
-    if (await serving()) return;
-    await sleep(250);
-  }
-  throw new Error("wrangler dev did not serve the API within 60 s");
 }
 
 /** SIGKILL the whole process group (wrangler, workerd): a crash, not a shutdown. */
