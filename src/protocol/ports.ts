@@ -95,8 +95,6 @@ export interface StepFaults {
 export interface HostObserver {
   synced?(generation: number, stats: SyncStats, pauseMs: number): void;
   changed?(): void;
-  /** Outputs released to the witness, with the ring state that produced them (the simulator's checker). */
-  released?(generation: number, outputs: Output[]): void;
   /** A packet was written into the guest's net-rx buffer with ring index `index` (the simulator's checker). */
   received?(generation: number, index: number, packet: Uint8Array): void;
 }

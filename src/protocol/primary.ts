@@ -99,7 +99,6 @@ export class Primary {
   /** Outputs to the witness (which refuses a superseded generation: then this primary is fenced). */
   async release(outputs: Output[]): Promise<void> {
     if (outputs.length === 0) return;
-    this.io.observer?.released?.(this.generation, outputs);
     if (this.protection) await this.protection.release(outputs);
     else await this.releaseUnprotected(outputs);
   }
