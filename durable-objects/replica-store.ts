@@ -1,16 +1,24 @@
 /**
- * A secondary's durable copy of the guest in SQLite: one row per non-zero
- * page, one per written disk sector, the held outputs, and the machine state
- * as JSON. A checkpoint is committed in one transaction, so a crash part-way
- * through leaves the previous checkpoint intact.
+ * A secondary's durable copy of the guest in SQLite, versioned so that a
+ * large checkpoint never blocks the object for long: each frame's pages and
+ * sectors are written as the frame arrives, in a small transaction of its
+ * own, under the next version number; the checkpoint's commit then only
+ * writes the machine state, the held outputs and the pointer to that version
+ * — one small transaction that makes the whole checkpoint the copy at once.
+ * Rows a newer version supersedes are deleted a bounded batch at a time.
  *
- * The copy's disk (`replica_disk`) is apart from the live disk (`disk`, which
- * a primary writes): a promoted host keeps its copy, disk included, until a
- * new secondary holds a whole one, while the guest writes the live disk.
+ *   replica_pages (idx, ver, data)    a page as of version `ver` (NULL: all zero)
+ *   replica_disk  (sector, ver, data) a disk sector as of version `ver`
+ *   replica_meta  'replica' → { seq, generation, …, machine, ver, fullVer, format }
  *
- * Format 2 (this one) keeps the copy's sectors in `replica_disk`; format 1
- * (before 2026-12) kept them in `disk`. A copy stored in format 1 is moved
- * over when first loaded, so an upgrade loses no acknowledged checkpoint.
+ * The copy is every row with fullVer ≤ ver ≤ the pointer's ver, the newest per
+ * index (fullVer: the version of the last full checkpoint, which replaced
+ * everything). Rows above the pointer are a checkpoint still being staged (or
+ * a torn one): invisible, and overwritten by the next.
+ *
+ * Format 2 is this one. Format 1 (before 2026-12) kept one row per page and
+ * the copy's disk sectors in `disk`; it is moved over when the store opens,
+ * so an upgrade loses no acknowledged checkpoint.
  */
 import type { Output } from "../src/devices/backend.ts";
 import type { CommitBatch, ReplicaMeta, ReplicaStore } from "../src/kemari/replica.ts";
@@ -18,74 +26,119 @@ import { machineFromJson, machineToJson } from "../src/kemari/state.ts";
 
 export const REPLICA_FORMAT = 2;
 
+/** Superseded rows deleted per write, at most: cleaning up never blocks for long either. */
+const CLEANUP_BATCH = 512;
+
+interface StoredMeta extends Omit<ReplicaMeta, "machine"> {
+  machine: unknown;
+  ver: number;
+  fullVer: number;
+  format: number;
+}
+
 export class SqlReplicaStore implements ReplicaStore {
-  /** Called half-way through writing a checkpoint's pages: where a mid-apply crash is injected. */
+  /** Called half-way through writing a frame's pages: where a mid-apply crash is injected. */
   midway: (() => void) | null = null;
+  /** The version the checkpoint being staged will have. */
+  private stagingVer = 0;
 
   constructor(private readonly storage: DurableObjectStorage) {
     const sql = storage.sql;
-    sql.exec("CREATE TABLE IF NOT EXISTS replica_pages (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)");
     sql.exec("CREATE TABLE IF NOT EXISTS replica_meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
-    sql.exec("CREATE TABLE IF NOT EXISTS replica_disk (sector INTEGER PRIMARY KEY, data BLOB NOT NULL)");
     sql.exec("CREATE TABLE IF NOT EXISTS disk (sector INTEGER PRIMARY KEY, data BLOB NOT NULL)");
     sql.exec("CREATE TABLE IF NOT EXISTS replica_outputs (seq INTEGER PRIMARY KEY, device TEXT NOT NULL, idx INTEGER NOT NULL, data BLOB NOT NULL)");
+    if (this.hasFormat1Pages()) this.upgradeFromFormat1();
+    sql.exec("CREATE TABLE IF NOT EXISTS replica_pages (idx INTEGER NOT NULL, ver INTEGER NOT NULL, data BLOB, PRIMARY KEY (idx, ver))");
+    sql.exec("CREATE TABLE IF NOT EXISTS replica_disk (sector INTEGER NOT NULL, ver INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (sector, ver))");
   }
 
-  commit(b: CommitBatch): void {
+  private meta(): StoredMeta | null {
+    const row = this.storage.sql.exec<{ v: string }>("SELECT v FROM replica_meta WHERE k = 'replica'").toArray()[0];
+    return row ? (JSON.parse(row.v) as StoredMeta) : null;
+  }
+
+  stage(first: boolean, pages: [number, Uint8Array | null][], sectors: [number, Uint8Array][]): void {
     const sql = this.storage.sql;
     this.storage.transactionSync(() => {
-      if (b.full) {
-        sql.exec("DELETE FROM replica_pages");
-        sql.exec("DELETE FROM replica_disk");
+      if (first) {
+        // A new checkpoint: whatever a torn one left above the pointer goes.
+        this.stagingVer = (this.meta()?.ver ?? 0) + 1;
+        sql.exec("DELETE FROM replica_pages WHERE ver >= ?", this.stagingVer);
+        sql.exec("DELETE FROM replica_disk WHERE ver >= ?", this.stagingVer);
       }
-      const half = b.pages.length >> 1;
-      b.pages.forEach(([p, data], i) => {
+      const half = pages.length >> 1;
+      pages.forEach(([p, data], i) => {
         if (i === half) this.midway?.();
-        if (data) sql.exec("INSERT OR REPLACE INTO replica_pages (idx, data) VALUES (?, ?)", p, data);
-        else sql.exec("DELETE FROM replica_pages WHERE idx = ?", p);
+        sql.exec("INSERT OR REPLACE INTO replica_pages (idx, ver, data) VALUES (?, ?, ?)", p, this.stagingVer, data);
       });
-      for (const [s, data] of b.sectors) sql.exec("INSERT OR REPLACE INTO replica_disk (sector, data) VALUES (?, ?)", s, data);
+      for (const [s, data] of sectors) sql.exec("INSERT OR REPLACE INTO replica_disk (sector, ver, data) VALUES (?, ?, ?)", s, this.stagingVer, data);
+    });
+    this.cleanup();
+  }
+
+  /** Switch the copy to the staged checkpoint (and write any pages it was handed here, for a caller that did not stage). */
+  commit(b: CommitBatch): void {
+    const sql = this.storage.sql;
+    const prev = this.meta();
+    if (b.pages.length > 0 || b.sectors.length > 0 || this.stagingVer <= (prev?.ver ?? 0)) this.stage(this.stagingVer <= (prev?.ver ?? 0), b.pages, b.sectors);
+    this.storage.transactionSync(() => {
       sql.exec("DELETE FROM replica_outputs");
       b.outputs.forEach((o, i) => sql.exec("INSERT INTO replica_outputs (seq, device, idx, data) VALUES (?, ?, ?, ?)", i, o.device, o.index, o.data));
-      const meta = { ...b.meta, machine: machineToJson(b.meta.machine), format: REPLICA_FORMAT };
+      const meta: StoredMeta = {
+        ...b.meta,
+        machine: machineToJson(b.meta.machine),
+        ver: this.stagingVer,
+        fullVer: b.full ? this.stagingVer : (prev?.fullVer ?? this.stagingVer),
+        format: REPLICA_FORMAT,
+      };
       sql.exec("INSERT OR REPLACE INTO replica_meta (k, v) VALUES ('replica', ?)", JSON.stringify(meta));
     });
+    this.cleanup();
+  }
+
+  /** Delete a bounded batch of rows the copy no longer reads. */
+  private cleanup(): void {
+    const m = this.meta();
+    if (!m) return;
+    const sql = this.storage.sql;
+    for (const [table, key] of [["replica_pages", "idx"], ["replica_disk", "sector"]] as const) {
+      sql.exec(
+        `DELETE FROM ${table} WHERE rowid IN (SELECT p.rowid FROM ${table} p WHERE p.ver < ?
+           OR (p.ver < ? AND EXISTS (SELECT 1 FROM ${table} q WHERE q.${key} = p.${key} AND q.ver > p.ver AND q.ver <= ?)) LIMIT ?)`,
+        m.fullVer, m.ver, m.ver, CLEANUP_BATCH);
+    }
   }
 
   load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array]>; outputs: Output[] } | null {
+    const m = this.meta();
+    if (!m) return null;
     const sql = this.storage.sql;
-    const row = sql.exec<{ v: string }>("SELECT v FROM replica_meta WHERE k = 'replica'").toArray()[0];
-    if (!row) return null;
-    const raw = JSON.parse(row.v) as ReplicaMeta & { format?: number };
-    if ((raw.format ?? 1) < 2) this.upgradeFromFormat1(raw);
-    const meta: ReplicaMeta = { seq: raw.seq, generation: raw.generation, memoryPages: raw.memoryPages, diskSectors: raw.diskSectors, machine: machineFromJson(raw.machine) };
-    const rows = sql.exec<{ idx: number; data: ArrayBuffer }>("SELECT idx, data FROM replica_pages");
+    const meta: ReplicaMeta = { seq: m.seq, generation: m.generation, memoryPages: m.memoryPages, diskSectors: m.diskSectors, machine: machineFromJson(m.machine) };
+    const pages = new Map<number, Uint8Array>();
+    for (const r of sql.exec<{ idx: number; data: ArrayBuffer | null }>("SELECT idx, data FROM replica_pages WHERE ver >= ? AND ver <= ? ORDER BY ver", m.fullVer, m.ver)) {
+      if (r.data) pages.set(r.idx, new Uint8Array(r.data));
+      else pages.delete(r.idx);
+    }
     const outputs = sql
       .exec<{ device: string; idx: number; data: ArrayBuffer }>("SELECT device, idx, data FROM replica_outputs ORDER BY seq")
       .toArray()
       .map((o) => ({ device: o.device as Output["device"], index: o.idx, data: new Uint8Array(o.data) }));
-    return { meta, outputs, pages: (function* () { for (const r of rows) yield [r.idx, new Uint8Array(r.data)] as [number, Uint8Array]; })() };
-  }
-
-  /** Format 1 kept the copy's sectors in `disk`: a secondary's `disk` was its copy's. */
-  private upgradeFromFormat1(raw: object): void {
-    this.storage.transactionSync(() => {
-      const sql = this.storage.sql;
-      sql.exec("INSERT OR REPLACE INTO replica_disk (sector, data) SELECT sector, data FROM disk");
-      sql.exec("INSERT OR REPLACE INTO replica_meta (k, v) VALUES ('replica', ?)", JSON.stringify({ ...raw, format: REPLICA_FORMAT }));
-    });
+    return { meta, outputs, pages };
   }
 
   /** Sectors the copy holds (written ones; the rest read as zeros). */
   sectorsHeld(): number {
-    return this.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM replica_disk").one().n;
+    const m = this.meta();
+    if (!m) return 0;
+    return this.storage.sql.exec<{ n: number }>("SELECT COUNT(DISTINCT sector) AS n FROM replica_disk WHERE ver >= ? AND ver <= ?", m.fullVer, m.ver).one().n;
   }
 
   /** The copy's disk becomes the live disk (a takeover). */
   adoptDisk(): void {
+    const m = this.meta();
     this.storage.transactionSync(() => {
       this.storage.sql.exec("DELETE FROM disk");
-      this.storage.sql.exec("INSERT INTO disk (sector, data) SELECT sector, data FROM replica_disk");
+      if (m) this.storage.sql.exec("INSERT OR REPLACE INTO disk (sector, data) SELECT sector, data FROM replica_disk WHERE ver >= ? AND ver <= ? ORDER BY ver", m.fullVer, m.ver);
     });
   }
 
@@ -93,6 +146,38 @@ export class SqlReplicaStore implements ReplicaStore {
   clear(): void {
     this.storage.transactionSync(() => {
       for (const t of ["replica_pages", "replica_meta", "replica_outputs", "replica_disk"]) this.storage.sql.exec(`DELETE FROM ${t}`);
+    });
+    this.stagingVer = 0;
+  }
+
+  private hasFormat1Pages(): boolean {
+    try {
+      this.storage.sql.exec("SELECT idx, data FROM replica_pages LIMIT 0");
+    } catch {
+      return false; // no table yet
+    }
+    try {
+      this.storage.sql.exec("SELECT ver FROM replica_pages LIMIT 0");
+      return false;
+    } catch {
+      return true; // a table without versions: format 1
+    }
+  }
+
+  /** Format 1: one row per page, the copy's sectors in `disk` (a secondary's disk was its copy's). */
+  private upgradeFromFormat1(): void {
+    const sql = this.storage.sql;
+    this.storage.transactionSync(() => {
+      sql.exec("ALTER TABLE replica_pages RENAME TO replica_pages_format1");
+      sql.exec("CREATE TABLE replica_pages (idx INTEGER NOT NULL, ver INTEGER NOT NULL, data BLOB, PRIMARY KEY (idx, ver))");
+      sql.exec("INSERT INTO replica_pages (idx, ver, data) SELECT idx, 1, data FROM replica_pages_format1");
+      sql.exec("DROP TABLE replica_pages_format1");
+      sql.exec("CREATE TABLE IF NOT EXISTS replica_disk (sector INTEGER NOT NULL, ver INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (sector, ver))");
+      const row = sql.exec<{ v: string }>("SELECT v FROM replica_meta WHERE k = 'replica'").toArray()[0];
+      if (!row) return;
+      sql.exec("INSERT OR REPLACE INTO replica_disk (sector, ver, data) SELECT sector, 1, data FROM disk");
+      const meta = { ...(JSON.parse(row.v) as object), ver: 1, fullVer: 1, format: REPLICA_FORMAT };
+      sql.exec("INSERT OR REPLACE INTO replica_meta (k, v) VALUES ('replica', ?)", JSON.stringify(meta));
     });
   }
 }

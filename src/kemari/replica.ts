@@ -35,6 +35,14 @@ export interface CommitBatch {
 
 /** Durable storage of a replica; `commit` must be all or nothing. */
 export interface ReplicaStore {
+  /**
+   * Optional: store one frame's pages and sectors as it arrives, in a small
+   * write of its own, invisible until `commit` (which then only switches the
+   * copy over): so applying a large checkpoint never blocks the secondary for
+   * long. `first`: the checkpoint's first frame (anything staged before is torn).
+   * A store with `stage` gets empty `pages` and `sectors` in `commit`.
+   */
+  stage?(first: boolean, pages: [number, Uint8Array | null][], sectors: [number, Uint8Array][]): void;
   commit(batch: CommitBatch): void;
   load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array]>; outputs: Output[] } | null;
 }
@@ -101,6 +109,15 @@ export class Replica {
       return this.refuse("out-of-order", `part ${frame.part} of checkpoint ${frame.seq} does not follow what was staged`);
     }
     this.staged.push(frame);
+    if (this.store.stage) {
+      try {
+        const { pages, sectors } = this.resolve(frame);
+        this.store.stage(frame.part === 0, pages, sectors);
+      } catch (e) {
+        if (!(e instanceof CheckpointError)) throw e;
+        return this.refuse("corrupt", e.reason);
+      }
+    }
     if (frame.full) this.stageFullPages(frame);
     if (!frame.machine) return { ok: true, seq: frame.seq, committed: false };
     const frames = this.staged;
@@ -115,6 +132,31 @@ export class Replica {
     }
     this.stats.bytes += bytes.length;
     return { ok: true, seq: frame.seq, committed: true };
+  }
+
+  /** One frame's pages (a delta applied to the copy it patches) and sectors, as the store keeps them. */
+  private resolve(frame: Frame): { pages: [number, Uint8Array | null][]; sectors: [number, Uint8Array][] } {
+    const base = frame.full ? null : this.memory;
+    const pages: [number, Uint8Array | null][] = [];
+    const sectors: [number, Uint8Array][] = [];
+    for (const e of frame.entries) {
+      if (e.space === Space.SECTOR) sectors.push([e.index, e.data]);
+      if (e.space !== Space.PAGE) continue;
+      if (e.enc === Enc.ZERO) pages.push([e.index, null]);
+      else if (e.enc === Enc.RAW) pages.push([e.index, e.data]);
+      else {
+        const prev = base?.subarray(e.index * PAGE_SIZE, (e.index + 1) * PAGE_SIZE);
+        if (!prev || prev.length !== PAGE_SIZE) throw new CheckpointError(`delta for page ${e.index} with no base version`);
+        const page = prev.slice();
+        try {
+          applyDelta(page, e.data);
+        } catch (err) {
+          throw new CheckpointError(`page ${e.index}: ${(err as Error).message}`);
+        }
+        pages.push([e.index, page]);
+      }
+    }
+    return { pages, sectors };
   }
 
   /** Copy a full checkpoint's whole pages into the image being staged; anything else stays in the frame for the commit to check. */
@@ -180,7 +222,9 @@ export class Replica {
       }
     }
     const meta: ReplicaMeta = { seq: head.seq, generation: this.generation, memoryPages: head.memoryPages, diskSectors: head.diskSectors, machine };
-    this.store.commit({ full: head.full, pages: [...pages], sectors, outputs, meta });
+    // A store that staged each frame as it came only switches the copy over now.
+    const staged = !!this.store.stage;
+    this.store.commit({ full: head.full, pages: staged ? [] : [...pages], sectors: staged ? [] : sectors, outputs, meta });
     // A full checkpoint's image is the new memory (its pages are in place already).
     if (head.full) this.memory = image?.memory ?? new Uint8Array(head.memoryPages * PAGE_SIZE);
     else this.memory ??= new Uint8Array(head.memoryPages * PAGE_SIZE);

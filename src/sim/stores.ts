@@ -52,6 +52,8 @@ export class HostDurable {
   meta: HostMeta | null = null;
   disk = new Map<number, Uint8Array>();
   copy: { meta: ReplicaMeta; pages: Map<number, Uint8Array>; sectors: Map<number, Uint8Array>; outputs: Output[] } | null = null;
+  /** Frames staged for the checkpoint in progress (as the SQL store stages them: durable, invisible until commit). */
+  staging: { pages: [number, Uint8Array | null][]; sectors: [number, Uint8Array][] } = { pages: [], sectors: [] };
   /** The simulator's checker hears each commit. */
   onCommit: ((copy: NonNullable<HostDurable["copy"]>) => void) | null = null;
 
@@ -66,8 +68,17 @@ export class HostDurable {
       // The durable map itself: writes land in storage at once, as SQLite's do.
       disk: (sectors) => new MemDisk(sectors, this.disk, guard),
       replica: {
-        commit: (b: CommitBatch) => {
+        stage: (first, pages, sectors) => {
           guard.check();
+          if (first) this.staging = { pages: [], sectors: [] };
+          for (const [p, d] of pages) this.staging.pages.push([p, d ? d.slice() : null]);
+          for (const [x, d] of sectors) this.staging.sectors.push([x, d.slice()]);
+        },
+        commit: (given: CommitBatch) => {
+          guard.check();
+          // What was staged frame by frame, then whatever the commit itself carries.
+          const b = { ...given, pages: [...this.staging.pages, ...given.pages], sectors: [...this.staging.sectors, ...given.sectors] };
+          this.staging = { pages: [], sectors: [] };
           const prev = this.copy;
           const pages = b.full || !prev ? new Map<number, Uint8Array>() : new Map(prev.pages);
           const sectors = b.full || !prev ? new Map<number, Uint8Array>() : new Map(prev.sectors);
