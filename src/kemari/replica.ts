@@ -49,7 +49,14 @@ export interface ReplicaStore {
 
 export class Replica {
   meta: ReplicaMeta | null = null;
-  memory: Uint8Array | null = null;
+  /**
+   * The copy's memory in RAM. While a full checkpoint is staged into a fresh
+   * image, the old one is let go (two images of a 64 MiB guest would not fit
+   * the platform's 128 MB); should it be needed before that checkpoint
+   * commits (a takeover, or the checkpoint was torn), it is read back from
+   * the store, which still holds it whole.
+   */
+  private ram: Uint8Array | null = null;
   /** Outputs of the last checkpoint, held back by the primary until it heard our ack. */
   outputs: Output[] = [];
   private staged: Frame[] = [];
@@ -67,13 +74,22 @@ export class Replica {
     /** The generation whose primary this replica serves; frames from any other are refused. */
     readonly generation: number,
   ) {
-    const saved = store.load();
-    if (saved && saved.meta.generation === generation) {
-      this.meta = saved.meta;
-      this.memory = new Uint8Array(saved.meta.memoryPages * PAGE_SIZE);
-      for (const [p, data] of saved.pages) this.memory.set(data, p * PAGE_SIZE);
-      this.outputs = saved.outputs;
-    }
+    this.reload();
+  }
+
+  get memory(): Uint8Array | null {
+    if (!this.ram && this.meta) this.reload();
+    return this.ram;
+  }
+
+  /** The copy as the store holds it. */
+  private reload(): void {
+    const saved = this.store.load();
+    if (!saved || saved.meta.generation !== this.generation) return;
+    this.meta = saved.meta;
+    this.ram = new Uint8Array(saved.meta.memoryPages * PAGE_SIZE);
+    for (const [p, data] of saved.pages) this.ram.set(data, p * PAGE_SIZE);
+    this.outputs = saved.outputs;
   }
 
   get seq(): number {
@@ -161,7 +177,10 @@ export class Replica {
 
   /** Copy a full checkpoint's whole pages into the image being staged; anything else stays in the frame for the commit to check. */
   private stageFullPages(frame: Frame): void {
-    if (frame.part === 0 || !this.fullImage) this.fullImage = { memory: new Uint8Array(frame.memoryPages * PAGE_SIZE), pages: [] };
+    if (frame.part === 0 || !this.fullImage) {
+      this.ram = null; // let the old image go (see `memory`)
+      this.fullImage = { memory: new Uint8Array(frame.memoryPages * PAGE_SIZE), pages: [] };
+    }
     const image = this.fullImage;
     const rest: Entry[] = [];
     for (const e of frame.entries) {
@@ -226,12 +245,12 @@ export class Replica {
     const staged = !!this.store.stage;
     this.store.commit({ full: head.full, pages: staged ? [] : [...pages], sectors: staged ? [] : sectors, outputs, meta });
     // A full checkpoint's image is the new memory (its pages are in place already).
-    if (head.full) this.memory = image?.memory ?? new Uint8Array(head.memoryPages * PAGE_SIZE);
-    else this.memory ??= new Uint8Array(head.memoryPages * PAGE_SIZE);
+    const memory = head.full ? (image?.memory ?? new Uint8Array(head.memoryPages * PAGE_SIZE)) : (this.memory ?? new Uint8Array(head.memoryPages * PAGE_SIZE));
+    this.ram = memory;
     for (const [p, data] of pages) {
       if (data && image && data.buffer === image.memory.buffer) continue;
-      if (data) this.memory.set(data, p * PAGE_SIZE);
-      else this.memory.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+      if (data) memory.set(data, p * PAGE_SIZE);
+      else memory.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
     }
     this.meta = meta;
     this.outputs = outputs;
