@@ -5,7 +5,8 @@
  * own, under the next version number; the checkpoint's commit then only
  * writes the machine state, the held outputs and the pointer to that version
  * — one small transaction that makes the whole checkpoint the copy at once.
- * Rows a newer version supersedes are deleted a bounded batch at a time.
+ * Rows a newer version supersedes are deleted as it commits (those it
+ * replaced), or a bounded batch at a time (all before a full checkpoint).
  *
  *   replica_pages (idx, ver, data)    a page as of version `ver` (NULL: all zero)
  *   replica_disk  (sector, ver, data) a disk sector as of version `ver`
@@ -41,6 +42,10 @@ export class SqlReplicaStore implements ReplicaStore {
   midway: (() => void) | null = null;
   /** The version the checkpoint being staged will have. */
   private stagingVer = 0;
+  /** The stored meta, as last read or written (this object is its only writer); undefined: not read yet. */
+  private cached: StoredMeta | null | undefined = undefined;
+  /** Superseded rows may be left to delete. */
+  private untidy = true;
 
   constructor(private readonly storage: DurableObjectStorage) {
     const sql = storage.sql;
@@ -53,35 +58,42 @@ export class SqlReplicaStore implements ReplicaStore {
   }
 
   private meta(): StoredMeta | null {
-    const row = this.storage.sql.exec<{ v: string }>("SELECT v FROM replica_meta WHERE k = 'replica'").toArray()[0];
-    return row ? (JSON.parse(row.v) as StoredMeta) : null;
+    if (this.cached === undefined) {
+      const row = this.storage.sql.exec<{ v: string }>("SELECT v FROM replica_meta WHERE k = 'replica'").toArray()[0];
+      this.cached = row ? (JSON.parse(row.v) as StoredMeta) : null;
+    }
+    return this.cached;
   }
 
   stage(first: boolean, pages: [number, Uint8Array | null][], sectors: [number, Uint8Array][]): void {
+    this.storage.transactionSync(() => this.writeRows(first, pages, sectors));
+  }
+
+  /** Rows of the checkpoint being staged, under its version (inside the caller's transaction). */
+  private writeRows(first: boolean, pages: [number, Uint8Array | null][], sectors: [number, Uint8Array][]): void {
     const sql = this.storage.sql;
-    this.storage.transactionSync(() => {
-      if (first) {
-        // A new checkpoint: whatever a torn one left above the pointer goes.
-        this.stagingVer = (this.meta()?.ver ?? 0) + 1;
-        sql.exec("DELETE FROM replica_pages WHERE ver >= ?", this.stagingVer);
-        sql.exec("DELETE FROM replica_disk WHERE ver >= ?", this.stagingVer);
-      }
-      const half = pages.length >> 1;
-      pages.forEach(([p, data], i) => {
-        if (i === half) this.midway?.();
-        sql.exec("INSERT OR REPLACE INTO replica_pages (idx, ver, data) VALUES (?, ?, ?)", p, this.stagingVer, data);
-      });
-      for (const [s, data] of sectors) sql.exec("INSERT OR REPLACE INTO replica_disk (sector, ver, data) VALUES (?, ?, ?)", s, this.stagingVer, data);
+    if (first) {
+      // A new checkpoint: whatever a torn one left above the pointer goes.
+      this.stagingVer = (this.meta()?.ver ?? 0) + 1;
+      sql.exec("DELETE FROM replica_pages WHERE ver >= ?", this.stagingVer);
+      sql.exec("DELETE FROM replica_disk WHERE ver >= ?", this.stagingVer);
+    }
+    const half = pages.length >> 1;
+    pages.forEach(([p, data], i) => {
+      if (i === half) this.midway?.();
+      sql.exec("INSERT OR REPLACE INTO replica_pages (idx, ver, data) VALUES (?, ?, ?)", p, this.stagingVer, data);
     });
-    this.cleanup();
+    for (const [s, data] of sectors) sql.exec("INSERT OR REPLACE INTO replica_disk (sector, ver, data) VALUES (?, ?, ?)", s, this.stagingVer, data);
   }
 
   /** Switch the copy to the staged checkpoint (and write any pages it was handed here, for a caller that did not stage). */
   commit(b: CommitBatch): void {
     const sql = this.storage.sql;
     const prev = this.meta();
-    if (b.pages.length > 0 || b.sectors.length > 0 || this.stagingVer <= (prev?.ver ?? 0)) this.stage(this.stagingVer <= (prev?.ver ?? 0), b.pages, b.sectors);
     this.storage.transactionSync(() => {
+      // Nothing staged (a checkpoint of one frame): its rows go in with the switch, in the same transaction.
+      const fresh = this.stagingVer <= (prev?.ver ?? 0);
+      if (fresh || b.pages.length > 0 || b.sectors.length > 0) this.writeRows(fresh, b.pages, b.sectors);
       sql.exec("DELETE FROM replica_outputs");
       b.outputs.forEach((o, i) => sql.exec("INSERT INTO replica_outputs (seq, device, idx, data) VALUES (?, ?, ?, ?)", i, o.device, o.index, o.data));
       const meta: StoredMeta = {
@@ -92,21 +104,28 @@ export class SqlReplicaStore implements ReplicaStore {
         format: REPLICA_FORMAT,
       };
       sql.exec("INSERT OR REPLACE INTO replica_meta (k, v) VALUES ('replica', ?)", JSON.stringify(meta));
+      this.cached = meta;
     });
+    if (b.full) this.untidy = true;
     this.cleanup();
   }
 
-  /** Delete a bounded batch of rows the copy no longer reads. */
+  /**
+   * Delete rows the copy no longer reads: those an incremental checkpoint
+   * just replaced (found by key, as many as it wrote), and, after a full one,
+   * everything older, a bounded batch per commit.
+   */
   private cleanup(): void {
     const m = this.meta();
     if (!m) return;
     const sql = this.storage.sql;
+    let older = 0;
     for (const [table, key] of [["replica_pages", "idx"], ["replica_disk", "sector"]] as const) {
-      sql.exec(
-        `DELETE FROM ${table} WHERE rowid IN (SELECT p.rowid FROM ${table} p WHERE p.ver < ?
-           OR (p.ver < ? AND EXISTS (SELECT 1 FROM ${table} q WHERE q.${key} = p.${key} AND q.ver > p.ver AND q.ver <= ?)) LIMIT ?)`,
-        m.fullVer, m.ver, m.ver, CLEANUP_BATCH);
+      if (m.fullVer < m.ver) sql.exec(`DELETE FROM ${table} WHERE ver < ? AND ver >= ? AND ${key} IN (SELECT ${key} FROM ${table} WHERE ver = ?)`, m.ver, m.fullVer, m.ver);
+      if (this.untidy) older += sql.exec(`DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE ver < ? LIMIT ?)`, m.fullVer, CLEANUP_BATCH).rowsWritten;
     }
+    // A batch that found less than it could take has found everything before the last full checkpoint.
+    this.untidy = older >= CLEANUP_BATCH;
   }
 
   load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array]>; outputs: Output[] } | null {
@@ -148,6 +167,8 @@ export class SqlReplicaStore implements ReplicaStore {
       for (const t of ["replica_pages", "replica_meta", "replica_outputs", "replica_disk"]) this.storage.sql.exec(`DELETE FROM ${t}`);
     });
     this.stagingVer = 0;
+    this.cached = null;
+    this.untidy = false;
   }
 
   private hasFormat1Pages(): boolean {

@@ -54,4 +54,36 @@ describe("upgrades", () => {
       expect(new Uint8Array(sql.exec<{ data: ArrayBuffer }>("SELECT data FROM disk WHERE sector = 5").one().data)).toEqual(sector);
     });
   });
+
+  it("stages a checkpoint's frames in versions the copy does not read until its commit switches over", async () => {
+    const stub = env.HOST.get(env.HOST.idFromName("versions/host-1"));
+    await runInDurableObject(stub, (_instance, state) => {
+      const page = (v: number) => new Uint8Array(4096).fill(v);
+      const meta = (seq: number) => ({ seq, generation: 0, memoryPages: 16, diskSectors: 64, machine: captureMachine(new Machine(16)) });
+      const store = new SqlReplicaStore(state.storage);
+      // Checkpoint 1, full, in one frame.
+      store.commit({ full: true, pages: [[1, page(1)], [2, page(1)]], sectors: [[3, new Uint8Array(512).fill(1)]], outputs: [], meta: meta(1) });
+      // Checkpoint 2, incremental, staged in two frames and never committed (torn).
+      store.stage(true, [[1, page(2)]], []);
+      store.stage(false, [[2, null]], [[3, new Uint8Array(512).fill(2)]]);
+      const reopened = new SqlReplicaStore(state.storage);
+      const pages = reopened.load()!.pages as Map<number, Uint8Array>;
+      expect([...pages.keys()].sort()).toEqual([1, 2]);
+      expect(pages.get(1)![0]).toBe(1);
+      // Checkpoint 2 sent again whole, and committed: page 2 is zero now, page 1 and sector 3 new.
+      reopened.stage(true, [[1, page(3)]], []);
+      reopened.stage(false, [[2, null]], [[3, new Uint8Array(512).fill(3)]]);
+      reopened.commit({ full: false, pages: [], sectors: [], outputs: [], meta: meta(2) });
+      const after = new SqlReplicaStore(state.storage).load()!;
+      expect(after.meta.seq).toBe(2);
+      const p2 = after.pages as Map<number, Uint8Array>;
+      expect([...p2.keys()]).toEqual([1]);
+      expect(p2.get(1)![0]).toBe(3);
+      reopened.adoptDisk();
+      expect(new Uint8Array(state.storage.sql.exec<{ data: ArrayBuffer }>("SELECT data FROM disk WHERE sector = 3").one().data)[0]).toBe(3);
+      // Superseded rows are gone: one row per page and sector the copy holds, plus page 2's zero marker.
+      expect(state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM replica_pages").one().n).toBe(2);
+      expect(state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM replica_disk").one().n).toBe(1);
+    });
+  });
 });

@@ -40,7 +40,8 @@ export interface ReplicaStore {
    * write of its own, invisible until `commit` (which then only switches the
    * copy over): so applying a large checkpoint never blocks the secondary for
    * long. `first`: the checkpoint's first frame (anything staged before is torn).
-   * A store with `stage` gets empty `pages` and `sectors` in `commit`.
+   * A checkpoint of several frames is staged frame by frame, and its `commit`
+   * gets empty `pages` and `sectors`; one of a single frame goes whole to `commit`.
    */
   stage?(first: boolean, pages: [number, Uint8Array | null][], sectors: [number, Uint8Array][]): void;
   commit(batch: CommitBatch): void;
@@ -125,7 +126,9 @@ export class Replica {
       return this.refuse("out-of-order", `part ${frame.part} of checkpoint ${frame.seq} does not follow what was staged`);
     }
     this.staged.push(frame);
-    if (this.store.stage) {
+    // A checkpoint of one frame (the usual incremental one) is written whole by its commit, in one transaction.
+    const single = frame.part === 0 && frame.machine !== null;
+    if (this.store.stage && !single) {
       try {
         const { pages, sectors } = this.resolve(frame);
         this.store.stage(frame.part === 0, pages, sectors);
@@ -242,7 +245,7 @@ export class Replica {
     }
     const meta: ReplicaMeta = { seq: head.seq, generation: this.generation, memoryPages: head.memoryPages, diskSectors: head.diskSectors, machine };
     // A store that staged each frame as it came only switches the copy over now.
-    const staged = !!this.store.stage;
+    const staged = !!this.store.stage && frames.length > 1;
     this.store.commit({ full: head.full, pages: staged ? [] : [...pages], sectors: staged ? [] : sectors, outputs, meta });
     // A full checkpoint's image is the new memory (its pages are in place already).
     const memory = head.full ? (image?.memory ?? new Uint8Array(head.memoryPages * PAGE_SIZE)) : (this.memory ?? new Uint8Array(head.memoryPages * PAGE_SIZE));
