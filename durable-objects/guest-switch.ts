@@ -261,5 +261,3 @@ function isAuthed(ws: WebSocket): boolean {
   return (ws.deserializeAttachment() as { authed?: boolean } | null)?.authed === true;
 }
 
-void GuestError;
-void notFound;

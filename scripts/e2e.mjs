@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startWranglerDev } from "./wrangler-dev.mjs";
+import { startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const PORT = 8799;
@@ -251,15 +251,7 @@ async function main() {
   results.push({ name: "no script errors in the page", ok: true });
 }
 
-const hardStop = setTimeout(() => {
-  console.log(`e2e: FAILED: still running after ${HARD_LIMIT_MS / 1000} s`);
-  void cleanup().finally(() => process.exit(1));
-}, HARD_LIMIT_MS);
-for (const sig of ["SIGINT", "SIGTERM"]) {
-  process.on(sig, () => {
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+const hardStop = stopAfter({ name: "e2e", limitMs: HARD_LIMIT_MS, cleanup });
 
 let failed = false;
 try {

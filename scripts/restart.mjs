@@ -27,7 +27,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startWranglerDev } from "./wrangler-dev.mjs";
+import { startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const PORT = Number(process.env.RESTART_PORT || 8798);
@@ -472,16 +472,7 @@ function printServerLog() {
   console.log(`--- last wrangler output (successful requests left out) ---\n${lines.slice(-50).join("\n")}`);
 }
 
-const hardStop = setTimeout(() => {
-  console.log(`restart: FAILED: still running after ${HARD_LIMIT_MS / 1000} s`);
-  printServerLog();
-  void cleanup().finally(() => process.exit(1));
-}, HARD_LIMIT_MS);
-for (const sig of ["SIGINT", "SIGTERM"]) {
-  process.on(sig, () => {
-    void cleanup().finally(() => process.exit(130));
-  });
-}
+const hardStop = stopAfter({ name: "restart", limitMs: HARD_LIMIT_MS, cleanup, onTimeout: printServerLog });
 
 let failed = false;
 try {

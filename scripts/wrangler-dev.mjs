@@ -39,3 +39,17 @@ export async function startWranglerDev({ root, port, vars, persistTo, onOutput, 
   }
   throw new Error(`wrangler dev did not serve ${what} within ${timeoutMs / 1000} s`);
 }
+
+/**
+ * A script's safety net: fail after `limitMs` (calling `onTimeout` first, for
+ * the log), and clean up on Ctrl-C. Returns the timer, to clear at the end.
+ */
+export function stopAfter({ name, limitMs, cleanup, onTimeout = () => {} }) {
+  const timer = setTimeout(() => {
+    console.log(`${name}: FAILED: still running after ${limitMs / 1000} s`);
+    onTimeout();
+    void cleanup().finally(() => process.exit(1));
+  }, limitMs);
+  for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => void cleanup().finally(() => process.exit(130)));
+  return timer;
+}

@@ -68,6 +68,8 @@ export class Replica {
    * It becomes `memory` only when the checkpoint commits.
    */
   private fullImage: { memory: Uint8Array; pages: number[] } | null = null;
+  /** Pages of an incremental checkpoint staged so far (a later delta in the same checkpoint builds on them). */
+  private readonly stagedPages = new Map<number, Uint8Array | null>();
   readonly stats = { committed: 0, refused: 0, bytes: 0 };
 
   constructor(
@@ -130,7 +132,9 @@ export class Replica {
     const single = frame.part === 0 && frame.machine !== null;
     if (this.store.stage && !single) {
       try {
-        const { pages, sectors } = this.resolve(frame);
+        if (frame.part === 0) this.stagedPages.clear();
+        const { pages, sectors } = this.resolve(frame, this.stagedPages, frame.full ? null : this.memory);
+        if (!frame.full) for (const [p, d] of pages) this.stagedPages.set(p, d);
         this.store.stage(frame.part === 0, pages, sectors);
       } catch (e) {
         if (!(e instanceof CheckpointError)) throw e;
@@ -143,6 +147,7 @@ export class Replica {
     const image = this.fullImage;
     this.staged = [];
     this.fullImage = null;
+    this.stagedPages.clear();
     try {
       this.commit(frames, frame.machine, image);
     } catch (e) {
@@ -153,20 +158,25 @@ export class Replica {
     return { ok: true, seq: frame.seq, committed: true };
   }
 
-  /** One frame's pages (a delta applied to the copy it patches) and sectors, as the store keeps them. */
-  private resolve(frame: Frame): { pages: [number, Uint8Array | null][]; sectors: [number, Uint8Array][] } {
-    const base = frame.full ? null : this.memory;
+  /**
+   * One frame's entries as the copy keeps them: pages whole (a delta applied
+   * to the page's version earlier in this checkpoint, else to the copy it
+   * patches; null = all zero), sectors, outputs. The one place entries are
+   * read, for the store's staging and for the commit alike.
+   */
+  private resolve(frame: Frame, earlier: ReadonlyMap<number, Uint8Array | null>, base: Uint8Array | null) {
     const pages: [number, Uint8Array | null][] = [];
     const sectors: [number, Uint8Array][] = [];
+    const outputs: Output[] = [];
     for (const e of frame.entries) {
-      if (e.space === Space.SECTOR) sectors.push([e.index, e.data]);
-      if (e.space !== Space.PAGE) continue;
-      if (e.enc === Enc.ZERO) pages.push([e.index, null]);
-      else if (e.enc === Enc.RAW) pages.push([e.index, e.data]);
+      if (e.space === Space.OUTPUT) outputs.push({ device: e.enc === 0 ? "console" : "net", index: e.index, data: e.data.slice() });
+      else if (e.space === Space.SECTOR) sectors.push([e.index, e.data]);
+      else if (e.enc === Enc.ZERO) pages.push([e.index, null]);
+      else if (e.enc === Enc.RAW) pages.push([e.index, e.data]); // the frame is ours alone: no copy
       else {
-        const prev = base?.subarray(e.index * PAGE_SIZE, (e.index + 1) * PAGE_SIZE);
-        if (!prev || prev.length !== PAGE_SIZE) throw new CheckpointError(`delta for page ${e.index} with no base version`);
-        const page = prev.slice();
+        const prev = earlier.has(e.index) ? earlier.get(e.index) : base?.subarray(e.index * PAGE_SIZE, (e.index + 1) * PAGE_SIZE);
+        if (prev === undefined) throw new CheckpointError(`delta for page ${e.index} with no base version`);
+        const page = prev ? prev.slice() : new Uint8Array(PAGE_SIZE);
         try {
           applyDelta(page, e.data);
         } catch (err) {
@@ -175,7 +185,7 @@ export class Replica {
         pages.push([e.index, page]);
       }
     }
-    return { pages, sectors };
+    return { pages, sectors, outputs };
   }
 
   /** Copy a full checkpoint's whole pages into the image being staged; anything else stays in the frame for the commit to check. */
@@ -201,6 +211,7 @@ export class Replica {
   private refuse(code: Extract<SyncReply, { ok: false }>["code"], reason: string): SyncReply {
     this.staged = [];
     this.fullImage = null;
+    this.stagedPages.clear();
     this.stats.refused++;
     return { ok: false, code, reason };
   }
@@ -219,29 +230,10 @@ export class Replica {
     const sectors: [number, Uint8Array][] = [];
     const outputs: Output[] = [];
     for (const f of frames) {
-      for (const e of f.entries) {
-        if (e.space === Space.OUTPUT) {
-          outputs.push({ device: e.enc === 0 ? "console" : "net", index: e.index, data: e.data.slice() });
-          continue;
-        }
-        if (e.space === Space.SECTOR) {
-          sectors.push([e.index, e.data.slice()]);
-          continue;
-        }
-        if (e.enc === Enc.ZERO) pages.set(e.index, null);
-        else if (e.enc === Enc.RAW) pages.set(e.index, e.data); // the frame is ours alone: no copy
-        else {
-          const prev = pages.has(e.index) ? pages.get(e.index) : base?.subarray(e.index * PAGE_SIZE, (e.index + 1) * PAGE_SIZE);
-          if (prev === undefined) throw new CheckpointError(`delta for page ${e.index} with no base version`);
-          const page = prev ? prev.slice() : new Uint8Array(PAGE_SIZE);
-          try {
-            applyDelta(page, e.data);
-          } catch (err) {
-            throw new CheckpointError(`page ${e.index}: ${(err as Error).message}`);
-          }
-          pages.set(e.index, page);
-        }
-      }
+      const r = this.resolve(f, pages, base);
+      for (const [p, data] of r.pages) pages.set(p, data);
+      for (const [i, data] of r.sectors) sectors.push([i, data.slice()]);
+      outputs.push(...r.outputs);
     }
     const meta: ReplicaMeta = { seq: head.seq, generation: this.generation, memoryPages: head.memoryPages, diskSectors: head.diskSectors, machine };
     // A store that staged each frame as it came only switches the copy over now.

@@ -10,7 +10,7 @@
  * TigerBeetle's VOPR).
  */
 import type { Output } from "../devices/backend.ts";
-import { GuestError, outcome, type Outcome } from "../host/errors.ts";
+import { outcome, type Outcome } from "../host/errors.ts";
 import type { HostPlace, HostStatus } from "../host/status.ts";
 import { Host } from "../protocol/host.ts";
 import type { HostIO, HostLink, StepFaults, WitnessLink } from "../protocol/ports.ts";
@@ -462,4 +462,3 @@ function settle(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
-export { GuestError };
