@@ -280,7 +280,7 @@ describe("faults", () => {
 describe("examples", () => {
   it("serves the example guests' sources, each of which assembles and runs", async () => {
     const { examples } = await json<{ examples: { name: string; title: string; source: string }[] }>(await call("GET", "/api/examples"), 200);
-    expect(examples.map((e) => e.name)).toEqual(["hello", "counter", "echo", "journal", "stress"]);
+    expect(examples.map((e) => e.name)).toEqual(["hello", "counter", "echo", "journal", "stress", "streamer", "workload"]);
     expect(examples[0].source).toBe(hello);
     for (const e of examples) expect(e.title.length).toBeGreaterThan(10);
     await problemOf(await call("GET", "/api/examples", { token: null }), 401);

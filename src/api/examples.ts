@@ -4,6 +4,8 @@ import echo from "../../guests/echo.s";
 import hello from "../../guests/hello.s";
 import journal from "../../guests/journal.s";
 import stress from "../../guests/stress.s";
+import streamer from "../../guests/streamer.s";
+import workload from "../../guests/workload.s";
 
 export interface Example {
   name: string;
@@ -23,4 +25,6 @@ export const EXAMPLES: Example[] = [
   example("echo", echo),
   example("journal", journal),
   example("stress", stress),
+  example("streamer", streamer),
+  example("workload", workload),
 ];
