@@ -60,7 +60,7 @@ export class GuestHost extends DurableObject<Env> {
         };
       },
       faults: this.faults,
-      observer: { synced: (g, s, ms) => this.outbox.synced(g, s, ms), changed: () => this.outbox.changed() },
+      observer: { synced: (g, s, ms, flightMs) => this.outbox.synced(g, s, ms, flightMs), changed: () => this.outbox.changed() },
       schedule: () => void this.schedule(),
       yieldToRequests: () => this.yieldToRequests(),
     };

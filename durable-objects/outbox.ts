@@ -21,8 +21,8 @@ export class Outbox {
     private readonly publish: (generation: number, events: StreamEvent[]) => Promise<void>,
   ) {}
 
-  synced(generation: number, s: SyncStats, pauseMs: number): void {
-    this.events.push(event({ type: "sync", generation, seq: s.seq, full: s.full, pages: s.pages, sent: s.sentPages, bytes: s.sentBytes, dirtyBytes: s.dirtyBytes, deltaSaved: s.deltaSaved, pauseMs }));
+  synced(generation: number, s: SyncStats, pauseMs: number, flightMs: number): void {
+    this.events.push(event({ type: "sync", generation, seq: s.seq, full: s.full, pages: s.pages, sent: s.sentPages, bytes: s.sentBytes, dirtyBytes: s.dirtyBytes, deltaSaved: s.deltaSaved, pauseMs, flightMs }));
   }
 
   /** Something a dashboard would show has changed: send a batch soon. */

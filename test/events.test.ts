@@ -9,7 +9,7 @@ import { TOKEN, createGuest, fault, sendPacket, waitFor } from "./helpers/api.ts
 const STATUS = { id: "g-000000000001", memoryPages: 256, generation: 0 } as unknown as GuestStatus;
 
 function sync(seq: number, sent: number[]): SyncEvent {
-  return event<SyncEvent>({ type: "sync", generation: 0, seq, full: false, pages: sent.length, sent, bytes: 100, dirtyBytes: 4096 * sent.length, deltaSaved: 0, pauseMs: 1 }, 1000 + seq);
+  return event<SyncEvent>({ type: "sync", generation: 0, seq, full: false, pages: sent.length, sent, bytes: 100, dirtyBytes: 4096 * sent.length, deltaSaved: 0, pauseMs: 1, flightMs: 1 }, 1000 + seq);
 }
 
 describe("stream messages", () => {

@@ -7,7 +7,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import hello from "../guests/hello.s?raw";
 import journal from "../guests/journal.s?raw";
-import { consoleText, createGuest, status, waitFor } from "./helpers/api.ts";
+import { consoleText, createGuest, waitFor } from "./helpers/api.ts";
 import { tune } from "./helpers/guests.ts";
 
 describe("mode remus", () => {
@@ -15,9 +15,11 @@ describe("mode remus", () => {
     const g = await createGuest({ asm: hello }, { mode: "remus", epochMs: 400 });
     expect(g).toMatchObject({ mode: "remus", epochMs: 400, protection: "protected" });
     const secondary = env.HOST.get(env.HOST.idFromName(g.hosts.secondary!.name));
-    // The guest finishes within its first epoch: halted, its line written, but held.
-    const held = await waitFor(g.id, (s) => s.state === "halted");
+    // The guest finishes within its first epoch: its line written, but held — so it does not
+    // read halted yet (a client that sees halted has seen all the output).
+    const held = await waitFor(g.id, (s) => s.exitCode !== null);
     expect(held.sync!.heldOutputs).toBe(1);
+    expect(held).toMatchObject({ state: "running", outputsInFlight: 1 });
     expect(await consoleText(g.id)).toBe("");
     // The secondary has not yet been given the epoch that printed it.
     expect((await secondary.replicaStatus()).instructions).toBeLessThan(held.instructions);
@@ -34,16 +36,18 @@ describe("mode remus", () => {
       expect(Date.now()).toBeLessThan(deadline);
       await new Promise((r) => setTimeout(r, 10));
     }
-    const s = await status(g.id);
+    const s = await waitFor(g.id, (x) => x.state === "halted");
     expect(s.sync).toMatchObject({ heldOutputs: 0, epochOpen: false });
+    expect(s.outputsInFlight).toBe(0);
   });
 
   it("writes the epoch's disk writes to the secondary's replica only when the epoch commits", async () => {
     const g = await createGuest({ asm: tune(journal, { ROUNDS: 5 }) }, { mode: "remus", epochMs: 400 });
     const secondary = env.HOST.get(env.HOST.idFromName(g.hosts.secondary!.name));
-    const done = await waitFor(g.id, (s) => s.state === "halted");
+    const done = await waitFor(g.id, (s) => s.exitCode !== null);
     // The primary's own disk has all five records at once (the guest read them back) ...
     expect(done.exitCode).toBe(15);
+    expect(done.state).toBe("running");
     expect(done.sync!.epochOpen).toBe(true);
     // ... the secondary's has none of them until the epoch's checkpoint arrives.
     expect((await secondary.replicaStatus()).sectorsHeld).toBe(0);

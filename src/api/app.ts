@@ -8,7 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import type { Env } from "../env.ts";
 import { ERROR_STATUS, GuestError, unwrap } from "../host/errors.ts";
-import { DEFAULT_HEARTBEAT, type GuestConfig } from "../host/guest-config.ts";
+import { DEFAULT_HEARTBEAT, DEFAULT_KEMARI, type GuestConfig } from "../host/guest-config.ts";
 import { DEFAULT_PRIMARY_REGION, DEFAULT_SECONDARY_REGION } from "../kemari/placement.ts";
 import { ImageError } from "../image/image.ts";
 import { buildImage, encodeBase64 } from "../image/load.ts";
@@ -17,7 +17,7 @@ import { requireToken } from "./auth.ts";
 import { EXAMPLES } from "./examples.ts";
 import { openApiDocument } from "./openapi.ts";
 import { problem } from "./problem.ts";
-import { CreateGuest, DiskQuery, FaultRequest, FromQuery, GuestId, LIMITS, MemoryQuery, Step } from "./schemas.ts";
+import { checkCreate, CreateGuest, DiskQuery, FaultRequest, FromQuery, GuestId, LIMITS, MemoryQuery, Step } from "./schemas.ts";
 
 type App = { Bindings: Env };
 type C = Context<App>;
@@ -85,6 +85,8 @@ export function createApp(): Hono<App> {
 
   app.post("/api/guests", bodyLimit({ maxSize: LIMITS.createBodyBytes, onError: tooLarge(LIMITS.createBodyBytes) }), async (c) => {
     const body = validate(CreateGuest, await jsonBody(c), "body");
+    const wrong = checkCreate(body);
+    if (wrong) return problem(400, wrong.message, { field: wrong.field });
     const memoryBytes = body.memoryPages * PAGE_SIZE;
     let image;
     try {
@@ -105,6 +107,8 @@ export function createApp(): Hono<App> {
       regions: body.regions ?? { primary: DEFAULT_PRIMARY_REGION, secondary: DEFAULT_SECONDARY_REGION },
       heartbeat: body.heartbeat ?? DEFAULT_HEARTBEAT,
       epochMs: body.epochMs,
+      latency: body.latency,
+      kemari: { ...DEFAULT_KEMARI, ...body.kemari },
     };
     const status = unwrap(await switchOf(c, id).create(config, image, body.paused));
     await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).add({ id, name: config.name, createdAt: config.createdAt });

@@ -5,7 +5,8 @@
 import { z } from "zod";
 import { DEFAULT_DISK_SECTORS, MAX_DISK_SECTORS } from "../guest/abi.ts";
 import { DEFAULT_PAGES, MAX_PAGES, MIN_PAGES } from "../guest/memory.ts";
-import { DEFAULT_EPOCH_MS, DEFAULT_HEARTBEAT } from "../host/guest-config.ts";
+import { DEFAULT_EPOCH_MS, DEFAULT_HEARTBEAT, DEFAULT_KEMARI } from "../host/guest-config.ts";
+import { linkSpec } from "../protocol/link-model.ts";
 import { FAULT_KINDS, FAULT_STEPS, FAULT_TARGETS } from "../kemari/faults.ts";
 import { DEFAULT_PRIMARY_REGION, DEFAULT_SECONDARY_REGION, REGIONS } from "../kemari/placement.ts";
 
@@ -50,9 +51,28 @@ export const Regions = z
   .strictObject({
     primary: Region.default(DEFAULT_PRIMARY_REGION),
     secondary: Region.default(DEFAULT_SECONDARY_REGION),
+    witness: Region.optional().describe("where the switch (the witness) is placed; default: the primary's region"),
   })
   .refine((r) => r.primary !== r.secondary, { message: "the primary and the secondary must be in different regions", path: ["secondary"] })
-  .describe("where the primary and the secondary host are placed (modes kemari and remus)");
+  .describe("where the primary and the secondary host (modes kemari and remus) and the switch are placed");
+
+export const Latency = z
+  .union([
+    z.enum(["none", "by-region"]),
+    z.strictObject({
+      rttMs: z.number().min(0).max(2000).describe("round trip between any two of the guest's objects in different regions, milliseconds"),
+      mbps: z.number().min(1).max(100_000).optional().describe("bandwidth of each direction, megabits per second (default: not limited)"),
+    }),
+  ])
+  .default("none")
+  .describe("the link model between the guest's objects in different regions: none; by-region (typical round trips between the location hints); or a fixed round trip and bandwidth");
+
+export const KemariOptions = z
+  .strictObject({
+    syncOn: z.enum(["outputs", "every-event"]).default(DEFAULT_KEMARI.syncOn).describe("outputs: a checkpoint precedes every event that leaves the guest (console, net-tx); every-event: at block events too (Kemari v1.0)"),
+    pipeline: z.boolean().default(DEFAULT_KEMARI.pipeline).describe("true: the guest runs on while its checkpoint is in flight; false: stop-and-wait (Kemari v1.0)"),
+  })
+  .describe("mode kemari only: when the event tap synchronises, and how");
 
 export const Heartbeat = z
   .strictObject({
@@ -67,6 +87,8 @@ export const CreateGuest = z.strictObject({
   regions: Regions.optional(),
   heartbeat: Heartbeat.optional(),
   epochMs: z.number().int().min(5).max(1000).default(DEFAULT_EPOCH_MS).describe("mode remus: milliseconds between checkpoints"),
+  latency: Latency,
+  kemari: KemariOptions.optional(),
   paused: z.boolean().default(false).describe("create the guest paused (resume it with POST /resume): time to arm a fault first"),
   memoryPages: z.number().int().min(MIN_PAGES).max(MAX_PAGES).default(DEFAULT_PAGES).describe("guest memory in 4 KiB pages"),
   diskSectors: z.number().int().min(1).max(MAX_DISK_SECTORS).default(DEFAULT_DISK_SECTORS).describe("virtual disk in 512-byte sectors"),
@@ -78,6 +100,20 @@ export const CreateGuest = z.strictObject({
     .optional(),
 });
 export type CreateGuest = z.infer<typeof CreateGuest>;
+
+/** What no single field can say: options that belong to another mode, a heartbeat shorter than the link it crosses. */
+export function checkCreate(body: CreateGuest): { field: string; message: string } | null {
+  if (body.kemari && body.mode !== "kemari") return { field: "kemari", message: `kemari options apply to mode kemari only, not ${body.mode}` };
+  if (body.mode === "none") return null;
+  const regions = body.regions ?? { primary: DEFAULT_PRIMARY_REGION, secondary: DEFAULT_SECONDARY_REGION };
+  const witness = regions.witness ?? regions.primary;
+  const rtt = Math.max(linkSpec(body.latency, regions.primary, witness)?.rttMs ?? 0, linkSpec(body.latency, regions.secondary, witness)?.rttMs ?? 0);
+  const timeoutMs = body.heartbeat?.timeoutMs ?? DEFAULT_HEARTBEAT.timeoutMs;
+  if (timeoutMs < 3 * rtt) {
+    return { field: "heartbeat.timeoutMs", message: `heartbeat.timeoutMs (${timeoutMs}) must be at least 3 × the modelled round trip between a host and the witness (${rtt} ms): at least ${Math.ceil(3 * rtt)}` };
+  }
+  return null;
+}
 
 export const Step = z.strictObject({
   instructions: z.number().int().min(1).max(LIMITS.stepInstructions).default(1),

@@ -72,8 +72,12 @@ export abstract class Backend {
     this.reqCons = this.ring.rspProd;
   }
 
-  /** The guest notified this backend's port. */
-  abstract notify(): Promise<void>;
+  /**
+   * The guest notified this backend's port. `upTo`: consume requests only
+   * below this ring index — the req_prod a pipelined checkpoint captured, so
+   * a request the secondary does not hold yet is never acted on.
+   */
+  abstract notify(upTo?: number): Promise<void>;
 
   /** Does [addr, addr+len) lie in guest memory? */
   protected inMemory(req: Request): boolean {
@@ -90,8 +94,9 @@ export abstract class InOrderBackend extends Backend {
   /** Handle one request: its status (bytes done, or a negative errno). */
   protected abstract handle(req: Request, outputs: Output[]): Promise<number> | number;
 
-  async notify(): Promise<void> {
-    const n = this.ring.pending(this.reqCons);
+  async notify(upTo?: number): Promise<void> {
+    let n = this.ring.pending(this.reqCons);
+    if (upTo !== undefined) n = Math.min(n, Math.max(0, (upTo - this.reqCons) | 0));
     if (n === 0) return;
     const outputs: Output[] = [];
     const done: [Request, number][] = [];

@@ -39,8 +39,10 @@ export interface SyncEvent extends Base {
   bytes: number;
   dirtyBytes: number;
   deltaSaved: number;
-  /** How long the guest was paused for this sync. */
+  /** How long the guest was paused for this sync (pipelined: while the checkpoint was taken). */
   pauseMs: number;
+  /** From taking the checkpoint to its acknowledgement: the time it was in flight (stop-and-wait: the pause). */
+  flightMs: number;
 }
 
 /** Something the outside world saw, as recorded by the switch. */

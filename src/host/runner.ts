@@ -15,11 +15,19 @@ import { NetRxBackend } from "../devices/net.ts";
 import type { Image } from "../image/image.ts";
 import type { Memory } from "../guest/memory.ts";
 
+const DEVICE_NAMES = ["console", "net-tx", "net-rx", "blk"];
+
 /** Events one slice delivers at most before the host yields the thread. */
 export const EVENTS_PER_SLICE = 16;
 
-/** Runs before an event reaches its backend; resolving lets the event through. */
-export type EventTap = (event: Extract<RunResult, { kind: "notify" }>) => Promise<void>;
+export type NotifyEvent = Extract<RunResult, { kind: "notify" }>;
+
+/**
+ * Runs before an event reaches its backend; resolving lets the event
+ * through — or, with "deferred", says the tap took the event and will hand
+ * it to its backend itself (`deliverEvent`), once its checkpoint is held.
+ */
+export type EventTap = (event: NotifyEvent) => Promise<void | "deferred">;
 
 export interface RunnerCounters {
   /** NOTIFYs delivered to backends. */
@@ -53,7 +61,7 @@ export class GuestRunner implements DeviceHost {
   /** A packet went into a net-rx buffer (see DeviceHost.received). */
   received?: (index: number, packet: Uint8Array) => void;
   /** Runs after an event has reached its backend and its outputs are out. */
-  afterEvent: EventTap = async () => {};
+  afterEvent: (event: NotifyEvent) => Promise<void> = async () => {};
 
   constructor(
     pages: number,
@@ -178,15 +186,31 @@ export class GuestRunner implements DeviceHost {
     return next;
   }
 
-  private async deliver(event: Extract<RunResult, { kind: "notify" }>): Promise<void> {
-    await this.tap(event);
+  private async deliver(event: NotifyEvent): Promise<void> {
+    if ((await this.tap(event)) === "deferred") return;
+    await this.deliverEvent(event);
+  }
+
+  /** Hand an event to its backend (`upTo`: only requests below this ring index). Call with the guest to itself. */
+  async deliverEvent(event: NotifyEvent, upTo?: number): Promise<void> {
     this.counters.events++;
-    await this.backends[event.port]?.notify();
+    await this.backends[event.port]?.notify(upTo);
     await this.afterEvent(event);
   }
 
+  /** The req_prod of the ring bound to `port` (what a checkpoint taken now holds of its requests). */
+  reqProd(port: number): number | undefined {
+    return this.backends[port]?.ring.reqProd;
+  }
+
+  /** The device kind bound to `port` (console, net-tx, net-rx, blk), if any. */
+  deviceKind(port: number): string | undefined {
+    const b = this.machine.bindings[port];
+    return b ? DEVICE_NAMES[b.kind] : undefined;
+  }
+
   devices(): DeviceStatus[] {
-    const names = ["console", "net-tx", "net-rx", "blk"];
+    const names = DEVICE_NAMES;
     const out: DeviceStatus[] = [];
     for (const b of this.machine.bindings) {
       if (!b) continue;

@@ -2,7 +2,7 @@
 import type { GuestState } from "../guest/abi.ts";
 import type { Fault } from "../guest/cpu.ts";
 import type { SyncStats } from "../kemari/replicator.ts";
-import type { GuestConfig, HeartbeatConfig } from "./guest-config.ts";
+import type { GuestConfig, HeartbeatConfig, KemariOptions, Latency } from "./guest-config.ts";
 import type { DeviceStatus, RunnerCounters } from "./runner.ts";
 
 export type Protection = "protected" | "unprotected" | "failing-over" | "reprotecting";
@@ -21,6 +21,8 @@ export interface HostStatus {
   devices: DeviceStatus[];
   /** Kemari synchronisation, in mode kemari. */
   sync: SyncSummary | null;
+  /** Outputs not yet at the switch (and, pipelined, events waiting for their checkpoint). */
+  outputsInFlight: number;
 }
 
 export interface SyncSummary {
@@ -32,14 +34,37 @@ export interface SyncSummary {
   bytesSent: number;
   /** Bytes delta compression saved against sending changed pages whole. */
   deltaSaved: number;
-  /** The guest's pause at the last sync, and in all syncs, milliseconds. */
+  /** The guest's pause at the last sync, and in all syncs, milliseconds (pipelined: taking the checkpoint). */
   lastPauseMs: number;
+  /** From taking the last checkpoint until it was acknowledged (stop-and-wait: the same as the pause). */
+  lastFlightMs: number;
   totalPauseMs: number;
   /** Mode remus: outputs held back until their epoch's checkpoint is acknowledged. */
   heldOutputs: number;
+  /** The checkpoint sent and not yet acknowledged, while the guest runs on (pipelined kemari, remus). */
+  inFlight: InFlight | null;
   /** Mode remus: the current epoch has changes no checkpoint has carried yet. */
   epochOpen: boolean;
   last: SyncStats | null;
+}
+
+export interface LinkStatus {
+  from: "primary" | "secondary";
+  fromRegion: string;
+  to: "secondary" | "witness";
+  toRegion: string;
+  /** The modelled round trip (0: none added). */
+  rttMs: number;
+  /** The modelled bandwidth, megabits per second (null: not limited). */
+  mbps: number | null;
+}
+
+export interface InFlight {
+  seq: number;
+  bytes: number;
+  pages: number;
+  /** How long it has been on its way, milliseconds. */
+  sinceMs: number;
 }
 
 export interface HostPlace {
@@ -71,6 +96,11 @@ export interface GuestStatus extends HostStatus {
   heartbeat: HeartbeatConfig | null;
   /** Mode remus: the epoch between checkpoints. */
   epochMs: number | null;
+  /** Mode kemari: the event tap's options. */
+  kemari: KemariOptions | null;
+  latency: Latency;
+  /** The links between the guest's objects, as the link model has them (rttMs 0: within a region, or the model is off). */
+  links: LinkStatus[];
   failovers: FailoverRecord[];
   /** Outputs the switch refused because a superseded primary sent them. */
   fencedReleases: number;
@@ -90,5 +120,6 @@ export function lostHostStatus(reason: string): HostStatus {
     counters: { events: 0, outputs: 0, consoleBytes: 0, packetsOut: 0, packetsIn: 0 },
     devices: [],
     sync: null,
+    outputsInFlight: 0,
   };
 }

@@ -153,6 +153,12 @@ export class Protection {
     }
   }
 
+  /** The replicator, if a checkpoint may go to it right now without the loop above (a pipeline's): a secondary that holds a whole copy the witness knows of. */
+  get ready(): Replicator | null {
+    const r = this.replicator;
+    return r && !r.needsFull && this.announced && this.host.isPrimary() ? r : null;
+  }
+
   /** A disk write, on the secondary's replica before it completes here. */
   mirror(sector: number, data: Uint8Array): Promise<void> {
     return this.replicate(async () => {

@@ -65,6 +65,26 @@ export class SyncRefused extends Error {
   }
 }
 
+/** A checkpoint taken and not yet acknowledged: its frames (encoded, when taken for a pipeline) and what to remember once it is. */
+export interface Captured {
+  replicator: Replicator;
+  memory: Machine["memory"];
+  seq: number;
+  full: boolean;
+  pages: Int32Array;
+  frames: (Frame | Uint8Array)[];
+  /** Pages to remember as the secondary's versions (delta bases) once acknowledged. */
+  sent: [number, Uint8Array][];
+  deltaSaved: number;
+}
+
+/** The bytes a captured checkpoint holds (what a pipeline keeps in RAM while it is in flight). */
+export function capturedBytes(c: Captured): number {
+  let n = 0;
+  for (const f of c.frames) n += f instanceof Uint8Array ? f.length : frameBytes(f);
+  return n;
+}
+
 export const DEFAULT_MAX_FRAME_BYTES = 8 << 20;
 
 export class Replicator {
@@ -87,7 +107,25 @@ export class Replicator {
     this.history = new PageHistory(options.delta === false ? 0 : (options.historyPages ?? 1024));
   }
 
+  /**
+   * Stop-and-wait: encode what changed and send it, the guest stopped
+   * throughout — so pages are encoded straight from memory, frame by frame,
+   * and a full checkpoint of a 64 MiB guest needs no second 64 MiB.
+   */
   async sync(m: Machine, opts: SyncOptions): Promise<SyncStats> {
+    return this.send(this.prepare(m, opts, false), opts);
+  }
+
+  /**
+   * Pipelined: take the checkpoint now, encoded and copied, so the guest can
+   * run on while `send` carries it. Only incremental checkpoints are taken
+   * this way (a full one is sent stop-and-wait: see Primary).
+   */
+  capture(m: Machine, opts: SyncOptions): Captured {
+    return this.prepare(m, opts, true);
+  }
+
+  private prepare(m: Machine, opts: SyncOptions, copy: boolean): Captured {
     const full = opts.full === true || this.needsFull;
     const mem = m.memory;
     const pages = full ? allPages(mem.pages) : mem.dirtyPages();
@@ -101,20 +139,20 @@ export class Replicator {
     const rememberFrom = Math.max(0, pages.length - this.history.capacity);
     for (let i = 0; i < pages.length; i++) {
       const p = pages[i];
-      // No copy: nothing writes guest memory during a sync (the runner serialises every writer),
-      // so the page is encoded straight from memory — a full checkpoint of a 64 MiB guest needs no second 64 MiB.
-      const copy = mem.page(p);
-      if (isZero(copy)) {
+      // Stop-and-wait needs no copy: nothing writes guest memory during a sync (the runner serialises every writer).
+      const view = mem.page(p);
+      const page = copy ? view.slice() : view;
+      if (isZero(page)) {
         if (!full) entries.push({ space: Space.PAGE, index: p, enc: Enc.ZERO, data: EMPTY });
       } else {
         const prev = delta ? this.history.get(p) : undefined;
-        const d = prev && worthADelta(prev, copy) ? encodeDelta(prev, copy) : null;
+        const d = prev && worthADelta(prev, page) ? encodeDelta(prev, page) : null;
         if (d) {
           deltaSaved += PAGE_SIZE - d.length;
           entries.push({ space: Space.PAGE, index: p, enc: Enc.DELTA, data: d });
-        } else entries.push({ space: Space.PAGE, index: p, enc: Enc.RAW, data: copy });
+        } else entries.push({ space: Space.PAGE, index: p, enc: Enc.RAW, data: page });
       }
-      if (this.history.capacity > 0 && i >= rememberFrom) sent.push([p, copy]);
+      if (this.history.capacity > 0 && i >= rememberFrom) sent.push([p, page]);
     }
     if (opts.sectors) {
       // A full checkpoint starts from an empty disk, so zero sectors need not travel; in an
@@ -123,20 +161,27 @@ export class Replicator {
     }
     for (const o of opts.outputs ?? []) entries.push({ space: Space.OUTPUT, index: o.index, enc: o.device === "console" ? 0 : 1, data: o.data });
     const frames = this.split({ seq, generation: this.generation, full, memoryPages: mem.pages, diskSectors: opts.diskSectors }, entries, captureMachine(m), opts.minFrames ?? 1);
+    return { replicator: this, memory: mem, seq, full, pages, frames: copy ? frames.map(encodeFrame) : frames, sent, deltaSaved };
+  }
+
+  /** Carry a checkpoint to the secondary; resolves once it holds all of it. */
+  async send(c: Captured, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
+    const { seq, full, pages, frames, sent, deltaSaved } = c;
     let sentBytes = 0;
     let commitSent = false;
     try {
       await opts.at?.("before-transfer");
       for (let i = 0; i < frames.length; i++) {
         if (i === 1) await opts.at?.("mid-transfer");
-        const bytes = encodeFrame(frames[i]);
+        const f = frames[i];
+        const bytes = f instanceof Uint8Array ? f : encodeFrame(f);
         sentBytes += bytes.length;
         commitSent = i === frames.length - 1;
         const reply = await this.link.send(bytes);
         if (!reply.ok) throw new SyncRefused(reply.code, reply.reason);
       }
     } catch (e) {
-      mem.markDirty(pages);
+      c.memory.markDirty(pages);
       // The commit frame went out and no answer came back: the secondary may or
       // may not hold this checkpoint. A retry under the same seq would be taken
       // for a re-send and dropped, and deltas would have no certain base, so

@@ -16,7 +16,9 @@
  * and a restart of every host must still be able to resume from it.
  */
 import { GuestError } from "../host/errors.ts";
-import { isProtected, SLICE_INSTRUCTIONS, type GuestConfig } from "../host/guest-config.ts";
+import { isProtected, LINKED_SLICE_INSTRUCTIONS, SLICE_INSTRUCTIONS, withDefaults, witnessRegion, type GuestConfig } from "../host/guest-config.ts";
+import type { Region } from "../kemari/placement.ts";
+import { LinkTable, overLink, type Link } from "./link-model.ts";
 import { lostHostStatus, type HostPlace, type HostStatus } from "../host/status.ts";
 import type { Image } from "../image/image.ts";
 import { Fenced } from "../kemari/protection.ts";
@@ -42,8 +44,19 @@ export class Host {
   role: Role;
   private pumping = false;
 
-  constructor(private readonly io: HostIO) {
-    this.meta = io.store.loadMeta();
+  private readonly io: HostIO;
+  private readonly links: LinkTable;
+
+  constructor(io: HostIO) {
+    // The link model sits on the ports: the protocol's calls to the witness and the secondary are carried over it.
+    this.links = new LinkTable(io.clock);
+    this.io = {
+      ...io,
+      witness: overLink(io.witness, () => this.linkTo(this.config && witnessRegion(this.config))),
+      peer: (place) => overLink(io.peer(place), () => this.linkTo(place.region as Region | null)),
+    };
+    const stored = io.store.loadMeta();
+    this.meta = stored && { ...stored, config: withDefaults(stored.config) };
     this.role = this.roleAfterRestart();
   }
 
@@ -58,6 +71,13 @@ export class Host {
 
   get config(): GuestConfig | null {
     return this.meta?.config ?? null;
+  }
+
+  /** The modelled link from this host to a party in `region` (null: none, or the model is off). */
+  private linkTo(region: Region | null): Link | null {
+    const m = this.meta;
+    if (!m || m.config.latency === "none") return null;
+    return this.links.link(m.config.latency, (m.self.region as Region | null) ?? m.config.regions.primary, region);
   }
 
   private save(meta: HostMeta): void {
@@ -119,11 +139,12 @@ export class Host {
     if (paused) p.machine.pause();
     else p.machine.resume();
     this.role = { kind: "primary", generation, primary: p, kept };
-    // Remus: the checkpoint's outputs were held back; its primary may have died before
-    // releasing them. Release them now (the switch keeps each identity once).
+    // The checkpoint carried outputs its primary may have died before the witness had
+    // them (remus: the epoch's; both: those on their way). They go first, in order (the
+    // switch keeps each identity once); then the backends pick up outstanding requests.
     const held = copy.outputs;
     await p.runner.exclusive(async () => {
-      await p.release(held);
+      p.outputs.push(held);
       await p.runner.reattach();
     });
     this.io.schedule();
@@ -270,7 +291,7 @@ export class Host {
     try {
       while (p.machine.runnable && this.role.kind === "primary" && this.role.primary === p) {
         await this.drive(async () => {
-          await p.runner.runSlice(this.io.sliceInstructions ?? SLICE_INSTRUCTIONS);
+          await p.runner.runSlice(this.io.sliceInstructions ?? (p.config.latency === "none" ? SLICE_INSTRUCTIONS : LINKED_SLICE_INSTRUCTIONS));
           this.io.observer?.changed?.();
           if (p.epochDue()) await p.commitEpoch();
           else p.epochSoon();
@@ -302,8 +323,10 @@ export class Host {
       return lostHostStatus(LOST);
     }
     const m = p.machine;
+    const outputsInFlight = p.outputsInFlight;
     return {
-      state: m.state,
+      // A client that sees halted has seen all of the guest's output.
+      state: m.state === "halted" && outputsInFlight > 0 ? "running" : m.state,
       exitCode: m.exitCode,
       crash: m.crash,
       pc: m.cpu.pc,
@@ -314,6 +337,7 @@ export class Host {
       counters: { ...p.runner.counters },
       devices: p.runner.devices(),
       sync: p.syncSummary(),
+      outputsInFlight,
     };
   }
 

@@ -14,6 +14,10 @@ export interface Mutations {
   releaseBeforeAck: boolean;
   /** A host takes a checkpoint from a primary of an older generation. */
   acceptOlderGeneration: boolean;
+  /** Pipelined tap: an event's backend consumes every request in its ring, not only those its checkpoint holds. */
+  pipelineUnbounded: boolean;
+  /** Outputs on their way to the witness are not carried in checkpoints (a takeover can neither remake nor release them). */
+  outputsNotCarried: boolean;
 }
 
 export const mutations: Mutations = {
@@ -22,6 +26,8 @@ export const mutations: Mutations = {
   diskReadsLive: false,
   releaseBeforeAck: false,
   acceptOlderGeneration: false,
+  pipelineUnbounded: false,
+  outputsNotCarried: false,
 };
 
 export type MutationName = keyof Mutations;

@@ -93,7 +93,8 @@ export interface StepFaults {
 
 /** What a host tells whoever watches it (the live stream); optional. */
 export interface HostObserver {
-  synced?(generation: number, stats: SyncStats, pauseMs: number): void;
+  /** A checkpoint was acknowledged: the guest paused `pauseMs` for it; it took `flightMs` from being taken to its ack. */
+  synced?(generation: number, stats: SyncStats, pauseMs: number, flightMs: number): void;
   changed?(): void;
   /** A packet was written into the guest's net-rx buffer with ring index `index` (the simulator's checker). */
   received?(generation: number, index: number, packet: Uint8Array): void;

@@ -1,16 +1,22 @@
 /**
  * A primary: the running guest and what protects it.
  *
- * - Kemari: the event tap. At each NOTIFY the runner calls `tap`, which sends
- *   the secondary a checkpoint of everything that changed (dirty pages, CPU,
- *   event channels, the disk writes since the last one) and returns only when
- *   the secondary holds it; then the event reaches its backend, and the
- *   backend's outputs are released through the witness.
+ * - Kemari: the event tap (event-tap.ts). At a NOTIFY that needs one, a
+ *   checkpoint of everything that changed (dirty pages, CPU, event channels,
+ *   the disk writes since the last one) goes to the secondary; the event
+ *   reaches its backend once the secondary holds it — the guest stopped
+ *   meanwhile (stop-and-wait) or running on (pipelined).
  * - Remus: the epoch loop. The guest runs on speculatively; outputs are held
  *   (and travel inside every checkpoint, so a secondary that takes over can
- *   release them); at the end of each epoch one checkpoint carries it all and,
- *   once acknowledged, the held outputs leave.
+ *   release them); at the end of each epoch its checkpoint is taken, the
+ *   guest resumes at once, and the checkpoint is sent in the background; once
+ *   acknowledged, the epoch's outputs leave. One epoch is in flight at a time:
+ *   the next commits when it lands (back-pressure).
  * - none: outputs go straight out.
+ *
+ * In every mode outputs go to the witness through the output queue
+ * (output-queue.ts), in order and without stopping the guest; until the
+ * witness has them they ride in every checkpoint.
  *
  * In every protected mode disk writes are replicated state
  * (src/protocol/replicated-disk.ts), never sent ahead of their checkpoint.
@@ -19,11 +25,13 @@ import type { Output } from "../devices/backend.ts";
 import { isProtected, type GuestConfig } from "../host/guest-config.ts";
 import { GuestRunner } from "../host/runner.ts";
 import { defaultEnv } from "../guest/machine.ts";
-import type { SyncSummary, HostPlace } from "../host/status.ts";
+import type { InFlight, SyncSummary, HostPlace } from "../host/status.ts";
 import { DEFAULT_PROTECTION, Fenced, Protection, type ProtectionHost } from "../kemari/protection.ts";
-import type { Replicator, SyncStats } from "../kemari/replicator.ts";
+import { capturedBytes, type Replicator, type SyncStats } from "../kemari/replicator.ts";
 import { Epoch } from "../remus/epoch.ts";
+import { EventTap, type Flight } from "./event-tap.ts";
 import { mutations } from "./mutations.ts";
+import { OutputQueue } from "./output-queue.ts";
 import type { DiskStore, HostIO } from "./ports.ts";
 import { ReplicatedDisk } from "./replicated-disk.ts";
 
@@ -31,13 +39,20 @@ export class Primary {
   readonly runner: GuestRunner;
   readonly protection: Protection | null;
   readonly disk: ReplicatedDisk | DiskStore;
+  /** Outputs on their way to the witness. */
+  readonly outputs: OutputQueue;
+  /** Mode kemari: the event tap. */
+  readonly eventTap: EventTap | null = null;
   /** Remus: what the open epoch holds back. */
   private epoch = new Epoch();
+  /** Remus: the epoch whose checkpoint is in flight, and the outputs it will release. */
+  private epochFlight: (Flight & { outputs: Output[] }) | null = null;
   private epochInstret = -1;
   private epochStarted: number;
   private epochTimer = false;
   private lastSync: SyncStats | null = null;
   private lastPauseMs = 0;
+  private lastFlightMs = 0;
   private totalPauseMs = 0;
   private lastCheckIn: number;
 
@@ -46,7 +61,7 @@ export class Primary {
     readonly config: GuestConfig,
     readonly generation: number,
     local: DiskStore,
-    host: Omit<ProtectionHost, "sync" | "generation">,
+    private readonly host: Omit<ProtectionHost, "sync" | "generation">,
     memory?: Uint8Array,
   ) {
     this.epochStarted = io.clock.now();
@@ -58,6 +73,7 @@ export class Primary {
     const env = { now: () => io.clock.now(), random32: defaultEnv.random32 };
     const sink = (outputs: Output[]) => this.sink(outputs);
     this.runner = new GuestRunner(config.memoryPages, disk, sink, env, memory);
+    this.outputs = new OutputQueue((o) => this.release(o), (e) => this.stop(e));
     if (io.observer?.received) this.runner.received = (i, p) => io.observer?.received?.(generation, i, p);
     if (!isProtected(mode)) {
       this.protection = null;
@@ -67,17 +83,29 @@ export class Primary {
     const protection = this.protection;
     if (disk instanceof ReplicatedDisk) disk.mirror = (sector, data) => protection.mirror(sector, data);
     if (mode === "kemari") {
-      const tap = () => protection.replicate((r) => this.sync(r));
+      const syncNow = () => protection.replicate((r) => this.sync(r));
       if (mutations.releaseBeforeAck) {
         // The bug: the event reaches its backend (and its outputs leave) first.
         this.runner.afterEvent = async () => {
-          await tap();
+          await syncNow();
           await io.faults.at("after-release");
         };
-      } else {
-        this.runner.tap = tap;
-        this.runner.afterEvent = async () => io.faults.at("after-release");
+        return;
       }
+      const tap = new EventTap(
+        {
+          runner: this.runner,
+          syncNow,
+          take: () => this.take(),
+          schedule: () => io.schedule(),
+          fenced: (e) => this.stop(e),
+          active: () => host.isPrimary(),
+        },
+        config.kemari,
+      );
+      this.eventTap = tap;
+      this.runner.tap = (event) => tap.tap(event);
+      this.runner.afterEvent = async () => io.faults.at("after-release");
     }
   }
 
@@ -89,16 +117,29 @@ export class Primary {
     return this.protection?.secondary ?? null;
   }
 
-  /** Where the guest's outputs go: straight out (none, kemari) or held for the epoch (remus). */
+  /** Where the guest's outputs go: to the output queue (none, kemari: their checkpoint is held) or into the epoch (remus). */
   private async sink(outputs: Output[]): Promise<void> {
-    if (this.config.mode !== "remus" || mutations.releaseBeforeAck) return this.release(outputs);
+    if (this.config.mode !== "remus" || mutations.releaseBeforeAck) {
+      this.outputs.push(outputs);
+      return;
+    }
     this.epoch.hold(outputs);
     this.epochSoon();
   }
 
-  /** Outputs to the witness (which refuses a superseded generation: then this primary is fenced). */
-  async release(outputs: Output[]): Promise<void> {
-    if (outputs.length === 0) return;
+  /** Outputs not yet at the witness, and events not yet at their backends: a guest reads halted only once this is 0. */
+  get outputsInFlight(): number {
+    return this.outputs.inFlight + this.epoch.outputs.length + (this.epochFlight?.outputs.length ?? 0) + (this.eventTap?.pending ?? 0);
+  }
+
+  /** The output queue stopped: fenced (the witness refused this generation), or a failure no retry mends. */
+  private stop(e: unknown): void {
+    if (e instanceof Fenced) this.host.fence(e.message.replace(/^fenced: /, ""));
+    else throw e;
+  }
+
+  /** One batch to the witness (which refuses a superseded generation: then this primary is fenced). */
+  private async release(outputs: Output[]): Promise<void> {
     if (this.protection) await this.protection.release(outputs);
     else await this.releaseUnprotected(outputs);
   }
@@ -117,30 +158,73 @@ export class Primary {
   }
 
   /**
-   * One checkpoint of what changed, to the current secondary (a full one when
-   * the replicator is new). It carries the disk writes since the last one and,
-   * in mode remus, the outputs the epoch holds back — in a full checkpoint too,
-   * so a new secondary that takes over can still release them.
+   * The outputs a checkpoint carries, so a secondary that takes over can
+   * release them: those on their way to the witness, an epoch's in flight,
+   * and (remus) the open epoch's.
+   */
+  private carried(full: boolean): Output[] {
+    if (full && mutations.fullWithoutHeldOutputs) return [];
+    const queued = mutations.outputsNotCarried ? [] : this.outputs.unconfirmed();
+    return [...queued, ...(this.epochFlight?.outputs ?? []), ...this.epoch.outputs];
+  }
+
+  /**
+   * Stop-and-wait: one checkpoint of what changed, to the current secondary
+   * (a full one when the replicator is new), the guest stopped throughout.
+   * It carries the disk writes since the last one and the outputs above — in
+   * a full checkpoint too, so a new secondary that takes over can release them.
    */
   async sync(r: Replicator): Promise<void> {
-    const runner = this.runner;
     const t0 = this.io.clock.now();
     const full = r.needsFull;
     const disk = this.disk as ReplicatedDisk;
-    const carryHeld = this.config.mode === "remus" && !(full && mutations.fullWithoutHeldOutputs);
-    const stats = await r.sync(runner.machine, {
+    const stats = await r.sync(this.runner.machine, {
       diskSectors: this.config.diskSectors,
       // A full checkpoint carries the whole disk; an incremental one the writes since the last.
       sectors: full ? disk.entries() : disk.pending(),
-      outputs: carryHeld ? this.epoch.outputs : undefined,
+      outputs: this.carried(full),
       at: (step) => this.io.faults.at(step),
       minFrames: this.io.faults.minFrames(),
     });
     disk.acknowledged();
-    this.lastPauseMs = this.io.clock.now() - t0;
-    this.totalPauseMs += this.lastPauseMs;
+    const ms = this.io.clock.now() - t0;
+    this.synced(stats, ms, ms);
+  }
+
+  /**
+   * Pipelined: take a checkpoint now (the guest is stopped: encoded and
+   * copied at once) and send it while the guest runs on. Null when it must
+   * go stop-and-wait instead: a full checkpoint is due, or no secondary the
+   * witness knows of holds a whole copy yet.
+   */
+  take(): Flight | null {
+    const r = this.protection?.ready;
+    if (!r) return null;
+    const t0 = this.io.clock.now();
+    const disk = this.disk as ReplicatedDisk;
+    const taken = disk.capture();
+    const c = r.capture(this.runner.machine, {
+      diskSectors: this.config.diskSectors,
+      sectors: taken.sectors,
+      outputs: this.carried(false),
+      minFrames: this.io.faults.minFrames(),
+    });
+    const pauseMs = this.io.clock.now() - t0;
+    const landed = r.send(c, { at: (step) => this.io.faults.at(step) }).then((stats) => {
+      disk.acknowledgedCapture(taken);
+      this.synced(stats, pauseMs, this.io.clock.now() - t0);
+    });
+    // Not awaited here: its owner awaits `landed` (an unobserved rejection would be reported twice).
+    landed.catch(() => undefined);
+    return { landed, seq: c.seq, bytes: capturedBytes(c), pages: c.pages.length, takenAt: t0 };
+  }
+
+  private synced(stats: SyncStats, pauseMs: number, flightMs: number): void {
+    this.lastPauseMs = pauseMs;
+    this.lastFlightMs = flightMs;
+    this.totalPauseMs += pauseMs;
     this.lastSync = stats;
-    this.io.observer?.synced?.(r.generation, stats, this.lastPauseMs);
+    this.io.observer?.synced?.(this.generation, stats, pauseMs, flightMs);
     this.io.observer?.changed?.();
   }
 
@@ -160,7 +244,7 @@ export class Primary {
 
   /** The pump checks the time itself too: under load, timers can wait. */
   epochDue(): boolean {
-    return this.config.mode === "remus" && this.io.clock.now() - this.epochStarted >= this.config.epochMs;
+    return this.config.mode === "remus" && !this.epochFlight && this.io.clock.now() - this.epochStarted >= this.config.epochMs;
   }
 
   epochIsOpen(): boolean {
@@ -169,29 +253,57 @@ export class Primary {
   }
 
   /**
-   * Checkpoint the epoch (memory, CPU, its disk writes and held outputs), and
-   * once the secondary acknowledges it, release the outputs it held back.
+   * End the epoch: take its checkpoint (memory, CPU, its disk writes and
+   * held outputs) with the guest stopped, let the guest run on into the next
+   * epoch, and release the epoch's outputs once the secondary acknowledges
+   * it. While one epoch is in flight the next waits (it commits when the
+   * first lands).
    */
   async commitEpoch(): Promise<void> {
+    if (this.epochFlight) return;
     const protection = this.protection!;
     const runner = this.runner;
+    let flight: (Flight & { outputs: Output[] }) | null = null;
     await runner.exclusive(() =>
       protection.replicate(async (rep) => {
         if (!this.epochIsOpen()) return;
-        const epoch = this.epoch;
-        await this.sync(rep);
+        const outputs = this.epoch.outputs;
+        this.epochFlight = { landed: Promise.resolve(), seq: 0, bytes: 0, pages: 0, takenAt: 0, outputs };
         this.epoch = new Epoch();
         this.epochInstret = runner.machine.cpu.instret;
         this.epochStarted = this.io.clock.now();
-        if (epoch.outputs.length > 0) await this.release(epoch.outputs);
+        const taken = this.take();
+        if (taken) {
+          flight = { ...taken, outputs };
+          this.epochFlight = flight;
+          return;
+        }
+        // No pipeline to this secondary yet: stop-and-wait.
+        await this.sync(rep);
+        this.epochFlight = null;
+        this.outputs.push(outputs);
         await this.io.faults.at("after-release");
       }),
     );
+    if (flight) await this.landEpoch(flight);
     if (runner.machine.runnable || !this.epoch.empty || this.machine.memory.dirtyPageCount > 0) this.epochSoon();
   }
 
+  /** The epoch's checkpoint in flight lands (or, failing, goes again stop-and-wait): its outputs leave. */
+  private async landEpoch(flight: Flight & { outputs: Output[] }): Promise<void> {
+    try {
+      await flight.landed;
+    } catch (e) {
+      if (e instanceof Fenced) throw e;
+      await this.runner.exclusive(() => this.protection!.replicate((r) => this.sync(r)));
+    }
+    this.epochFlight = null;
+    this.outputs.push(flight.outputs);
+    await this.io.faults.at("after-release");
+  }
+
   get heldOutputs(): number {
-    return this.epoch.outputs.length;
+    return this.epoch.outputs.length + (this.epochFlight?.outputs.length ?? 0);
   }
 
   // ---- Fencing without events ----
@@ -222,11 +334,21 @@ export class Primary {
       bytesSent: r?.totals.sentBytes ?? 0,
       deltaSaved: r?.totals.deltaSaved ?? 0,
       lastPauseMs: this.lastPauseMs,
+      lastFlightMs: this.lastFlightMs,
       totalPauseMs: this.totalPauseMs,
-      heldOutputs: this.epoch.outputs.length,
+      heldOutputs: this.heldOutputs,
+      inFlight: this.inFlight(),
       epochOpen: this.config.mode === "remus" && this.epochIsOpen(),
       last: this.lastSync ? { ...this.lastSync, sentPages: this.lastSync.sentPages.slice(0, 64) } : null,
     };
+  }
+
+  /** The checkpoint on its way to the secondary, if any (the guest runs on meanwhile). */
+  private inFlight(): InFlight | null {
+    const f = this.eventTap?.flight ?? this.epochFlight;
+    // A fenced primary's status is frozen: nothing of it is on its way any more.
+    if (!f || f.seq === 0 || !this.host.isPrimary()) return null;
+    return { seq: f.seq, bytes: f.bytes, pages: f.pages, sinceMs: this.io.clock.now() - f.takenAt };
   }
 
   /** The disk as a reader outside is told it: acknowledged unless the live view is asked for. */

@@ -18,6 +18,9 @@ import { mutations } from "./mutations.ts";
 export class ReplicatedDisk implements DiskStore {
   /** Sector → its acknowledged contents, for every sector written since the last acknowledged checkpoint. */
   private readonly undo = new Map<number, Uint8Array>();
+  /** Sector → the number of the last write to it (so a pipelined checkpoint knows what was written after it was taken). */
+  private readonly lastWrite = new Map<number, number>();
+  private writes = 0;
   /** Only under the mutation `mirrorDiskAhead`: send each write to the secondary before it completes. */
   mirror: ((sector: number, data: Uint8Array) => Promise<void>) | null = null;
 
@@ -45,7 +48,11 @@ export class ReplicatedDisk implements DiskStore {
   async write(sector: number, data: Uint8Array): Promise<void> {
     if (this.mirror && mutations.mirrorDiskAhead) await this.mirror(sector, data);
     const count = data.length / SECTOR_SIZE;
-    for (let i = 0; i < count; i++) if (!this.undo.has(sector + i)) this.undo.set(sector + i, this.local.read(sector + i, 1));
+    const n = ++this.writes;
+    for (let i = 0; i < count; i++) {
+      if (!this.undo.has(sector + i)) this.undo.set(sector + i, this.local.read(sector + i, 1));
+      this.lastWrite.set(sector + i, n);
+    }
     await this.local.write(sector, data);
   }
 
@@ -65,5 +72,31 @@ export class ReplicatedDisk implements DiskStore {
   /** A checkpoint carrying every pending write was acknowledged. */
   acknowledged(): void {
     this.undo.clear();
+    this.lastWrite.clear();
   }
+
+  /** The pending writes, taken for a checkpoint that travels while the guest runs on (and may write again). */
+  capture(): DiskCapture {
+    return { sectors: this.pending(), upTo: this.writes };
+  }
+
+  /**
+   * That checkpoint was acknowledged: what it carried is what a takeover
+   * would now resume with. A sector written again since stays pending, its
+   * acknowledged contents now the ones the checkpoint carried.
+   */
+  acknowledgedCapture(c: DiskCapture): void {
+    for (const [s, data] of c.sectors) {
+      if ((this.lastWrite.get(s) ?? 0) <= c.upTo) {
+        this.undo.delete(s);
+        this.lastWrite.delete(s);
+      } else this.undo.set(s, data);
+    }
+  }
+}
+
+export interface DiskCapture {
+  sectors: [number, Uint8Array][];
+  /** The number of the last write it includes. */
+  upTo: number;
 }

@@ -19,12 +19,13 @@
  */
 import type { Output } from "../devices/backend.ts";
 import { GuestError, unwrap, type Outcome } from "../host/errors.ts";
-import { isProtected, type GuestConfig } from "../host/guest-config.ts";
-import { lostHostStatus, type FailoverRecord, type GuestStatus, type HostPlace, type HostStatus, type Protection } from "../host/status.ts";
+import { isProtected, withDefaults, witnessRegion, type GuestConfig } from "../host/guest-config.ts";
+import { lostHostStatus, type LinkStatus, type FailoverRecord, type GuestStatus, type HostPlace, type HostStatus, type Protection } from "../host/status.ts";
 import type { Image } from "../image/image.ts";
 import type { Fault } from "../kemari/faults.ts";
 import { pickSecondaryRegion, type Region } from "../kemari/placement.ts";
 import { event, type StreamEvent } from "../events/messages.ts";
+import { LinkTable, linkSpec, overLink, type Link } from "./link-model.ts";
 import type { CheckInReply, Clock, HoldReply, HostLink, PingReply, RecordReply, SecondaryReply } from "./ports.ts";
 
 export interface SwitchMeta {
@@ -86,9 +87,23 @@ export class Witness<L extends HostLink> {
   private failing: Promise<void> | null = null;
   private lastHost: HostStatus | null = null;
 
-  constructor(private readonly io: WitnessIO<L>) {
-    this.meta = io.store.loadMeta();
+  private readonly io: WitnessIO<L>;
+  private readonly links: LinkTable;
+
+  constructor(io: WitnessIO<L>) {
+    // Every call to a host is carried over the link model (src/protocol/link-model.ts).
+    this.links = new LinkTable(io.clock);
+    this.io = { ...io, host: (place) => overLink(io.host(place), () => this.linkTo(place)) };
+    const stored = io.store.loadMeta();
+    this.meta = stored && { ...stored, config: withDefaults(stored.config) };
     this.lastSeen = io.clock.now();
+  }
+
+  /** The modelled link from the switch to a host (null: none, or the model is off). */
+  private linkTo(place: HostPlace): Link | null {
+    const c = this.meta?.config;
+    if (!c || c.latency === "none") return null;
+    return this.links.link(c.latency, witnessRegion(c), (place.region as Region | null) ?? c.regions.primary);
   }
 
   private save(meta: SwitchMeta): void {
@@ -425,6 +440,9 @@ export class Witness<L extends HostLink> {
       hosts: { primary: meta.primary, secondary: meta.secondary },
       heartbeat: isProtected(meta.config.mode) ? meta.config.heartbeat : null,
       epochMs: meta.config.mode === "remus" ? meta.config.epochMs : null,
+      kemari: meta.config.mode === "kemari" ? meta.config.kemari : null,
+      latency: meta.config.latency,
+      links: describeLinks(meta),
       failovers: meta.failovers,
       fencedReleases: this.fencedReleases,
       ...host,
@@ -445,4 +463,23 @@ export class Witness<L extends HostLink> {
 
 export function notFound(): GuestError {
   return new GuestError("not-found", "no such guest");
+}
+
+/** The guest's links under its link model, for status: primary ↔ secondary, and each host ↔ the witness. */
+function describeLinks(meta: SwitchMeta): LinkStatus[] {
+  const c = meta.config;
+  const at = (p: HostPlace | null) => (p ? ((p.region as Region | null) ?? c.regions.primary) : null);
+  const w = witnessRegion(c);
+  const pairs: [LinkStatus["from"], Region | null, LinkStatus["to"], Region | null][] = [
+    ["primary", at(meta.primary), "secondary", at(meta.secondary)],
+    ["primary", at(meta.primary), "witness", w],
+    ["secondary", at(meta.secondary), "witness", w],
+  ];
+  const out: LinkStatus[] = [];
+  for (const [from, a, to, b] of pairs) {
+    if (a === null || b === null) continue;
+    const spec = linkSpec(c.latency, a, b);
+    out.push({ from, fromRegion: a, to, toRegion: b, rttMs: spec?.rttMs ?? 0, mbps: spec?.mbps ?? null });
+  }
+  return out;
 }

@@ -8,7 +8,9 @@
  *
  * A failing seed is a one-line reproduction: `npm run sim -- --seed N --trace`.
  */
-import type { GuestConfig, Mode } from "../host/guest-config.ts";
+import { DEFAULT_KEMARI, type GuestConfig, type KemariOptions, type Latency, type Mode } from "../host/guest-config.ts";
+import { linkSpec, regionRttMs } from "../protocol/link-model.ts";
+import { REGIONS } from "../kemari/placement.ts";
 import { assemble } from "../image/assembler.ts";
 import type { Image } from "../image/image.ts";
 import counter from "../../guests/counter.s";
@@ -36,6 +38,10 @@ export interface SimOptions {
   script?: (s: Scenario) => Promise<void>;
   /** The guest's source instead of a named one (a scripted scenario's own guest). */
   source?: string;
+  /** Mode kemari's tap (default: drawn by the seed). */
+  kemari?: KemariOptions;
+  /** The link model (default: drawn by the seed). */
+  latency?: Latency;
 }
 
 /** What a scripted scenario can do. */
@@ -69,6 +75,20 @@ function image(g: SimGuest): Image {
 }
 
 const READ_SECTORS = 16;
+
+function slowestRtt(latency: Latency): number {
+  if (latency === "none") return 0;
+  if (latency === "by-region") return Math.max(...REGIONS.flatMap((a) => REGIONS.map((b) => regionRttMs(a, b))));
+  return latency.rttMs;
+}
+
+/** Half the seeds run without a link model; the rest between regions, some at a limited bandwidth (a full checkpoint then takes a while). */
+function drawLatency(w: World): Latency {
+  const r = w.rng.int(0, 3);
+  if (r <= 1) return "none";
+  if (r === 2) return "by-region";
+  return { rttMs: w.rng.int(5, 200), mbps: w.rng.pick([1, 10, 100, 1000]) };
+}
 const HEARTBEAT = { intervalMs: 100, timeoutMs: 400 };
 /** Port calls a planned crash may pick. */
 const PLANNED_CALLS = ["receive", "record", "secondaryReady", "replaceSecondary", "promote", "holds", "ping", "init", "retire", "primaryLost", "inbound", "readDisk"] as const;
@@ -81,19 +101,27 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
   const mode = opts.mode ?? w.rng.pick(["kemari", "remus"] as const);
   const guest = opts.guest ?? w.rng.pick(Object.keys(SIM_GUESTS) as SimGuest[]);
   const faultMs = opts.faultMs ?? 3000;
-  const calmMs = opts.calmMs ?? 6000;
   const violations: string[] = [];
   const violate = (s: string) => {
     w.log(`VIOLATION ${s}`);
     if (violations.length < 20) violations.push(s);
   };
   const stats = { events: 0, faults: 0, takeovers: 0, outputs: 0, reads: 0, virtualMs: 0 };
+  // A scripted scenario runs with the defaults unless it says otherwise: its timings are its point.
+  const kemari = opts.kemari ?? (calm ? DEFAULT_KEMARI : { syncOn: w.rng.chance(0.75) ? "outputs" : "every-event", pipeline: w.rng.chance(0.5) });
+  const latency = opts.latency ?? (calm ? "none" : drawLatency(w));
+  const rtt = linkSpec(latency, "weur", "enam")?.rttMs ?? 0;
+  // The heartbeat timeout must cover 3 round trips (as the API insists), plus the seeded delays.
+  const heartbeat = { ...HEARTBEAT, timeoutMs: Math.max(HEARTBEAT.timeoutMs, Math.ceil(3 * rtt) + 200) };
+  // Recovery over slow links takes round trips: the calm that liveness allows grows with the slowest one.
+  const calmMs = opts.calmMs ?? 6000 + 60 * slowestRtt(latency);
   const config: GuestConfig = {
     id: "g-5e5e5e5e5e5e", name: guest, mode, memoryPages: 32, diskSectors: 2048, createdAt: 0,
-    regions: { primary: "weur", secondary: "enam" }, heartbeat: HEARTBEAT, epochMs: 20,
+    regions: { primary: "weur", secondary: "enam" }, heartbeat, epochMs: 20, latency, kemari,
   };
   if (!calm && w.rng.chance(0.6)) w.plan = { call: w.rng.pick(PLANNED_CALLS), nth: w.rng.int(1, 40), after: w.rng.chance(0.5) };
-  w.log(`seed ${seed}: ${guest} in mode ${mode}${w.plan ? `; planned crash ${w.plan.after ? "after" : "before"} ${w.plan.call} #${w.plan.nth}` : ""}`);
+  const tap = mode === "kemari" ? `, sync on ${kemari.syncOn}${kemari.pipeline ? ", pipelined" : ", stop-and-wait"}` : "";
+  w.log(`seed ${seed}: ${guest} in mode ${mode}${tap}; latency ${JSON.stringify(latency)}${w.plan ? `; planned crash ${w.plan.after ? "after" : "before"} ${w.plan.call} #${w.plan.nth}` : ""}`);
 
   const checker = watch(w, config, violate, stats);
 
@@ -125,11 +153,13 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
     await wait(50 + c * 7);
     for (let seq = 1; seq <= perClient; seq++) {
       const packet = guest === "counter" ? u32s(c, seq) : u32s(c * 100 + seq);
-      for (;;) {
+      // Retries back off (300 ms, doubling to 4.8 s), as real clients do: over slow links a
+      // flat retry rate can outrun the guest, and every retry is a packet it must serve.
+      for (let backoff = 300; ; backoff = Math.min(backoff * 2, 4800)) {
         if (repliedTo(c, seq, packet)) break;
         w.log(`client ${c}: request ${seq}`);
         await w.api((x) => x.onPrimary((h) => h.inbound(packet))).catch((e: unknown) => w.log(`client ${c}: ${String(e)}`));
-        await wait(300);
+        for (let t = 0; t < backoff && !repliedTo(c, seq, packet); t += 100) await wait(100);
         if (repliedTo(c, seq, packet)) break;
       }
       answered++;

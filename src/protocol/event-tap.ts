@@ -1,0 +1,171 @@
+/**
+ * Kemari's event tap: what happens when the guest notifies a device.
+ *
+ * - Which events need a checkpoint (`syncOn`): "outputs" — only events that
+ *   leave the guest's replicated world (console, net-tx); a block request's
+ *   writes are replicated state and ride with the next checkpoint. Or
+ *   "every-event", Kemari v1.0's (Xen 3.3's shared storage made it sync at
+ *   storage events too).
+ * - Stop-and-wait (`pipeline: false`, v1.0): the guest stops at the event
+ *   until the secondary holds the checkpoint; then the event reaches its
+ *   backend.
+ * - Pipelined (`pipeline: true`; Kemari for KVM v0.2: "introduce a queue in
+ *   event-tap to make VM sync live"): the checkpoint is taken (encoded and
+ *   copied) at the event and the guest runs on at once; the event waits in
+ *   a queue and reaches its backend when a checkpoint that holds its request
+ *   is acknowledged — with the ring's req_prod as that checkpoint captured
+ *   it, so a request posted later is not acted on before its own checkpoint.
+ *   Events reach their backends in order. One checkpoint is in flight at a
+ *   time; the events that queue behind it are covered by one coalesced
+ *   checkpoint taken when it lands, so RAM holds at most one captured
+ *   checkpoint. The guest sees only a slower device. A full checkpoint (a
+ *   new secondary) and any failed transfer fall back to stop-and-wait.
+ *
+ * Fault steps in the pipeline: `before-transfer` once the checkpoint is
+ * taken (the guest may already have run on), `mid-transfer` between its
+ * frames, `after-ack` once it is acknowledged and before any event it
+ * covers reaches its backend, `after-release` after each such event.
+ */
+import type { KemariOptions } from "../host/guest-config.ts";
+import type { GuestRunner, NotifyEvent } from "../host/runner.ts";
+import { Fenced } from "../kemari/protection.ts";
+import { mutations } from "./mutations.ts";
+
+/** What the tap needs of its primary. */
+export interface TapHost {
+  readonly runner: GuestRunner;
+  /** A stop-and-wait checkpoint of everything outstanding (the caller holds the guest), through every way the link fails. */
+  syncNow(): Promise<void>;
+  /** Take a checkpoint for the pipeline, the guest stopped (null: it must go stop-and-wait — a full one is due). */
+  take(): Flight | null;
+  /** Make sure the guest runs soon (an event reached it). */
+  schedule(): void;
+  /** The witness moved the guest away (a flight met a refusal). */
+  fenced(e: Fenced): void;
+  /** Still the primary? A fenced host delivers nothing more. */
+  active(): boolean;
+}
+
+/** A checkpoint on its way: resolves once the secondary holds it; throws if it does not. */
+export interface Flight {
+  landed: Promise<void>;
+  seq: number;
+  bytes: number;
+  pages: number;
+  takenAt: number;
+}
+
+interface Waiting {
+  event: NotifyEvent;
+  /** Covered by a checkpoint taken (the req_prod it holds; undefined: no limit needed); null: not yet. */
+  upTo: number | undefined | null;
+}
+
+/** Devices whose events leave the replicated world. */
+const OUTPUT_DEVICES = new Set(["console", "net-tx"]);
+
+export class EventTap {
+  private readonly waiting: Waiting[] = [];
+  /** The checkpoint in flight, and the events it covers. */
+  flight: (Flight & { events: number }) | null = null;
+  private stopped = false;
+
+  constructor(
+    private readonly host: TapHost,
+    private readonly options: KemariOptions,
+  ) {}
+
+  /** Does an event on `port` need a checkpoint before it reaches its backend? */
+  needsCheckpoint(port: number): boolean {
+    if (this.options.syncOn === "every-event") return true;
+    return OUTPUT_DEVICES.has(this.host.runner.deviceKind(port) ?? "");
+  }
+
+  /** Events raised and not yet at their backends. */
+  get pending(): number {
+    return this.waiting.length;
+  }
+
+  /** The runner's tap (called with the guest stopped at the event). */
+  async tap(event: NotifyEvent): Promise<void | "deferred"> {
+    const sync = this.needsCheckpoint(event.port);
+    if (!this.options.pipeline || this.stopped) {
+      if (sync) await this.host.syncNow();
+      return;
+    }
+    if (this.waiting.length === 0 && !sync) return;
+    if (this.waiting.length === 0 && !this.flight) {
+      const flight = this.host.take();
+      if (!flight) {
+        await this.host.syncNow();
+        return;
+      }
+      this.waiting.push({ event, upTo: null });
+      this.launch(flight);
+      return "deferred";
+    }
+    this.waiting.push({ event, upTo: sync ? null : undefined });
+    return "deferred";
+  }
+
+  /** Cover every waiting event by `flight` (taken just now) and see it land. */
+  private launch(flight: Flight): void {
+    let events = 0;
+    for (const w of this.waiting) {
+      if (w.upTo !== null) continue;
+      w.upTo = mutations.pipelineUnbounded ? undefined : this.host.runner.reqProd(w.event.port);
+      events++;
+    }
+    this.flight = { ...flight, events };
+    void this.fly(flight);
+  }
+
+  private async fly(flight: Flight): Promise<void> {
+    const runner = this.host.runner;
+    try {
+      try {
+        await flight.landed;
+      } catch (e) {
+        if (e instanceof Fenced) throw e;
+        // Not acknowledged: stop the guest and send everything outstanding, stop-and-wait, through every way the link fails.
+        await runner.exclusive(async () => {
+          await this.host.syncNow();
+          for (const w of this.waiting) if (w.upTo === null) w.upTo = runner.reqProd(w.event.port);
+        });
+      }
+      await runner.exclusive(() => this.land());
+    } catch (e) {
+      if (!(e instanceof Fenced)) throw e;
+      this.stopped = true;
+      this.waiting.length = 0;
+      this.flight = null;
+      this.host.fenced(e);
+      return;
+    }
+    this.host.schedule();
+  }
+
+  /** The checkpoint landed (the guest stopped): the events it covers reach their backends, in order; a coalesced one covers the rest. */
+  private async land(): Promise<void> {
+    const runner = this.host.runner;
+    if (!this.host.active()) {
+      this.stopped = true;
+      this.waiting.length = 0;
+      this.flight = null;
+      return;
+    }
+    while (this.waiting.length > 0 && this.waiting[0].upTo !== null) {
+      const w = this.waiting.shift()!;
+      await runner.deliverEvent(w.event, w.upTo ?? undefined);
+    }
+    this.flight = null;
+    if (this.waiting.length === 0 || this.stopped) return;
+    const next = this.host.take();
+    if (next) this.launch(next);
+    else {
+      await this.host.syncNow();
+      for (const w of this.waiting) if (w.upTo === null) w.upTo = runner.reqProd(w.event.port);
+      await this.land();
+    }
+  }
+}
