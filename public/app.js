@@ -3,7 +3,8 @@
 import { makeApi } from "./api.js";
 import { GuestFeed } from "./feed.js";
 import { GuestModel, short } from "./model.js";
-import { drawMemory, drawRing, drawTimeline, formatBytes, TIMELINE_MS } from "./views.js";
+import { describeLink, drawMemory, drawRing, drawTimeline, formatBytes, formatMs, TIMELINE_MS } from "./views.js";
+import { setupCreateForm } from "./create-form.js";
 import { Demo } from "./demo.js";
 import { base64ToBytes, describePacket, parsePacketInput } from "./packets.js";
 
@@ -83,18 +84,29 @@ function pickExample() {
   }
 }
 
+const createForm = setupCreateForm($, REGION_NAMES);
 $("example").addEventListener("change", pickExample);
 $("create").addEventListener("submit", async (e) => {
   e.preventDefault();
   const asm = $("asm").value;
   if (!asm.trim()) return showError("paste some assembly or pick an example");
-  const spec = { image: { asm }, mode: $("mode").value, paused: $("paused").checked };
+  const mode = $("mode").value;
+  const spec = { image: { asm }, mode, paused: $("paused").checked, ...createForm.options(mode) };
   const name = $("name").value.trim() || $("example").value;
   if (name) spec.name = name;
   $("create-btn").disabled = true;
-  const s = await act(() => api.create(spec));
+  createForm.clearProblem();
+  const s = await act(async () => {
+    try {
+      return await api.create(spec);
+    } catch (err) {
+      createForm.markProblem(err);
+      throw err;
+    }
+  });
   $("create-btn").disabled = false;
   if (s) {
+    $("error").hidden = true; // a refusal the form has since put right
     select(s.id);
     void refreshGuests();
   }
@@ -147,6 +159,8 @@ function select(id) {
   app.model = null;
   app.feed = null;
   lastGeneration = -1;
+  clearTimeout(bannerTimer);
+  $("banner").hidden = true; // another guest's takeover is not this one's
   ringCanvases.clear();
   $("rings").replaceChildren();
   if (!id) {
@@ -302,9 +316,7 @@ const ringCanvases = new Map();
 let memoryFading = false;
 let lastTimelineDraw = 0;
 
-function ms(v) {
-  return `${v >= 10 ? Math.round(v) : Math.round(v * 10) / 10} ms`;
-}
+const ms = formatMs;
 
 function setText(el, text) {
   if (el.textContent !== text) el.textContent = text;
@@ -319,28 +331,49 @@ function renderHosts(m) {
   const prot = $("protection");
   prot.dataset.state = s.mode === "none" ? "unprotected" : s.protection;
   setText(prot, s.mode === "none" ? "mode none · unprotected" : PROTECTION_TEXT[s.protection] ?? s.protection);
-  fillCard($("card-primary"), s.hosts.primary, [
-    `guest ${s.state}${s.exitCode !== null && s.exitCode !== undefined ? ` (exit ${s.exitCode})` : ""}`,
-    `pc 0x${(s.pc >>> 0).toString(16).padStart(4, "0")} · ${Number(s.instructions).toLocaleString("en")} instructions`,
-    s.sync ? `sent checkpoint #${s.sync.seq} · paused ${ms(s.sync.lastPauseMs)} at the last` : `${s.counters?.events ?? 0} device events`,
-    s.mode === "remus" && s.sync ? `epoch ${s.epochMs} ms · ${s.sync.heldOutputs ?? 0} outputs held for their epoch's ack` : "",
-  ]);
+  const links = Array.isArray(s.links) ? s.links : [];
+  fillCard(
+    $("card-primary"),
+    s.hosts.primary,
+    [
+      `guest ${s.state}${s.exitCode !== null && s.exitCode !== undefined ? ` (exit ${s.exitCode})` : ""}`,
+      `pc 0x${(s.pc >>> 0).toString(16).padStart(4, "0")} · ${Number(s.instructions).toLocaleString("en")} instructions`,
+      s.sync ? lastSyncText(s.sync) : `${s.counters?.events ?? 0} device events`,
+      outputsText(s),
+      s.mode === "remus" && s.sync ? `epoch ${s.epochMs} ms · ${s.sync.heldOutputs ?? 0} outputs held for their epoch's ack` : "",
+    ],
+    links.filter((l) => l.from === "primary"),
+  );
   const sec = $("card-secondary");
   sec.classList.toggle("absent", !s.hosts.secondary);
   if (s.hosts.secondary) {
-    fillCard(sec, s.hosts.secondary, [
-      s.protection === "reprotecting" ? "receiving a full checkpoint…" : s.sync ? `holds checkpoint #${s.sync.seq} (acknowledged)` : "",
-      "applies each checkpoint whole, or not at all",
-    ]);
+    fillCard(
+      sec,
+      s.hosts.secondary,
+      [
+        s.protection === "reprotecting" ? "receiving a full checkpoint…" : s.sync ? `holds checkpoint #${s.sync.seq} (acknowledged)` : "",
+        "applies each checkpoint whole, or not at all",
+      ],
+      links.filter((l) => l.from === "secondary"),
+    );
   } else {
-    fillCard(sec, null, [
-      s.mode === "none" ? "mode none: no copy is kept" : s.protection === "failing-over" ? "taking over as primary…" : "being chosen…",
-    ]);
+    fillCard(
+      sec,
+      null,
+      [s.mode === "none" ? "mode none: no copy is kept" : s.protection === "failing-over" ? "taking over as primary…" : "being chosen…"],
+      [],
+    );
   }
   const sync = s.sync;
   setText(
     $("sync-facts"),
-    sync ? `${sync.syncs.toLocaleString("en")} syncs · ${formatBytes(sync.bytesSent)} sent · delta saved ${formatBytes(sync.deltaSaved)}` : "",
+    [
+      sync ? `${sync.syncs.toLocaleString("en")} syncs · ${formatBytes(sync.bytesSent)} sent · delta saved ${formatBytes(sync.deltaSaved)}` : "",
+      tapText(s),
+      s.latency !== undefined ? `link model: ${latencyText(s.latency)}` : "",
+    ]
+      .filter(Boolean)
+      .join("\n"),
   );
   const fenced = (s.failovers || [])
     .slice(-3)
@@ -358,7 +391,58 @@ function renderHosts(m) {
   );
 }
 
-function fillCard(card, place, lines) {
+/** The primary's last checkpoint: how long the guest paused for it, and how long it was in flight. */
+function lastSyncText(sync) {
+  const pause = Number(sync.lastPauseMs) || 0;
+  if (typeof sync.lastFlightMs !== "number") return `sent checkpoint #${sync.seq} · paused ${ms(pause)} at the last`;
+  return `sent checkpoint #${sync.seq} · at the last: paused ${ms(pause)}, in flight ${ms(sync.lastFlightMs)}`;
+}
+
+const count = (n, what) => `${n.toLocaleString("en")} ${what}${n === 1 ? "" : "s"}`;
+
+/** Outputs the switch has released, and those still on their way to it. */
+function outputsText(s) {
+  const done = s.counters?.outputs;
+  const flying = s.outputsInFlight;
+  const head = typeof done === "number" ? `${count(done, "output")} out` : "";
+  if (typeof flying !== "number") return head;
+  return `${head ? `${head} · ` : "outputs: "}${flying} in flight to the switch`;
+}
+
+function tapText(s) {
+  const k = s.mode === "kemari" ? s.kemari : null;
+  if (!k) return "";
+  return `event tap: sync on ${k.syncOn === "every-event" ? "every event" : "outputs"} · ${k.pipeline === false ? "stop-and-wait" : "pipelined"}`;
+}
+
+function latencyText(latency) {
+  if (latency === "none" || latency === null) return "none";
+  if (latency === "by-region") return "by region";
+  if (typeof latency === "object" && typeof latency.rttMs === "number") {
+    return `${ms(latency.rttMs)} round trip${typeof latency.mbps === "number" ? ` · ${latency.mbps} Mbps` : ""}`;
+  }
+  return String(latency);
+}
+
+/** The checkpoint crossing to the secondary while the guest runs on; else how long the last one took. */
+function renderInFlight(m, now) {
+  const box = $("in-flight");
+  const sync = m.status?.sync;
+  const f = m.inFlightNow(now);
+  // An older server says nothing of flights: then neither does the page.
+  const show = !!sync && m.status.mode !== "none" && (!!f || (typeof sync.lastFlightMs === "number" && sync.seq > 0));
+  if (box.hidden === show) box.hidden = !show;
+  if (!show) return;
+  box.classList.toggle("flying", !!f);
+  const what = box.querySelector(".what");
+  if (f) {
+    setText(what, `checkpoint #${f.seq} in flight · ${formatBytes(f.bytes)}, ${f.pages} pages · ${Math.round(f.ms)} ms so far — the guest runs on`);
+  } else {
+    setText(what, `checkpoint #${sync.seq} landed after ${ms(sync.lastFlightMs)} in flight (guest paused ${ms(Number(sync.lastPauseMs) || 0)})`);
+  }
+}
+
+function fillCard(card, place, lines, links) {
   const f = (k) => card.querySelector(`[data-f="${k}"]`);
   const region = f("region");
   const code = place ? place.region ?? "?" : "—";
@@ -373,6 +457,22 @@ function fillCard(card, place, lines) {
   }
   setText(f("name"), place ? place.name : "no host");
   setText(f("facts"), lines.filter(Boolean).join("\n"));
+  const list = f("links");
+  const shown = links.map(describeLink);
+  const key = JSON.stringify(shown);
+  if (list.dataset.key !== key) {
+    list.replaceChildren(
+      ...shown.map((l) => {
+        const li = document.createElement("li");
+        li.classList.toggle("far", l.far);
+        const b = document.createElement("b");
+        b.textContent = l.ends;
+        li.append(b, ` · ${l.cost}`);
+        return li;
+      }),
+    );
+    list.dataset.key = key;
+  }
 }
 
 function renderRings(m) {
@@ -442,6 +542,16 @@ function renderPackets(m) {
   setText($("packet-count"), `${m.packetsSeen} sent by the guest`);
 }
 
+function timelineText(m, w) {
+  if (m.status?.mode === "none") return "mode none: no checkpoints";
+  if (!w.syncs) return "no syncs in the last 30 s";
+  const k = m.status?.mode === "kemari" ? m.status.kemari : null;
+  const why = m.status?.mode === "remus" || (k && k.pipeline !== false)
+    ? "the guest runs on while a checkpoint is in flight"
+    : "stop-and-wait: the guest is paused while its checkpoint is in flight";
+  return `last 30 s: ${count(w.syncs, "sync")} · on average the guest paused ${ms(w.pauseMs)}, the checkpoint was in flight ${ms(w.flightMs)} (${why})`;
+}
+
 function frame(now) {
   const m = app.model;
   if (m) {
@@ -452,10 +562,11 @@ function frame(now) {
     }
     lastGeneration = Math.max(lastGeneration, m.generation);
     if (all || ch.has("hosts") || ch.has("state")) renderHosts(m);
+    renderInFlight(m, Date.now());
     if (all || ch.has("memory") || memoryFading) memoryFading = drawMemory($("memory-map"), m, Date.now());
     if (all || ch.has("rings")) renderRings(m);
     if (all || ch.has("timeline") || now - lastTimelineDraw > 100) {
-      drawTimeline($("timeline"), m, Date.now());
+      setText($("timeline-facts"), timelineText(m, drawTimeline($("timeline"), m, Date.now())));
       lastTimelineDraw = now;
     }
     if (all || ch.has("console")) renderConsole(m);

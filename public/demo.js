@@ -16,12 +16,12 @@ const STEPS = [
   {
     key: "tap",
     title: "Event tap",
-    text: "Four clients send requests (client, seq) and retry until answered. Each time the guest NOTIFYs a device — take a packet, log to disk, send a reply — Kemari's event tap stops it right there.",
+    text: "Four clients send requests (client, seq) and retry until answered. Each time the guest NOTIFYs a device — take a packet, log to disk, send a reply — Kemari's event tap intercepts the event; one that leaves the guest (a reply, a console line) must wait for a checkpoint.",
   },
   {
     key: "checkpoint",
     title: "Checkpoint & acknowledgement",
-    text: "While the guest is paused, the primary sends only the pages dirtied since the last sync (amber on the map, blue as they go) with the CPU and ring state, and waits for the secondary's acknowledgement. Each bar on the timeline is one such pause.",
+    text: "The primary takes a checkpoint — only the pages dirtied since the last sync (amber on the map, blue as they go), with the CPU and ring state — and sends it to the secondary. Pipelined, the guest pauses just to take it and runs on while it is in flight; the event waits for the acknowledgement. On the timeline, solid bars are pauses, hatched bars flights.",
   },
   {
     key: "commit",

@@ -30,6 +30,10 @@ export class GuestModel {
     this.skew = null;
     this.polledSync = null;
     this.lastProtection = null;
+    /** The newest checkpoint the stream saw acknowledged ({generation, seq}). */
+    this.acked = null;
+    /** When the status's sync.inFlight was read (this page's clock). */
+    this.inFlightAt = 0;
   }
 
   touch(...parts) {
@@ -56,6 +60,14 @@ export class GuestModel {
     if (s.generation < this.generation) return;
     const prev = this.status;
     this.status = s;
+    if (!Array.isArray(s.links)) s.links = [];
+    if (s.sync) {
+      // A status from before these fields: nothing known in flight.
+      const f = s.sync.inFlight;
+      const acked = this.acked && this.acked.generation === s.generation ? this.acked.seq : -1;
+      s.sync.inFlight = f && typeof f.seq === "number" && f.seq > acked ? f : null;
+      if (s.sync.inFlight) this.inFlightAt = Date.now();
+    }
     this.ensurePages(s.memoryPages || 0);
     this.noteGeneration(s.generation, s.failovers?.[s.failovers.length - 1] ?? null);
     for (const f of s.failovers || []) {
@@ -72,7 +84,8 @@ export class GuestModel {
         // Polling sees only the last sync of those since the previous poll.
         const last = s.sync.last;
         const count = Math.max(1, s.sync.syncs - (this.polledSync.generation === s.generation ? this.polledSync.syncs : 0));
-        this.addSync({ t: Date.now(), generation: s.generation, seq: s.sync.seq, pauseMs: s.sync.lastPauseMs, bytes: last.sentBytes, pages: last.pages, full: last.full, count });
+        const flightMs = s.sync.lastFlightMs ?? s.sync.lastPauseMs;
+        this.addSync({ t: Date.now(), generation: s.generation, seq: s.sync.seq, pauseMs: s.sync.lastPauseMs, flightMs, bytes: last.sentBytes, pages: last.pages, full: last.full, count });
         this.markSent(last.sentPages || [], last.full, Date.now());
         this.dirty.fill(0);
       }
@@ -117,14 +130,21 @@ export class GuestModel {
       case "sync": {
         if (m.generation < this.generation) return;
         const t = this.local(m.t);
-        this.addSync({ t, generation: m.generation, seq: m.seq, pauseMs: m.pauseMs, bytes: m.bytes, pages: m.pages, full: m.full, count: 1 });
+        // Older servers send no flightMs: stop-and-wait, the flight was the pause.
+        const flightMs = typeof m.flightMs === "number" ? m.flightMs : m.pauseMs;
+        this.addSync({ t, generation: m.generation, seq: m.seq, pauseMs: m.pauseMs, flightMs, bytes: m.bytes, pages: m.pages, full: m.full, count: 1 });
         if (replay) return;
         this.dirty.fill(0);
         this.markSent(m.sent, m.full && m.sent.length < m.pages, Date.now());
+        const a = this.acked;
+        if (!a || m.generation > a.generation || (m.generation === a.generation && m.seq > a.seq)) this.acked = { generation: m.generation, seq: m.seq };
         const s = this.status;
         if (s && s.sync && m.generation === s.generation) {
           s.sync.seq = Math.max(s.sync.seq, m.seq);
           s.sync.lastPauseMs = m.pauseMs;
+          s.sync.lastFlightMs = flightMs;
+          // The checkpoint that was in flight has landed.
+          if (s.sync.inFlight && s.sync.inFlight.seq <= m.seq) s.sync.inFlight = null;
           s.sync.syncs += 1;
           s.sync.bytesSent += m.bytes;
         }
@@ -174,6 +194,9 @@ export class GuestModel {
           s.generation = m.generation;
           s.hosts = { primary: m.to, secondary: null };
           s.protection = "reprotecting";
+          // The old links and flight went with the old primary; the next poll brings the new ones.
+          s.links = [];
+          if (s.sync) s.sync.inFlight = null;
         }
         this.noteGeneration(m.generation, { from: m.from, to: m.to, takeoverMs: m.takeoverMs, reason: "" });
         return;
@@ -192,6 +215,14 @@ export class GuestModel {
       default:
         return; // a newer kind of event: ignored
     }
+  }
+
+  /** The checkpoint on its way to the secondary now, if any: {seq, bytes, pages, ms}. */
+  inFlightNow(now = Date.now()) {
+    const f = this.status?.sync?.inFlight;
+    if (!f) return null;
+    const since = Number(f.sinceMs) || 0;
+    return { seq: f.seq, bytes: Number(f.bytes) || 0, pages: Number(f.pages) || 0, ms: since + Math.max(0, now - this.inFlightAt) };
   }
 
   // ---- pieces ----

@@ -24,6 +24,7 @@ export const COLORS = {
   answered: "#bbf7d0",
   empty: "#f3f4f6",
   pause: "#0f766e",
+  flight: "#5eead4",
   bytes: "#64748b",
   full: "#db2777",
   fault: "#d97706",
@@ -158,6 +159,12 @@ function pointer(ctx, cx, cy, radius, a, color, outward, extra = 0) {
 
 // ---- timeline ----
 
+/**
+ * Each sync is a column: upwards the guest's pause (dark) in front of the
+ * time its checkpoint was in flight (light; the same as the pause in
+ * stop-and-wait), downwards the bytes sent. Returns what the window holds:
+ * syncs, and their mean pause and flight (ms).
+ */
 export function drawTimeline(canvas, model, now) {
   const { ctx, w, h } = fit(canvas);
   ctx.clearRect(0, 0, w, h);
@@ -173,27 +180,38 @@ export function drawTimeline(canvas, model, now) {
   const colW = 4;
   const cols = Math.max(1, Math.floor(plotW / colW));
   const pause = new Float64Array(cols);
+  const flight = new Float64Array(cols);
   const bytes = new Float64Array(cols);
   const full = new Uint8Array(cols);
   const syncs = model.syncs;
   let inWindow = 0;
+  let samples = 0;
+  let pauseSum = 0;
+  let flightSum = 0;
   for (let i = syncs.length - 1; i >= 0; i--) {
     const s = syncs[i];
     if (s.t < t0) break;
     const c = Math.min(cols - 1, Math.floor(((s.t - t0) / TIMELINE_MS) * cols));
     if (c < 0) continue;
     inWindow += s.count || 1;
-    if (s.pauseMs > pause[c]) pause[c] = s.pauseMs;
+    const p = Number(s.pauseMs) || 0;
+    // Older servers send no flight: it was the pause then (stop-and-wait).
+    const f = Math.max(p, Number.isFinite(s.flightMs) ? s.flightMs : p);
+    samples++;
+    pauseSum += p;
+    flightSum += f;
+    if (p > pause[c]) pause[c] = p;
+    if (f > flight[c]) flight[c] = f;
     bytes[c] += s.bytes;
     if (s.full) full[c] = 1;
   }
-  let maxPause = 5;
+  let maxMs = 5;
   let maxBytes = 8192;
   for (let c = 0; c < cols; c++) {
-    if (pause[c] > maxPause) maxPause = pause[c];
+    if (flight[c] > maxMs) maxMs = flight[c];
     if (bytes[c] > maxBytes) maxBytes = bytes[c];
   }
-  maxPause = nice(maxPause);
+  maxMs = nice(maxMs);
   maxBytes = nice(maxBytes);
 
   // Axes and time ticks.
@@ -207,8 +225,12 @@ export function drawTimeline(canvas, model, now) {
   ctx.stroke();
   ctx.fillStyle = COLORS.muted;
   ctx.textAlign = "right";
-  ctx.fillText(`${maxPause} ms`, left - 6, top + 6);
+  ctx.fillText(`${maxMs} ms`, left - 6, top + 6);
+  ctx.fillStyle = COLORS.pause;
   ctx.fillText("pause", left - 6, top + 22);
+  ctx.fillStyle = "#0d9488";
+  ctx.fillText("in flight", left - 6, top + 38);
+  ctx.fillStyle = COLORS.muted;
   ctx.fillText(formatBytes(maxBytes), left - 6, h - bottom - 6);
   ctx.fillText("sent (log)", left - 6, h - bottom - 22);
   ctx.textAlign = "center";
@@ -222,12 +244,17 @@ export function drawTimeline(canvas, model, now) {
     ctx.fillText(s === 0 ? "now" : `−${s} s`, x, h - bottom / 2);
   }
 
-  // Bars: pause upwards, bytes downwards.
+  // Bars: the flight (light) with the pause (dark) in front, upwards; bytes downwards.
   for (let c = 0; c < cols; c++) {
-    if (!pause[c] && !bytes[c]) continue;
+    if (!pause[c] && !flight[c] && !bytes[c]) continue;
     const x = left + c * colW;
-    const up = Math.max(2, (pause[c] / maxPause) * upH);
+    const flying = Math.min(upH, (flight[c] / maxMs) * upH);
+    const up = Math.max(2, Math.min(upH, (pause[c] / maxMs) * upH));
     const down = Math.max(2, (Math.log2(1 + bytes[c]) / Math.log2(1 + maxBytes)) * downH);
+    if (flying > up) {
+      ctx.fillStyle = COLORS.flight;
+      ctx.fillRect(x, mid - flying, colW - 1, flying - up);
+    }
     ctx.fillStyle = full[c] ? COLORS.full : COLORS.pause;
     ctx.fillRect(x, mid - up, colW - 1, up);
     ctx.fillStyle = full[c] ? COLORS.full : COLORS.bytes;
@@ -262,13 +289,27 @@ export function drawTimeline(canvas, model, now) {
     lanes[useLane] = tx + tw + 4;
   }
 
-  return inWindow;
+  return { syncs: inWindow, pauseMs: samples ? pauseSum / samples : 0, flightMs: samples ? flightSum / samples : 0 };
 }
 
 function nice(v) {
   const p = 10 ** Math.floor(Math.log10(v));
   for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
   return 10 * p;
+}
+
+export function formatMs(v) {
+  return `${v >= 10 ? Math.round(v) : Math.round(v * 10) / 10} ms`;
+}
+
+/** One link of the guest, as a card lists it: "primary weur ⇄ secondary enam · 80 ms · 1000 Mbps". */
+export function describeLink(l) {
+  const ends = `${l.from} ${l.fromRegion ?? "?"} ⇄ ${l.to} ${l.toRegion ?? "?"}`;
+  let cost;
+  if (l.fromRegion && l.fromRegion === l.toRegion) cost = "same region";
+  else if (!(l.rttMs > 0)) cost = "no delay modelled";
+  else cost = `${formatMs(l.rttMs)}${typeof l.mbps === "number" ? ` · ${l.mbps} Mbps` : ""}`;
+  return { ends, cost, far: l.rttMs > 0 };
 }
 
 export function formatBytes(n) {

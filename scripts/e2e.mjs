@@ -7,8 +7,11 @@
 //   the token is kept (not in the URL); a counter guest is created from the
 //   example list; its console output appears; a packet gets its reply; a
 //   crash of the primary shows a takeover to generation 1 and the service
-//   answers on; the polling fallback shows the same guest; the guided demo
-//   runs to its "nothing lost" verdict.
+//   answers on; the polling fallback shows the same guest; a guest made
+//   through the form with a 40 ms link model shows its links on the host
+//   cards and its checkpoints' flights on the timeline (and a link the
+//   heartbeat cannot cover is refused, the form marking the field); the
+//   guided demo runs to its "nothing lost" verdict.
 // Screenshot: artifacts/dashboard-e2e.png. With --docs it also refreshes
 // docs/dashboard.png (the README's picture) from the guided demo.
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -221,6 +224,50 @@ async function main() {
     await waitText(poll, "#generation", "1");
     await waitText(poll, "#packets", "→ counter 3");
     await poll.close();
+  });
+
+  await step("the form's link model: links with their round trip, flights on the timeline", async () => {
+    // Tap options only in mode kemari, custom round trip only for a custom latency.
+    await page.selectOption("#mode", "remus");
+    if (await page.isVisible("#kemari-options")) throw new Error("the kemari options show in mode remus");
+    await page.selectOption("#mode", "kemari");
+    await page.waitForSelector("#kemari-options", { state: "visible", timeout: 2000 });
+    await page.selectOption("#example", "counter");
+    await page.fill("#name", "e2e-linked");
+    await page.selectOption("#latency", "custom");
+    await page.selectOption("#witness", "eeur");
+    // 1000 ms to the witness is more than the default heartbeat (2 s) covers: the API says so, naming the field.
+    await page.fill("#rtt-ms", "1000");
+    await page.click("#create-btn");
+    await page.waitForSelector("#error:not([hidden])", { timeout: 5000 });
+    await waitText(page, "#error", "heartbeat.timeoutMs");
+    if ((await page.getAttribute("#latency", "aria-invalid")) !== "true") throw new Error("the refused field is not marked in the form");
+    await page.fill("#rtt-ms", "40");
+    await page.fill("#mbps", "1000");
+    await page.click("#create-btn");
+    await waitText(page, "#guest-name", "e2e-linked");
+    await waitText(page, "#card-primary .links", "primary weur ⇄ secondary enam · 40 ms · 1000 Mbps");
+    await waitText(page, "#card-primary .links", "primary weur ⇄ witness eeur · 40 ms");
+    await waitText(page, "#card-secondary .links", "secondary enam ⇄ witness eeur · 40 ms");
+    await waitText(page, "#sync-facts", "event tap: sync on outputs · pipelined");
+    await waitText(page, "#console", "counter service ready");
+    await counterRequest(page, 7, 1, 1);
+    // Pipelined: the guest barely pauses, its checkpoint is in flight a round trip or more.
+    await page.waitForFunction(() => window.kemari.app.model.syncs.some((s) => s.flightMs >= 40 && s.flightMs > s.pauseMs), null, { timeout: 10_000 });
+    if (!(await page.isVisible(".timeline .legend .k-flight"))) throw new Error("no flight in the timeline's legend");
+    const lit = await page.evaluate(() => {
+      // Pixels of the flight colour (#5eead4) on the timeline.
+      const c = document.getElementById("timeline");
+      const d = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+      let n = 0;
+      for (let i = 0; i < d.length; i += 4) if (d[i] === 0x5e && d[i + 1] === 0xea && d[i + 2] === 0xd4) n++;
+      return n;
+    });
+    if (lit < 10) throw new Error(`no flight bar drawn on the timeline (${lit} pixels)`);
+    await waitText(page, "#timeline-facts", "in flight");
+    console.log(`    (${await text(page, "#timeline-facts")})`);
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(root, "artifacts", "dashboard-e2e-links.png") });
   });
 
   await step("the guided demo ends with nothing lost", async () => {
