@@ -8,7 +8,7 @@ import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import type { Env } from "../env.ts";
 import { ERROR_STATUS, GuestError, unwrap } from "../host/errors.ts";
-import { DEFAULT_HEARTBEAT, DEFAULT_KEMARI, type GuestConfig } from "../host/guest-config.ts";
+import { DEFAULT_KEMARI, type GuestConfig } from "../host/guest-config.ts";
 import { DEFAULT_PRIMARY_REGION, DEFAULT_SECONDARY_REGION } from "../kemari/placement.ts";
 import { ImageError } from "../image/image.ts";
 import { buildImage, encodeBase64 } from "../image/load.ts";
@@ -17,7 +17,7 @@ import { requireToken } from "./auth.ts";
 import { EXAMPLES } from "./examples.ts";
 import { openApiDocument } from "./openapi.ts";
 import { problem } from "./problem.ts";
-import { checkCreate, CreateGuest, DiskQuery, FaultRequest, FromQuery, GuestId, LIMITS, MemoryQuery, Step } from "./schemas.ts";
+import { checkCreate, CreateGuest, heartbeatFor, DiskQuery, FaultRequest, FromQuery, GuestId, LIMITS, MemoryQuery, Step } from "./schemas.ts";
 
 type App = { Bindings: Env };
 type C = Context<App>;
@@ -105,7 +105,7 @@ export function createApp(): Hono<App> {
       diskSectors: body.diskSectors,
       createdAt: Date.now(),
       regions: body.regions ?? { primary: DEFAULT_PRIMARY_REGION, secondary: DEFAULT_SECONDARY_REGION },
-      heartbeat: body.heartbeat ?? DEFAULT_HEARTBEAT,
+      heartbeat: heartbeatFor(body),
       epochMs: body.epochMs,
       latency: body.latency,
       kemari: { ...DEFAULT_KEMARI, ...body.kemari },

@@ -101,14 +101,24 @@ export const CreateGuest = z.strictObject({
 });
 export type CreateGuest = z.infer<typeof CreateGuest>;
 
+/** The longest modelled round trip between a host's first region and the witness's (what a heartbeat crosses). */
+export function witnessRttMs(body: CreateGuest): number {
+  const regions = body.regions ?? { primary: DEFAULT_PRIMARY_REGION, secondary: DEFAULT_SECONDARY_REGION };
+  const witness = regions.witness ?? regions.primary;
+  return Math.max(linkSpec(body.latency, regions.primary, witness)?.rttMs ?? 0, linkSpec(body.latency, regions.secondary, witness)?.rttMs ?? 0);
+}
+
+/** The heartbeat asked for, or the default stretched to cover 3 round trips to the witness. */
+export function heartbeatFor(body: CreateGuest): { intervalMs: number; timeoutMs: number } {
+  return body.heartbeat ?? { ...DEFAULT_HEARTBEAT, timeoutMs: Math.max(DEFAULT_HEARTBEAT.timeoutMs, Math.ceil(3 * witnessRttMs(body))) };
+}
+
 /** What no single field can say: options that belong to another mode, a heartbeat shorter than the link it crosses. */
 export function checkCreate(body: CreateGuest): { field: string; message: string } | null {
   if (body.kemari && body.mode !== "kemari") return { field: "kemari", message: `kemari options apply to mode kemari only, not ${body.mode}` };
-  if (body.mode === "none") return null;
-  const regions = body.regions ?? { primary: DEFAULT_PRIMARY_REGION, secondary: DEFAULT_SECONDARY_REGION };
-  const witness = regions.witness ?? regions.primary;
-  const rtt = Math.max(linkSpec(body.latency, regions.primary, witness)?.rttMs ?? 0, linkSpec(body.latency, regions.secondary, witness)?.rttMs ?? 0);
-  const timeoutMs = body.heartbeat?.timeoutMs ?? DEFAULT_HEARTBEAT.timeoutMs;
+  if (body.mode === "none" || !body.heartbeat) return null;
+  const rtt = witnessRttMs(body);
+  const timeoutMs = body.heartbeat.timeoutMs;
   if (timeoutMs < 3 * rtt) {
     return { field: "heartbeat.timeoutMs", message: `heartbeat.timeoutMs (${timeoutMs}) must be at least 3 × the modelled round trip between a host and the witness (${rtt} ms): at least ${Math.ceil(3 * rtt)}` };
   }

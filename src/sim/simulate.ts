@@ -18,10 +18,11 @@ import echo from "../../guests/echo.s";
 import hello from "../../guests/hello.s";
 import journal from "../../guests/journal.s";
 import batch from "./batch.s";
+import burst from "./burst.s";
 import { watch } from "./checker.ts";
 import { World } from "./world.ts";
 
-export const SIM_GUESTS = { counter, echo, hello, journal, batch } as const;
+export const SIM_GUESTS = { counter, echo, hello, journal, batch, burst } as const;
 export type SimGuest = keyof typeof SIM_GUESTS;
 
 export interface SimOptions {

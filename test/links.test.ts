@@ -1,0 +1,76 @@
+/**
+ * The link model and the tap's options through the API: validation that
+ * names the field, status that echoes them, and delays that hold in workerd.
+ */
+import { describe, expect, it } from "vitest";
+import hello from "../guests/hello.s?raw";
+import { call, createGuest, json, resume, waitFor } from "./helpers/api.ts";
+import { DEFAULT_KEMARI, withDefaults, type GuestConfig } from "../src/host/guest-config.ts";
+
+async function refused(extra: Record<string, unknown>): Promise<{ field?: string; detail: string }> {
+  return json(await call("POST", "/api/guests", { body: { image: { asm: hello }, ...extra } }), 400);
+}
+
+describe("create options: latency, regions.witness, kemari", () => {
+  it("refuses kemari options in another mode, naming the field", async () => {
+    const p = await refused({ mode: "remus", kemari: { pipeline: false } });
+    expect(p.field).toBe("kemari");
+    expect(p.detail).toMatch(/mode kemari only/);
+  });
+
+  it("refuses a round trip out of range and an unknown latency, naming the field", async () => {
+    expect((await refused({ latency: { rttMs: 2001 } })).field).toMatch(/^latency/);
+    expect((await refused({ latency: { rttMs: 10, mbps: 0 } })).field).toMatch(/^latency/);
+    expect((await refused({ latency: "far" })).field).toMatch(/^latency/);
+    expect((await refused({ kemari: { syncOn: "never" } })).field).toMatch(/^kemari/);
+  });
+
+  it("refuses a heartbeat timeout below 3 × the modelled round trip to the witness", async () => {
+    const p = await refused({ latency: { rttMs: 100 }, heartbeat: { intervalMs: 100, timeoutMs: 250 } });
+    expect(p.field).toBe("heartbeat.timeoutMs");
+    expect(p.detail).toMatch(/at least 300/);
+  });
+
+  it("stretches the default heartbeat timeout to cover 3 round trips", async () => {
+    const g = await createGuest({ asm: hello }, { latency: { rttMs: 1000 }, paused: true });
+    expect(g.heartbeat).toEqual({ intervalMs: 200, timeoutMs: 3000 });
+  });
+
+  it("echoes the options and shows each link with its round trip", async () => {
+    const g = await createGuest({ asm: hello }, { latency: "by-region", regions: { primary: "weur", secondary: "enam", witness: "apac" }, paused: true });
+    expect(g.kemari).toEqual(DEFAULT_KEMARI);
+    expect(g.latency).toBe("by-region");
+    expect(g.links).toEqual([
+      { from: "primary", fromRegion: "weur", to: "secondary", toRegion: "enam", rttMs: 80, mbps: 1000 },
+      { from: "primary", fromRegion: "weur", to: "witness", toRegion: "apac", rttMs: 165, mbps: 1000 },
+      { from: "secondary", fromRegion: "enam", to: "witness", toRegion: "apac", rttMs: 235, mbps: 1000 },
+    ]);
+    const r = await createGuest({ asm: hello }, { mode: "remus", paused: true });
+    expect(r.kemari).toBeNull();
+    expect(r.latency).toBe("none");
+    expect(r.links.every((l) => l.rttMs === 0)).toBe(true);
+  });
+
+  it("reads guests stored before these options with the defaults", () => {
+    const old = { id: "g-000000000000", mode: "kemari", regions: { primary: "weur", secondary: "enam" } } as unknown as GuestConfig;
+    expect(withDefaults(old)).toMatchObject({ latency: "none", kemari: DEFAULT_KEMARI });
+    expect(withDefaults({ ...old, kemari: { pipeline: false } as GuestConfig["kemari"] }).kemari).toEqual({ syncOn: "outputs", pipeline: false });
+  });
+});
+
+describe("modelled delays in workerd", () => {
+  it.each([
+    ["stop-and-wait", false],
+    ["pipelined", true],
+  ])("a kemari guest's first output waits for its checkpoint's round trip (%s)", async (_name, pipeline) => {
+    const g = await createGuest({ asm: hello }, { latency: { rttMs: 150 }, kemari: { syncOn: "outputs", pipeline }, paused: true });
+    const t0 = Date.now();
+    await resume(g.id);
+    const done = await waitFor(g.id, (s) => s.state === "halted");
+    // One round trip to the secondary for the checkpoint (the witness shares the primary's region).
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(150);
+    expect(done.sync!.lastFlightMs).toBeGreaterThanOrEqual(150);
+    expect(done.sync!.lastFlightMs).toBeLessThan(150 * 1.5);
+    if (pipeline) expect(done.sync!.lastPauseMs).toBeLessThan(done.sync!.lastFlightMs);
+  });
+});
