@@ -97,6 +97,8 @@ export class Replicator {
    */
   needsFull = true;
   readonly history: PageHistory;
+  /** A checkpoint is on its way. */
+  private sending = false;
   readonly totals = { syncs: 0, pages: 0, dirtyBytes: 0, sentBytes: 0, deltaSaved: 0 };
 
   constructor(
@@ -126,6 +128,8 @@ export class Replicator {
   }
 
   private prepare(m: Machine, opts: SyncOptions, copy: boolean): Captured {
+    // One checkpoint at a time: a second taken while one is in flight would reuse its seq.
+    if (this.sending) throw new Error("a checkpoint was taken while another is in flight");
     const full = opts.full === true || this.needsFull;
     const mem = m.memory;
     const pages = full ? allPages(mem.pages) : mem.dirtyPages();
@@ -166,6 +170,17 @@ export class Replicator {
 
   /** Carry a checkpoint to the secondary; resolves once it holds all of it. */
   async send(c: Captured, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
+    const { seq, full, pages, frames, sent, deltaSaved } = c;
+    if (this.sending || seq !== this.seq + 1) throw new Error(`checkpoint ${seq} sent out of turn (last acknowledged ${this.seq})`);
+    this.sending = true;
+    try {
+      return await this.transmit(c, opts);
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private async transmit(c: Captured, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
     const { seq, full, pages, frames, sent, deltaSaved } = c;
     let sentBytes = 0;
     let commitSent = false;

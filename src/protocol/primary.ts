@@ -266,7 +266,8 @@ export class Primary {
     let flight: (Flight & { outputs: Output[] }) | null = null;
     await runner.exclusive(() =>
       protection.replicate(async (rep) => {
-        if (!this.epochIsOpen()) return;
+        // Checked again with the guest to ourselves: a timer and the pump may both have asked.
+        if (this.epochFlight || !this.epochIsOpen()) return;
         const outputs = this.epoch.outputs;
         this.epochFlight = { landed: Promise.resolve(), seq: 0, bytes: 0, pages: 0, takenAt: 0, outputs };
         this.epoch = new Epoch();
@@ -285,7 +286,15 @@ export class Primary {
         await this.io.faults.at("after-release");
       }),
     );
-    if (flight) await this.landEpoch(flight);
+    if (flight) {
+      // The guest runs on while the epoch crosses; its landing releases the outputs and opens the way for the next.
+      void this.landEpoch(flight)
+        .then(() => (this.epochDue() ? this.commitEpoch() : this.epochSoon()))
+        .catch((e: unknown) => {
+          if (!(e instanceof Fenced)) throw e;
+        });
+      return;
+    }
     if (runner.machine.runnable || !this.epoch.empty || this.machine.memory.dirtyPageCount > 0) this.epochSoon();
   }
 
@@ -300,6 +309,7 @@ export class Primary {
     this.epochFlight = null;
     this.outputs.push(flight.outputs);
     await this.io.faults.at("after-release");
+    this.io.schedule();
   }
 
   get heldOutputs(): number {
