@@ -248,12 +248,16 @@ export class GuestHost extends DurableObject<Env> {
     return benchSync(this.host.guest(), syncs, pages, change);
   }
 
-  benchFloor(rounds: number, pages: number): Promise<{ ms: number; emptyMs: number }> {
+  benchFloor(rounds: number, pages: number): Promise<{ ms: number; emptyMs: number; carryMs: number }> {
     return benchFloor(this.hostStub(this.host.guest().secondary!), rounds, pages);
   }
 
   benchNothing(): number {
     return 0;
+  }
+
+  benchCarry(payload: Uint8Array): number {
+    return payload.length;
   }
 
   benchWrite(payload: Uint8Array, pages: number): number {

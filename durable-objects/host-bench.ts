@@ -43,19 +43,24 @@ export function benchSync(p: Primary, syncs: number, pages: number, change: "rew
 
 interface FloorPeer {
   benchNothing(): Promise<number> | number;
+  /** The same payload carried, not stored: what the RPC alone costs. */
+  benchCarry(payload: Uint8Array): Promise<number> | number;
   benchWrite(payload: Uint8Array, pages: number): Promise<number> | number;
 }
 
 /** The floor a sync is compared with: an RPC to the secondary carrying the pages, which it writes to storage. */
-export async function benchFloor(stub: FloorPeer, rounds: number, pages: number): Promise<{ ms: number; emptyMs: number }> {
+export async function benchFloor(stub: FloorPeer, rounds: number, pages: number): Promise<{ ms: number; emptyMs: number; carryMs: number }> {
   // Page data plus a small header, like a checkpoint frame (SQLite does not compress, so content does not matter).
   const payload = new Uint8Array(pages * 4096 + 64).map((_, i) => (i * 31) & 0xff);
   let t0 = Date.now();
   for (let i = 0; i < rounds; i++) await stub.benchNothing();
   const emptyMs = Date.now() - t0;
   t0 = Date.now();
+  for (let i = 0; i < rounds; i++) await stub.benchCarry(payload);
+  const carryMs = Date.now() - t0;
+  t0 = Date.now();
   for (let i = 0; i < rounds; i++) await stub.benchWrite(payload, pages);
-  return { ms: Date.now() - t0, emptyMs };
+  return { ms: Date.now() - t0, emptyMs, carryMs };
 }
 
 /** Write `pages` pages of `payload` as rows, in one transaction: the storage half of the floor. */

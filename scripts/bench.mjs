@@ -7,7 +7,7 @@
 import { build } from "esbuild";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { chart } from "./chart.mjs";
+import { chart, sweepChart } from "./chart.mjs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -73,7 +73,7 @@ if (inside.status !== 0) {
   console.error(text);
   process.exit(inside.status ?? 1);
 }
-for (const title of ["Kemari synchronisation", "Modes compared"]) {
+for (const title of ["Kemari synchronisation", "Modes compared", "Across regions"]) {
   const at = text.indexOf(title);
   if (at < 0) throw new Error(`the bench printed no "${title}" table`);
   const end = text.indexOf("\n\n", text.indexOf("\n", at + title.length) + 1);
@@ -85,4 +85,9 @@ if (!json) throw new Error("the comparison printed no COMPARE_JSON line");
 const results = JSON.parse(json[1]);
 writeFileSync(join(root, "bench/results.json"), JSON.stringify(results, null, 2) + "\n");
 writeFileSync(join(root, "bench/results.svg"), chart(results.results));
-console.log("wrote bench/results.json and bench/results.svg");
+const regions = /REGIONS_JSON (\{.*\})/.exec(text);
+if (!regions) throw new Error("the regions bench printed no REGIONS_JSON line");
+const across = JSON.parse(regions[1]);
+writeFileSync(join(root, "bench/regions.json"), JSON.stringify(across, null, 2) + "\n");
+if (across.sweep.length > 0) writeFileSync(join(root, "bench/regions.svg"), sweepChart(across.sweep));
+console.log("wrote bench/results.json, bench/results.svg, bench/regions.json and bench/regions.svg");

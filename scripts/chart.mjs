@@ -52,3 +52,47 @@ export function chart(results) {
   out.push(`</svg>`);
   return out.join("\n") + "\n";
 }
+
+/**
+ * Reply latency and throughput against the round trip between primary and
+ * secondary, one line per mode: two panels side by side.
+ */
+export function sweepChart(sweep) {
+  const modes = ["none", "kemari", "remus"];
+  const rtts = [...new Set(sweep.map((s) => s.rttMs))].sort((a, b) => a - b);
+  const W = 900;
+  const H = 380;
+  const panelW = 360;
+  const top = 60;
+  const plotH = 240;
+  const maxLat = Math.max(10, ...sweep.map((s) => s.p50)) * 1.1;
+  const maxThru = Math.max(1.1, ...sweep.map((s) => s.throughput)) * 1.05;
+  const maxRtt = Math.max(...rtts);
+  const panel = (left, title, value, max, unit) => {
+    const x = (rtt) => left + (rtt / maxRtt) * panelW;
+    const y = (v) => top + plotH - (v / max) * plotH;
+    let svg = `<text x="${left}" y="${top - 14}" font-size="14" font-weight="bold">${esc(title)}</text>`;
+    svg += `<line x1="${left}" y1="${top + plotH}" x2="${left + panelW}" y2="${top + plotH}" stroke="#333"/><line x1="${left}" y1="${top}" x2="${left}" y2="${top + plotH}" stroke="#333"/>`;
+    for (const r of rtts) svg += `<text x="${x(r)}" y="${top + plotH + 18}" font-size="11" text-anchor="middle">${r} ms</text>`;
+    for (let i = 0; i <= 4; i++) {
+      const v = (max * i) / 4;
+      svg += `<text x="${left - 6}" y="${y(v) + 4}" font-size="11" text-anchor="end">${v.toFixed(max < 10 ? 1 : 0)}${unit}</text>`;
+    }
+    for (const m of modes) {
+      const pts = sweep.filter((s) => s.mode === m).sort((a, b) => a.rttMs - b.rttMs);
+      if (pts.length === 0) continue;
+      svg += `<polyline fill="none" stroke="${COLORS[m]}" stroke-width="2.5" points="${pts.map((p) => `${x(p.rttMs)},${y(value(p))}`).join(" ")}"/>`;
+      for (const p of pts) svg += `<circle cx="${x(p.rttMs)}" cy="${y(value(p))}" r="3.5" fill="${COLORS[m]}"><title>${esc(`${m} at ${p.rttMs} ms: ${value(p).toFixed(2)}`)}</title></circle>`;
+    }
+    return svg;
+  };
+  let body = panel(70, "counter service: reply latency p50", (p) => p.p50, maxLat, " ms");
+  body += panel(510, "workload.s: throughput / mode none", (p) => p.throughput, maxThru, "x");
+  let lx = 70;
+  for (const m of modes) {
+    body += `<rect x="${lx}" y="${H - 30}" width="14" height="14" fill="${COLORS[m]}"/><text x="${lx + 20}" y="${H - 19}" font-size="13">${m}</text>`;
+    lx += 110;
+  }
+  body += `<text x="${lx + 20}" y="${H - 19}" font-size="12" fill="#555">x axis: round trip between primary and secondary (witness with the primary)</text>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif"><rect width="${W}" height="${H}" fill="white"/>${body}</svg>\n`;
+}

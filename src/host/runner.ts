@@ -60,6 +60,8 @@ export class GuestRunner implements DeviceHost {
   tap: EventTap = async () => {};
   /** A packet went into a net-rx buffer (see DeviceHost.received). */
   received?: (index: number, packet: Uint8Array) => void;
+  /** Runs at the end of every slice and step, the guest still to the runner (a pipelined tap takes its checkpoint here). */
+  settle: () => Promise<void> = async () => {};
   /** Runs after an event has reached its backend and its outputs are out. */
   afterEvent: (event: NotifyEvent) => Promise<void> = async () => {};
 
@@ -160,6 +162,7 @@ export class GuestRunner implements DeviceHost {
           await this.deliver(r);
         }
       }
+      await this.settle();
     });
   }
 
@@ -175,6 +178,7 @@ export class GuestRunner implements DeviceHost {
         left -= m.cpu.instret - before;
         if (r.kind === "notify") await this.deliver(r);
       }
+      await this.settle();
       if (m.state === "running" || m.state === "waiting") m.state = "paused";
     });
   }

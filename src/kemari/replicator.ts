@@ -170,7 +170,7 @@ export class Replicator {
 
   /** Carry a checkpoint to the secondary; resolves once it holds all of it. */
   async send(c: Captured, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
-    const { seq, full, pages, frames, sent, deltaSaved } = c;
+    const { seq } = c;
     if (this.sending || seq !== this.seq + 1) throw new Error(`checkpoint ${seq} sent out of turn (last acknowledged ${this.seq})`);
     this.sending = true;
     try {

@@ -10,16 +10,17 @@
  *   until the secondary holds the checkpoint; then the event reaches its
  *   backend.
  * - Pipelined (`pipeline: true`; Kemari for KVM v0.2: "introduce a queue in
- *   event-tap to make VM sync live"): the checkpoint is taken (encoded and
- *   copied) at the event and the guest runs on at once; the event waits in
- *   a queue and reaches its backend when a checkpoint that holds its request
- *   is acknowledged — with the ring's req_prod as that checkpoint captured
- *   it, so a request posted later is not acted on before its own checkpoint.
- *   Events reach their backends in order. One checkpoint is in flight at a
- *   time; the events that queue behind it are covered by one coalesced
- *   checkpoint taken when it lands, so RAM holds at most one captured
- *   checkpoint. The guest sees only a slower device. A full checkpoint (a
- *   new secondary) and any failed transfer fall back to stop-and-wait.
+ *   event-tap to make VM sync live"): the event waits in a queue and the
+ *   guest runs on; when it stops running (it waits, or its slice ends) the
+ *   checkpoint is taken — encoded and copied, so the guest can run on at once
+ *   — and sent. An event reaches its backend when a checkpoint that holds its
+ *   request is acknowledged, with the ring's req_prod as that checkpoint
+ *   captured it, so a request posted later is not acted on before its own
+ *   checkpoint. Events reach their backends in order. One checkpoint is in
+ *   flight at a time; the events raised meanwhile share the next one (taken
+ *   at the end of the guest's next run), so RAM holds at most one captured
+ *   checkpoint. The guest sees only a slower device. A full checkpoint (a new
+ *   secondary) and any failed transfer fall back to stop-and-wait.
  *
  * Fault steps in the pipeline: `before-transfer` once the checkpoint is
  * taken (the guest may already have run on), `mid-transfer` between its
@@ -94,18 +95,31 @@ export class EventTap {
       return;
     }
     if (this.waiting.length === 0 && !sync) return;
-    if (this.waiting.length === 0 && !this.flight) {
-      const flight = this.host.take();
-      if (!flight) {
-        await this.host.syncNow();
-        return;
-      }
-      this.waiting.push({ event, upTo: null });
-      this.launch(flight);
-      return "deferred";
-    }
+    // Taken at the end of this run of the guest (`settle`), not now: the events
+    // a guest raises back to back (a driver filling its ring) share one checkpoint.
     this.waiting.push({ event, upTo: sync ? null : undefined });
     return "deferred";
+  }
+
+  /**
+   * The guest stopped running (it waits, or its slice ended): if events wait
+   * for a checkpoint and none is in flight, take one now.
+   */
+  async settle(): Promise<void> {
+    if (this.flight || this.stopped || !this.waiting.some((w) => w.upTo === null)) return;
+    const flight = this.host.take();
+    if (flight) {
+      this.launch(flight);
+      return;
+    }
+    // A full checkpoint is due (or no secondary yet): stop-and-wait, then the events go through.
+    await this.host.syncNow();
+    this.coverAll();
+    await this.deliverCovered();
+  }
+
+  private coverAll(): void {
+    for (const w of this.waiting) if (w.upTo === null) w.upTo = this.host.runner.reqProd(w.event.port);
   }
 
   /** Cover every waiting event by `flight` (taken just now) and see it land. */
@@ -130,7 +144,7 @@ export class EventTap {
         // Not acknowledged: stop the guest and send everything outstanding, stop-and-wait, through every way the link fails.
         await runner.exclusive(async () => {
           await this.host.syncNow();
-          for (const w of this.waiting) if (w.upTo === null) w.upTo = runner.reqProd(w.event.port);
+          this.coverAll();
         });
       }
       await runner.exclusive(() => this.land());
@@ -145,27 +159,24 @@ export class EventTap {
     this.host.schedule();
   }
 
-  /** The checkpoint landed (the guest stopped): the events it covers reach their backends, in order; a coalesced one covers the rest. */
+  /** The checkpoint landed (the guest stopped): the events it covers reach their backends, in order. */
   private async land(): Promise<void> {
-    const runner = this.host.runner;
+    this.flight = null;
     if (!this.host.active()) {
       this.stopped = true;
       this.waiting.length = 0;
-      this.flight = null;
       return;
     }
+    await this.deliverCovered();
+    // The rest wait for the next checkpoint: taken at the end of the guest's next run, or now if it will not run.
+    if (!this.host.runner.machine.runnable) await this.settle();
+  }
+
+  private async deliverCovered(): Promise<void> {
+    const runner = this.host.runner;
     while (this.waiting.length > 0 && this.waiting[0].upTo !== null) {
       const w = this.waiting.shift()!;
       await runner.deliverEvent(w.event, w.upTo ?? undefined);
-    }
-    this.flight = null;
-    if (this.waiting.length === 0 || this.stopped) return;
-    const next = this.host.take();
-    if (next) this.launch(next);
-    else {
-      await this.host.syncNow();
-      for (const w of this.waiting) if (w.upTo === null) w.upTo = runner.reqProd(w.event.port);
-      await this.land();
     }
   }
 }

@@ -105,6 +105,7 @@ export class Primary {
       );
       this.eventTap = tap;
       this.runner.tap = (event) => tap.tap(event);
+      this.runner.settle = () => tap.settle();
       this.runner.afterEvent = async () => io.faults.at("after-release");
     }
   }

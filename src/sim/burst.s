@@ -1,8 +1,9 @@
 # burst.s (simulator) — three console writes in flight at once, one NOTIFY each.
 # Each round posts three requests (each with its own buffer, so none is reused
 # before its response) and NOTIFYs after each, then waits for all three. A
-# pipelined tap lets the guest run on to the second and third while the first
-# one's checkpoint is in flight: their requests are in the ring before that
+# pipelined tap lets the guest run on (computing past a slice's end, where the
+# checkpoint is taken) to the second and third while the first one's
+# checkpoint is in flight: their requests are in the ring before that
 # checkpoint lands, and must not reach the backend until their own does.
 .equ ROUNDS, 20
 .equ CONSOLE_PORT, 1
@@ -44,6 +45,9 @@ post:
     li   a0, CONSOLE_PORT       # and notify, without waiting
     li   a7, 1
     ecall
+    li   t0, 20000              # compute past a slice (the simulator's are 20 000
+1:  addi t0, t0, -1             # instructions), so the next request is posted
+    bnez t0, 1b                 # while this one's checkpoint is in flight
     addi s1, s1, 1
     li   t0, 3
     blt  s1, t0, post

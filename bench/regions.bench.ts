@@ -1,0 +1,247 @@
+/**
+ * Across regions: the three modes side by side at the latency they are
+ * deployed at, with the link model (src/protocol/link-model.ts) — 0 ms and
+ * 80 ms between primary and secondary (weur ⇄ enam; the witness with the
+ * primary), and a sweep of round trips for the chart. Batch figures are
+ * medians of interleaved runs.
+ *
+ * Prints a table "Across regions", a line per target, and
+ * `REGIONS_JSON {...}` that `npm run bench` turns into
+ * bench/regions.json and bench/regions.svg.
+ */
+import { env } from "cloudflare:workers";
+import { expect, it } from "vitest";
+import counter from "../guests/counter.s?raw";
+import streamer from "../guests/streamer.s?raw";
+import workload from "../guests/workload.s?raw";
+import type { GuestStatus } from "../src/host/status.ts";
+import { call, createGuest, outbound, status } from "../test/helpers/api.ts";
+import { sleep, tune } from "../test/helpers/guests.ts";
+
+const knobs = env as unknown as Record<string, string | undefined>;
+const REPEAT = Number(knobs.BENCH_REPEAT || 3);
+/** Comma-separated sections to run (workload, counter, compute, streamer, sweep); empty: all. */
+const ONLY = knobs.BENCH_ONLY ?? "";
+const VERBOSE = !!knobs.BENCH_VERBOSE;
+
+type Mode = "none" | "kemari" | "remus";
+interface Setup {
+  name: string;
+  mode: Mode;
+  extra?: Record<string, unknown>;
+}
+const NONE: Setup = { name: "none", mode: "none" };
+const KEMARI: Setup = { name: "kemari", mode: "kemari" };
+const KEMARI_V1: Setup = { name: "kemari v1.0 (stop-and-wait, every event)", mode: "kemari", extra: { kemari: { syncOn: "every-event", pipeline: false } } };
+const KEMARI_SW: Setup = { name: "kemari stop-and-wait", mode: "kemari", extra: { kemari: { syncOn: "outputs", pipeline: false } } };
+const REMUS: Setup = { name: "remus", mode: "remus" };
+
+/** The round trip between primary and secondary: weur ⇄ enam; the witness sits with the primary. */
+const at = (rttMs: number) => ({ latency: rttMs === 0 ? "none" : { rttMs, mbps: 1000 }, regions: { primary: "weur", secondary: "enam" } });
+
+/** A compute-bound guest: 200 M instructions, a console line every ≈ 33 M (6 events). */
+const COMPUTE = `
+.equ CONSOLE_PORT, 1
+_start:
+    li   a0, 0
+    la   a1, ring
+    li   a2, CONSOLE_PORT
+    li   a7, 3
+    ecall
+    li   s0, 6
+outer:
+    li   s1, 8333333
+1:  addi s2, s2, 7
+    xor  s3, s3, s2
+    addi s1, s1, -1
+    bnez s1, 1b
+    la   t3, ring
+    lw   t0, 0(t3)
+    andi t1, t0, 63
+    slli t1, t1, 5
+    add  t1, t1, t3
+    sw   t0, 0x40(t1)
+    sw   zero, 0x44(t1)
+    la   t2, dot
+    sw   t2, 0x48(t1)
+    li   t2, 1
+    sw   t2, 0x4c(t1)
+    addi t0, t0, 1
+    sw   t0, 0(t3)
+    li   a0, CONSOLE_PORT
+    li   a7, 1
+    ecall
+2:  lw   t0, 0(t3)
+    lw   t1, 8(t3)
+    beq  t0, t1, 3f
+    li   a7, 2
+    ecall
+    j    2b
+3:  addi s0, s0, -1
+    bnez s0, outer
+    li   a0, 0
+    li   a7, 0
+    ecall
+.data
+dot: .ascii "."
+.align 12
+ring: .space 4096
+`;
+
+const finished = (s: GuestStatus) => s.state === "halted" || s.state === "crashed";
+
+async function create(source: string, setup: Setup, rttMs: number, more: Record<string, unknown> = {}): Promise<GuestStatus> {
+  return createGuest({ asm: source }, { mode: setup.mode, memoryPages: 256, ...(setup.mode === "none" ? { latency: at(rttMs).latency } : at(rttMs)), ...setup.extra, ...more });
+}
+
+/** Run a batch guest to its end (halted: every output at the switch); its time, from resume. */
+async function batch(source: string, setup: Setup, rttMs: number): Promise<{ ms: number; s: GuestStatus }> {
+  const g = await create(source, setup, rttMs, { paused: true });
+  const t0 = Date.now();
+  await call("POST", `/api/guests/${g.id}/resume`);
+  let s = await status(g.id);
+  while (!finished(s)) {
+    await sleep(5);
+    s = await status(g.id);
+  }
+  const ms = Date.now() - t0;
+  await call("DELETE", `/api/guests/${g.id}`);
+  return { ms, s };
+}
+
+/** Sequential requests to the counter service: each reply's latency, from the send until it is visible outside. */
+async function service(setup: Setup, rttMs: number, requests: number): Promise<{ latencies: number[]; s: GuestStatus }> {
+  const g = await create(counter, setup, rttMs);
+  if (VERBOSE) console.error(`created ${setup.name} at ${rttMs} ms`);
+  let s = await status(g.id);
+  while (!(s.state === "waiting" && s.devices.length === 4)) {
+    await sleep(2);
+    s = await status(g.id);
+  }
+  const latencies: number[] = [];
+  for (let i = 1; i <= requests; i++) {
+    const sent = Date.now();
+    const res = await call("POST", `/api/guests/${g.id}/inbound`, { raw: new Uint8Array(new Uint32Array([1, i]).buffer) });
+    expect(res.status).toBe(202);
+    const deadline = Date.now() + 30_000;
+    while ((await outbound(g.id, i - 1)).length === 0) {
+      if (Date.now() > deadline) throw new Error(`${setup.name} at ${rttMs} ms: no reply to request ${i}; ${JSON.stringify(await status(g.id))}`);
+      await sleep(1);
+    }
+    latencies.push(Date.now() - sent);
+  }
+  s = await status(g.id);
+  await call("DELETE", `/api/guests/${g.id}`);
+  return { latencies, s };
+}
+
+/** The streamer for `ms`: packets per second that reached the switch. */
+async function stream(setup: Setup, rttMs: number, ms: number): Promise<{ pps: number; s: GuestStatus }> {
+  const g = await create(streamer, setup, rttMs, { paused: true });
+  await call("POST", `/api/guests/${g.id}/resume`);
+  await sleep(500); // past the start
+  const a = await status(g.id);
+  const t0 = Date.now();
+  await sleep(ms);
+  const b = await status(g.id);
+  const out = (s: GuestStatus) => s.counters.packetsOut - s.outputsInFlight;
+  const pps = (out(b) - out(a)) / ((Date.now() - t0) / 1000);
+  await call("DELETE", `/api/guests/${g.id}`);
+  return { pps, s: b };
+}
+
+const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
+
+/** Interleave the setups REPEAT times; the median time of each. */
+async function batches(source: string, setups: Setup[], rttMs: number): Promise<Map<string, { ms: number; s: GuestStatus }>> {
+  const runs = new Map<string, { ms: number; s: GuestStatus }[]>(setups.map((s) => [s.name, []]));
+  for (let rep = 0; rep < REPEAT; rep++) for (const setup of setups) runs.get(setup.name)!.push(await batch(source, setup, rttMs));
+  return new Map([...runs].map(([k, rs]) => [k, [...rs].sort((a, b) => a.ms - b.ms)[rs.length >> 1]]));
+}
+
+interface Row {
+  what: string;
+  rttMs: number;
+  setup: string;
+  figure: number;
+  unit: string;
+  note?: string;
+}
+
+it("measures the modes across regions", async () => {
+  const rows: Row[] = [];
+  const targets: string[] = [];
+  const sweep: { rttMs: number; mode: Mode; p50: number; throughput: number }[] = [];
+  if (VERBOSE) console.error("start");
+  const want = (name: string) => ONLY === "" || ONLY.split(",").includes(name);
+  const target = (ok: boolean, text: string) => targets.push(`target: ${text}: ${ok ? "yes" : "NO"}`);
+
+  if (want("workload")) {
+    // 0 ms: the named example workload (compute + console + disk + packets, 500 outputs).
+    const m = await batches(workload, [NONE, KEMARI, KEMARI_V1, REMUS], 0);
+    const base = m.get("none")!.ms;
+    for (const [name, r] of m) rows.push({ what: "workload.s (500 outputs)", rttMs: 0, setup: name, figure: r.ms, unit: "ms", note: `${(r.ms / base).toFixed(2)}x none, ${r.s.sync?.syncs ?? 0} syncs` });
+    const k = m.get("kemari")!.ms / base;
+    target(k <= 1.1, `0 ms, workload.s: kemari time ${k.toFixed(2)}x none (<= 1.10x)`);
+  }
+
+  if (want("counter")) {
+    for (const rtt of [0, 80]) {
+      const p50 = new Map<string, number>();
+      for (const setup of [NONE, KEMARI, KEMARI_SW, REMUS]) {
+        const r = await service(setup, rtt, rtt === 0 ? 40 : 20);
+        if (VERBOSE) console.error(`counter ${rtt} ms ${setup.name}: p50 ${pct(r.latencies, 50)}`);
+        p50.set(setup.name, pct(r.latencies, 50));
+        rows.push({ what: "counter service, sequential requests", rttMs: rtt, setup: setup.name, figure: pct(r.latencies, 50), unit: "ms p50", note: `p99 ${pct(r.latencies, 99)} ms` });
+      }
+      const k = p50.get("kemari")!;
+      const n = p50.get("none")!;
+      const rm = p50.get("remus")!;
+      if (rtt === 0) target(k <= n + 3, `0 ms, counter: kemari p50 ${k} ms <= none ${n} + 3 ms`);
+      else {
+        target(k <= n + 1.15 * 80, `80 ms, counter: kemari p50 ${k} ms <= none ${n} + 1.15 × 80 = ${(n + 92).toFixed(0)} ms`);
+        target(k < rm, `80 ms, counter: kemari p50 ${k} ms < remus p50 ${rm} ms (25 ms epochs)`);
+      }
+    }
+  }
+
+  if (want("compute")) {
+    const m = await batches(COMPUTE, [NONE, KEMARI, REMUS], 80);
+    const base = m.get("none")!.ms;
+    for (const [name, r] of m) rows.push({ what: "compute-bound (200 M instr)", rttMs: 80, setup: name, figure: base / r.ms, unit: "x none thru", note: `${r.ms} ms` });
+    const k = base / m.get("kemari")!.ms;
+    const r = base / m.get("remus")!.ms;
+    target(k >= 0.95, `80 ms, compute-bound: kemari ${k.toFixed(2)}x none's throughput (>= 0.95x)`);
+    target(r >= 0.85, `80 ms, compute-bound: remus ${r.toFixed(2)}x none's throughput (>= 0.85x)`);
+  }
+
+  if (want("streamer")) {
+    const pipelined = await stream(KEMARI, 80, 4000);
+    const stopped = await stream(KEMARI_SW, 80, 4000);
+    rows.push({ what: "streamer, 512-byte packets", rttMs: 80, setup: "kemari (pipelined)", figure: pipelined.pps, unit: "packets/s", note: `${pipelined.s.sync?.syncs} syncs` });
+    rows.push({ what: "streamer, 512-byte packets", rttMs: 80, setup: "kemari stop-and-wait", figure: stopped.pps, unit: "packets/s", note: `${stopped.s.sync?.syncs} syncs` });
+    const ratio = pipelined.pps / stopped.pps;
+    target(ratio >= 20 && pipelined.pps >= 400, `80 ms, streamer: pipelined ${pipelined.pps.toFixed(0)}/s = ${ratio.toFixed(1)}x stop-and-wait (>= 20x, >= 400/s)`);
+    // The modelled delay under load: a checkpoint's flight against the round trip it crosses.
+    const flight = pipelined.s.sync!.lastFlightMs;
+    rows.push({ what: "modelled delay under load (streamer)", rttMs: 80, setup: "kemari (pipelined)", figure: flight, unit: "ms flight", note: `${(flight / 80).toFixed(2)}x the round trip` });
+    target(flight <= 88, `80 ms, a checkpoint's flight under load ${flight} ms within 10 % of the round trip`);
+  }
+
+  if (want("sweep")) {
+    const small = tune(workload, { ROUNDS: 40 });
+    for (const rtt of [0, 20, 80, 150]) {
+      const m = await batches(small, [NONE, KEMARI, REMUS], rtt);
+      for (const setup of [NONE, KEMARI, REMUS]) {
+        const r = await service(setup, rtt, 10);
+        sweep.push({ rttMs: rtt, mode: setup.mode, p50: pct(r.latencies, 50), throughput: m.get("none")!.ms / m.get(setup.name)!.ms });
+      }
+    }
+    for (const s of sweep) rows.push({ what: "sweep: counter p50 / workload thru", rttMs: s.rttMs, setup: s.mode, figure: s.p50, unit: "ms p50", note: `${s.throughput.toFixed(2)}x none's throughput` });
+  }
+
+  const lines = [`${"workload".padEnd(40)} ${"rtt".padStart(6)} ${"setup".padEnd(42)} ${"figure".padStart(10)} unit`];
+  for (const r of rows) lines.push(`${r.what.padEnd(40)} ${`${r.rttMs}ms`.padStart(6)} ${r.setup.padEnd(42)} ${r.figure.toFixed(r.figure < 10 ? 2 : 0).padStart(10)} ${r.unit}${r.note ? `  (${r.note})` : ""}`);
+  console.log(`\nAcross regions (link model; medians of ${REPEAT} interleaved runs for batch figures)\n${lines.join("\n")}\n${targets.join("\n")}\n`);
+  console.log(`REGIONS_JSON ${JSON.stringify({ date: new Date().toISOString(), rows, sweep, targets })}`);
+});
