@@ -48,7 +48,10 @@ export class Primary {
   /** Remus: the epoch whose checkpoint is in flight, and the outputs it will release. */
   private epochFlight: (Flight & { outputs: Output[] }) | null = null;
   private epochInstret = -1;
-  private epochStarted: number;
+  /** Remus's epochs end on a fixed cadence (every epochMs since the primary started), as its checkpoint timer does. */
+  private readonly cadenceStart: number;
+  /** When the open epoch first had something to checkpoint (null: nothing yet). */
+  private openedAt: number | null = null;
   private epochTimer = false;
   private lastSync: SyncStats | null = null;
   private lastPauseMs = 0;
@@ -64,7 +67,7 @@ export class Primary {
     private readonly host: Omit<ProtectionHost, "sync" | "generation">,
     memory?: Uint8Array,
   ) {
-    this.epochStarted = io.clock.now();
+    this.cadenceStart = io.clock.now();
     this.lastCheckIn = io.clock.now();
     const mode = config.mode;
     const disk = isProtected(mode) ? new ReplicatedDisk(local) : local;
@@ -231,11 +234,21 @@ export class Primary {
 
   // ---- Remus: epochs ----
 
-  /** End the current epoch in `epochMs` (if no end is already coming). */
+  /** The first epoch boundary after `t`. */
+  private nextBoundary(t: number): number {
+    const ms = this.config.epochMs;
+    const b = this.cadenceStart + (Math.floor((t - this.cadenceStart) / ms) + 1) * ms;
+    // A boundary a rounding error away is this one, not the next: a timer for it would not advance time.
+    return b - t < 0.001 ? b + ms : b;
+  }
+
+  /** End the current epoch at the next boundary (if no end is already coming). */
   epochSoon(): void {
     if (this.epochTimer || this.config.mode !== "remus") return;
+    const now = this.io.clock.now();
+    this.openedAt ??= now;
     this.epochTimer = true;
-    void this.io.clock.sleep(this.config.epochMs).then(() => {
+    void this.io.clock.sleep(this.nextBoundary(now) - now).then(() => {
       this.epochTimer = false;
       return this.commitEpoch();
     }).catch((e: unknown) => {
@@ -243,9 +256,16 @@ export class Primary {
     });
   }
 
-  /** The pump checks the time itself too: under load, timers can wait. */
+  /**
+   * The pump checks the time itself too: under load, timers can wait. An
+   * epoch is due at the first boundary after it opened — so an output made by
+   * a guest that was idle waits for the next tick of the cadence, as in Remus.
+   */
   epochDue(): boolean {
-    return this.config.mode === "remus" && !this.epochFlight && this.io.clock.now() - this.epochStarted >= this.config.epochMs;
+    if (this.config.mode !== "remus" || this.epochFlight || !this.epochIsOpen()) return false;
+    const now = this.io.clock.now();
+    this.openedAt ??= now;
+    return now >= this.nextBoundary(this.openedAt);
   }
 
   epochIsOpen(): boolean {
@@ -273,7 +293,7 @@ export class Primary {
         this.epochFlight = { landed: Promise.resolve(), seq: 0, bytes: 0, pages: 0, takenAt: 0, outputs };
         this.epoch = new Epoch();
         this.epochInstret = runner.machine.cpu.instret;
-        this.epochStarted = this.io.clock.now();
+        this.openedAt = null;
         const taken = this.take();
         if (taken) {
           flight = { ...taken, outputs };
