@@ -196,6 +196,10 @@ export class Host {
           return { send: (frame) => peer.receive(frame), diskWrite: (g, s, d) => peer.diskWrite(g, s, d) };
         },
         reprotected: () => this.dropKeptCopy(generation),
+        wake: () => {
+          this.io.schedule();
+          void this.pump();
+        },
       },
       memory,
     );

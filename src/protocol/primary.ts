@@ -64,7 +64,7 @@ export class Primary {
     readonly config: GuestConfig,
     readonly generation: number,
     local: DiskStore,
-    private readonly host: Omit<ProtectionHost, "sync" | "generation">,
+    private readonly host: Omit<ProtectionHost, "sync" | "generation"> & { wake?: () => void },
     memory?: Uint8Array,
   ) {
     this.cadenceStart = io.clock.now();
@@ -100,7 +100,8 @@ export class Primary {
           runner: this.runner,
           syncNow,
           take: () => this.take(),
-          schedule: () => io.schedule(),
+          // A landed event made the guest runnable: drive it now, not after a timer (workerd's wait for an idle loop).
+          schedule: () => (host.wake ? host.wake() : io.schedule()),
           fenced: (e) => this.stop(e),
           active: () => host.isPrimary(),
         },
@@ -330,7 +331,8 @@ export class Primary {
     this.epochFlight = null;
     this.outputs.push(flight.outputs);
     await this.io.faults.at("after-release");
-    this.io.schedule();
+    if (this.host.wake) this.host.wake();
+    else this.io.schedule();
   }
 
   get heldOutputs(): number {
