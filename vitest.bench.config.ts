@@ -6,7 +6,7 @@ import { workers } from "./vitest.workers.ts";
 export default defineConfig({
   plugins: [
     // The bench's knobs reach the workerd side as bindings (its process.env is not the shell's).
-    workers(Object.fromEntries(["BENCH_ONLY", "BENCH_REPEAT", "BENCH_VERBOSE"].map((k) => [k, process.env[k] ?? ""]))),
+    workers(Object.fromEntries(["BENCH_ONLY", "BENCH_REPEAT", "BENCH_VERBOSE"].filter((k) => process.env[k]).map((k) => [k, process.env[k]!]))),
   ],
   test: {
     include: ["bench/**/*.bench.ts"],

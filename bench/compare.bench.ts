@@ -16,7 +16,7 @@ import { call, createGuest, outbound, status } from "../test/helpers/api.ts";
 import { sleep, tune } from "../test/helpers/guests.ts";
 
 const MODES = ["none", "kemari", "remus"] as const;
-const REPEAT = Number(process.env.BENCH_REPEAT ?? 3);
+const REPEAT = Number(process.env.BENCH_REPEAT || 3);
 type Mode = (typeof MODES)[number];
 
 /** A compute-bound guest: 200 M instructions, with a console line every ≈ 33 M (6 events). */

@@ -16,7 +16,7 @@ import { env } from "cloudflare:workers";
 import { expect, it } from "vitest";
 import { createGuest, status, waitFor } from "../test/helpers/api.ts";
 
-const ROUNDS = Number(process.env.BENCH_SYNCS ?? 1000);
+const ROUNDS = Number(process.env.BENCH_SYNCS || 1000);
 const BATCHES = 7;
 const PER_BATCH = Math.max(10, Math.round(ROUNDS / BATCHES));
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
