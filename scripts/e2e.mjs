@@ -9,8 +9,7 @@
 //   crash of the primary shows a takeover to generation 1 and the service
 //   answers on; the polling fallback shows the same guest; a guest made
 //   through the form with a 40 ms link model shows its links on the host
-//   cards and its checkpoints' flights on the timeline (and a link the
-//   heartbeat cannot cover is refused, the form marking the field); the
+//   cards and its checkpoints' flights on the timeline; the
 //   guided demo runs to its "nothing lost" verdict.
 // Screenshot: artifacts/dashboard-e2e.png. With --docs it also refreshes
 // docs/dashboard.png (the README's picture) from the guided demo.
@@ -236,12 +235,8 @@ async function main() {
     await page.fill("#name", "e2e-linked");
     await page.selectOption("#latency", "custom");
     await page.selectOption("#witness", "eeur");
-    // 1000 ms to the witness is more than the default heartbeat (2 s) covers: the API says so, naming the field.
-    await page.fill("#rtt-ms", "1000");
-    await page.click("#create-btn");
-    await page.waitForSelector("#error:not([hidden])", { timeout: 5000 });
-    await waitText(page, "#error", "heartbeat.timeoutMs");
-    if ((await page.getAttribute("#latency", "aria-invalid")) !== "true") throw new Error("the refused field is not marked in the form");
+    // (A heartbeat that cannot cover the round trip is refused by the API, naming the field — test/links.test.ts;
+    // the form sends none, and the default heartbeat stretches to cover 3 round trips.)
     await page.fill("#rtt-ms", "40");
     await page.fill("#mbps", "1000");
     await page.click("#create-btn");
