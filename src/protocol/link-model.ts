@@ -109,7 +109,7 @@ export const SMALL_MESSAGE_BYTES = 256;
 
 /** The links one object holds toward its peers, made as they are first used. */
 export class LinkTable {
-  private readonly links = new Map<string, Link | null>();
+  private readonly links = new Map<string, Link>();
 
   constructor(private readonly clock: Clock) {}
 
@@ -125,18 +125,6 @@ export class LinkTable {
     }
     return link;
   }
-
-  /** `fn` over the link (or at once when there is none). */
-  call<T>(link: Link | null, requestBytes: number, fn: () => Promise<T>, replyBytes?: (reply: T) => number): Promise<T> {
-    return link ? link.call(requestBytes, fn, replyBytes) : fn();
-  }
-}
-
-/** The bytes of outputs (their payloads plus a small header each). */
-export function outputBytes(outputs: readonly { data: Uint8Array }[]): number {
-  let n = SMALL_MESSAGE_BYTES;
-  for (const o of outputs) n += o.data.length + 16;
-  return n;
 }
 
 /** Roughly what a message weighs on the wire: its byte arrays, plus a small header. */

@@ -168,12 +168,10 @@ export class World {
   }
 
   /** Run events until `until` (virtual ms) or until nothing is left. */
-  private steps = 0;
   async run(until: number): Promise<void> {
     while (this.queue.length > 0 && this.queue[0].at <= until) {
       const e = this.queue.shift()!;
       this.now = e.at;
-      if (process.env.SIM_DEBUG && ++this.steps % 200000 === 0) console.error(`step ${this.steps} at ${this.now} queue ${this.queue.length}`, this.trace.slice(-3));
       e.fn();
       await settle();
     }
