@@ -130,7 +130,22 @@ export function watch(w: World, config: GuestConfig, violate: (s: string) => voi
 
 
   return {
-    async atEnd(img: Image, end: { calmMs: number; answered: number; requests: number }): Promise<void> {
+    /**
+     * Nothing left in motion at the primary: the guest waits (or is done), no event on
+     * its way to a backend, no output on its way to the switch. Only then may the outputs seen outside be counted against the
+     * failure-free run; before, a reply may still be crossing a slow link.
+     */
+    settled(): boolean {
+      const meta = w.witnessDurable.meta;
+      if (!meta || meta.lost) return true;
+      const role = w.hostInstance(w.hosts.get(meta.primary.name)!).role;
+      if (role.kind !== "primary") return true;
+      const p = role.primary;
+      const state = p.machine.state;
+      if (state !== "waiting" && state !== "halted" && state !== "crashed") return false;
+      return p.outputsInFlight === 0;
+    },
+    async atEnd(img: Image, end: { calmMs: number; answered: number; requests: number; settled: boolean }): Promise<void> {
     const meta = w.witnessDurable.meta;
     if (meta?.lost) {
       const holder = [...w.hosts.values()].find((h) => h.durable.copy !== null);
@@ -172,7 +187,7 @@ export function watch(w: World, config: GuestConfig, violate: (s: string) => voi
           if (!o) violate(`transparency: ${device}#${idx} was seen outside, but a failure-free run fed the same inputs never produced it`);
           else if (!equal(o.data, got.get(idx)!)) violate(`transparency: ${device}#${idx} differs from the failure-free run (${show(got.get(idx)!)} vs ${show(o.data)})`);
         }
-        const quiet = live.machine.state === "halted" || live.machine.state === "crashed" || (live.machine.state === "waiting" && end.answered === end.requests);
+        const quiet = end.settled && (live.machine.state === "halted" || live.machine.state === "crashed" || (live.machine.state === "waiting" && end.answered === end.requests));
         if (quiet && indices.length !== want.length) violate(`transparency: ${indices.length} ${device} outputs seen outside, the failure-free run made ${want.length}`);
       };
       compare("console", w.witnessDurable.console);

@@ -66,3 +66,13 @@ describe("the simulator's mutation tests: each bug switched back on is caught", 
     for (const seed of [6, 7, 9, 24, 52, 290]) expect((await simulate(seed)).violations).toEqual([]);
   });
 });
+
+describe("the checker's end of run", () => {
+  it("counts outputs only once the primary has settled (seed 40493: a reply still crossing a 197 ms link at the end of the calm)", async () => {
+    const r = await simulate(40493);
+    expect(r.violations).toEqual([]);
+    // The run went past its calm (faults 3 s + calm 6 s + 60 × 197 ms) until nothing was in motion.
+    expect(r.stats.virtualMs).toBeGreaterThan(3000 + 6000 + 60 * 197);
+    expect(r.trace.some((l) => l.includes("has not settled"))).toBe(false);
+  });
+});
