@@ -70,12 +70,4 @@ export const DEFAULT_EPOCH_MS = 25;
 
 export const DEFAULT_HEARTBEAT: HeartbeatConfig = { intervalMs: 200, timeoutMs: 2000 };
 
-/** Numbers that shape how a host drives its guest. */
-export const SLICE_INSTRUCTIONS = 1_000_000;
-/**
- * A slice's instructions while a link model is on: workerd runs the timers
- * that model the links only when its event loop is idle, so slices are
- * kept short (≈ 1 ms) for the modelled delays to hold.
- */
-export const LINKED_SLICE_INSTRUCTIONS = 150_000;
 

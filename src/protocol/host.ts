@@ -16,7 +16,8 @@
  * and a restart of every host must still be able to resume from it.
  */
 import { GuestError } from "../host/errors.ts";
-import { isProtected, LINKED_SLICE_INSTRUCTIONS, SLICE_INSTRUCTIONS, withDefaults, witnessRegion, type GuestConfig } from "../host/guest-config.ts";
+import { MIN_SLICE_MS, SLICE_MS, SliceBudget } from "../host/slice-budget.ts";
+import { isProtected, withDefaults, witnessRegion, type GuestConfig } from "../host/guest-config.ts";
 import type { Region } from "../kemari/placement.ts";
 import { LinkTable, overLink, type Link } from "./link-model.ts";
 import { lostHostStatus, type HostPlace, type HostStatus } from "../host/status.ts";
@@ -43,6 +44,8 @@ export class Host {
   private meta: HostMeta | null;
   role: Role;
   private pumping = false;
+  /** How long the next slice runs (its rate is learnt across runs of the guest). */
+  private readonly budget = new SliceBudget();
 
   private readonly io: HostIO;
   private readonly links: LinkTable;
@@ -292,21 +295,38 @@ export class Host {
     if (role.kind !== "primary" || this.pumping) return;
     const p = role.primary;
     this.pumping = true;
+    const budget = this.budget;
+    budget.restart();
+    let idle = false;
     try {
       while (p.machine.runnable && this.role.kind === "primary" && this.role.primary === p) {
         await this.drive(async () => {
-          await p.runner.runSlice(this.io.sliceInstructions ?? (p.config.latency === "none" ? SLICE_INSTRUCTIONS : LINKED_SLICE_INSTRUCTIONS));
+          const ms = this.sliceMs();
+          // A slice cut short for a modelled arrival ends when it is due: the yield after it goes idle.
+          idle = ms < SLICE_MS;
+          await p.runner.runSlice(this.io.sliceInstructions ?? budget.next(p.machine.cpu.instret, this.io.clock.now(), ms));
           this.io.observer?.changed?.();
           if (p.epochDue()) await p.commitEpoch();
           else p.epochSoon();
           const superseded = await p.checkInDue();
           if (superseded) this.fence(superseded);
         });
-        await this.io.yieldToRequests();
+        await this.io.yieldToRequests(idle);
       }
     } finally {
       this.pumping = false;
     }
+  }
+
+  /**
+   * How long the next slice may run: SLICE_MS, or less when a modelled message
+   * arrives sooner — its timer runs only once this object lets the event loop
+   * go idle, so a slice that ran past it would stretch the modelled link.
+   */
+  private sliceMs(): number {
+    const next = this.links.arrivals.next();
+    if (next === null) return SLICE_MS;
+    return Math.min(SLICE_MS, Math.max(MIN_SLICE_MS, next - this.io.clock.now()));
   }
 
   /** Control changed the guest (pause, resume, step, a packet). */

@@ -59,6 +59,29 @@ export function linkSpec(latency: Latency, a: Region | null, b: Region | null): 
   return { rttMs: latency.rttMs, mbps: latency.mbps ?? null };
 }
 
+/**
+ * The modelled arrivals not yet due, of all of one object's links: its host
+ * ends a slice of the guest at the next one, so the timer that delivers it
+ * (workerd runs timers only when its event loop is idle) is not held up.
+ */
+export class Arrivals {
+  private readonly due: number[] = [];
+
+  add(at: number): void {
+    this.due.push(at);
+  }
+
+  remove(at: number): void {
+    const i = this.due.indexOf(at);
+    if (i >= 0) this.due.splice(i, 1);
+  }
+
+  /** The earliest arrival still to come (null: none). */
+  next(): number | null {
+    return this.due.length === 0 ? null : Math.min(...this.due);
+  }
+}
+
 /** One direction of a link: a FIFO with a bandwidth. */
 export class Lane {
   /** When the last message finishes transmitting, and when it arrives. */
@@ -68,6 +91,7 @@ export class Lane {
   constructor(
     readonly spec: LinkSpec,
     private readonly clock: Clock,
+    private readonly arrivals: Arrivals = new Arrivals(),
   ) {}
 
   /** Resolves when a message of `bytes` sent now arrives at the other end. */
@@ -78,7 +102,9 @@ export class Lane {
     this.busyUntil = start + txMs;
     const arrival = Math.max(this.busyUntil + this.spec.rttMs / 2, this.lastArrival);
     this.lastArrival = arrival;
-    return arrival > now ? this.clock.sleep(arrival - now) : Promise.resolve();
+    if (arrival <= now) return Promise.resolve();
+    this.arrivals.add(arrival);
+    return this.clock.sleep(arrival - now).finally(() => this.arrivals.remove(arrival));
   }
 }
 
@@ -90,9 +116,10 @@ export class Link {
   constructor(
     readonly spec: LinkSpec,
     clock: Clock,
+    arrivals?: Arrivals,
   ) {
-    this.out = new Lane(spec, clock);
-    this.back = new Lane(spec, clock);
+    this.out = new Lane(spec, clock, arrivals);
+    this.back = new Lane(spec, clock, arrivals);
   }
 
   /** `fn` (the call), with its request carried there and its reply back. */
@@ -110,6 +137,8 @@ export const SMALL_MESSAGE_BYTES = 256;
 /** The links one object holds toward its peers, made as they are first used. */
 export class LinkTable {
   private readonly links = new Map<string, Link>();
+  /** What is on its way over any of them. */
+  readonly arrivals = new Arrivals();
 
   constructor(private readonly clock: Clock) {}
 
@@ -120,7 +149,7 @@ export class LinkTable {
     const key = `${from}>${to}:${spec.rttMs}:${spec.mbps}`;
     let link = this.links.get(key);
     if (link === undefined) {
-      link = new Link(spec, this.clock);
+      link = new Link(spec, this.clock, this.arrivals);
       this.links.set(key, link);
     }
     return link;
