@@ -164,6 +164,19 @@ describe("net-rx", () => {
     expect(mem.read(BUF, 1)[0]).toBe(2);
   });
 
+  it("answers at most a ring's worth of bad buffers per packet, however far ahead the frontend's req_prod runs", async () => {
+    const { runner, mem, front } = rig(DeviceKind.NET_RX);
+    // A frontend gone wrong (found by the simulator with a corrupted copy): req_prod 2^31 ahead, every slot a bad buffer.
+    mem.writeU32(RING, 0x8000_0000);
+    const t0 = Date.now();
+    await runner.deliverInbound(new Uint8Array([1]));
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(front.rspProd).toBe(RING_SLOTS);
+    expect(front.response(0).status).toBe(Errno.EINVAL);
+    // The packet still waits for a good buffer.
+    expect(runner.rxDropped).toBe(0);
+  });
+
   it("drops, and counts, packets beyond its queue", async () => {
     const { runner } = rig(DeviceKind.NET_RX);
     for (let i = 0; i < RX_QUEUE_LIMIT + 3; i++) await runner.deliverInbound(new Uint8Array([i]));

@@ -4,7 +4,7 @@
  */
 import { Errno } from "../guest/abi.ts";
 import { Backend, InOrderBackend, type Output } from "./backend.ts";
-import type { Request } from "./ring.ts";
+import { RING_SLOTS, type Request } from "./ring.ts";
 
 export const MAX_PACKET = 4096;
 /** Packets waiting for a posted buffer; beyond this the backend drops, as a NIC would. */
@@ -38,10 +38,15 @@ export class NetRxBackend extends Backend {
     this.drain();
   }
 
-  /** Fill posted buffers in ring order; reqCons is the next buffer to fill. */
+  /**
+   * Fill posted buffers in ring order; reqCons is the next buffer to fill. At
+   * most a ring's worth of requests at a time: a frontend whose req_prod runs
+   * far ahead of what it posted (a bad buffer is answered without taking a
+   * packet) would otherwise keep this loop going for up to 2^32 requests.
+   */
   private drain(): void {
     let filled = 0;
-    while (this.queue.length > 0 && this.ring.pending(this.reqCons) > 0) {
+    while (filled < RING_SLOTS && this.queue.length > 0 && this.ring.pending(this.reqCons) > 0) {
       const req = this.ring.request(this.reqCons);
       let status: number;
       if (req.op !== 0 || req.len < 1 || !this.inMemory(req)) {

@@ -8,6 +8,10 @@
  * serialises the CPU, the backends and inbound packets), so a checkpoint needs
  * no copy of what it sends. If the transfer fails the pages are marked dirty
  * again, so nothing is ever lost from the next one.
+ *
+ * Or captured (encoded and copied) for a pipeline, so the guest runs on while
+ * it crosses; Remus keeps several such checkpoints in flight, sent in order
+ * (docs/design.md, "Remus: pipelined epochs").
  */
 import type { Output } from "../devices/backend.ts";
 import type { Machine } from "../guest/machine.ts";
@@ -15,6 +19,7 @@ import { PAGE_SIZE } from "../guest/memory.ts";
 import { Enc, Space, encodeFrame, frameBytes, machineBytes, ENTRY_HEADER_BYTES, HEADER_BYTES, type Entry, type Frame } from "./checkpoint.ts";
 import { PageHistory, encodeDelta } from "./delta.ts";
 import { captureMachine } from "./state.ts";
+import { mutations } from "../protocol/mutations.ts";
 import { MAX_LISTED_PAGES } from "../events/messages.ts";
 
 /** The secondary's answer to one frame. */
@@ -41,6 +46,8 @@ export interface SyncOptions {
   at?: (step: SyncStep) => Promise<void> | void;
   /** Split into at least this many frames (so a mid-transfer fault has a middle). */
   minFrames?: number;
+  /** Told the checkpoint's seq once it is taken, while the machine is exactly its state. */
+  captured?: (seq: number) => void;
 }
 
 export interface SyncStats {
@@ -73,9 +80,11 @@ export interface Captured {
   full: boolean;
   pages: Int32Array;
   frames: (Frame | Uint8Array)[];
-  /** Pages to remember as the secondary's versions (delta bases) once acknowledged. */
+  /** Pages to remember as the secondary's versions (delta bases) once acknowledged (stop-and-wait; a pipelined one remembered them when taken). */
   sent: [number, Uint8Array][];
   deltaSaved: number;
+  /** Taken for a pipeline (encoded and copied): the guest ran on meanwhile. */
+  pipelined: boolean;
 }
 
 /** The bytes a captured checkpoint holds (what a pipeline keeps in RAM while it is in flight). */
@@ -97,8 +106,12 @@ export class Replicator {
    */
   needsFull = true;
   readonly history: PageHistory;
-  /** A checkpoint is on its way. */
-  private sending = false;
+  /** Checkpoints on their way (Remus may have several: see Primary). */
+  private inFlight = 0;
+  /** The seq of the last checkpoint taken; while any is in flight, the next one follows it. */
+  private taken = 0;
+  /** Sends go out in seq order, the frames of one before any of the next: resolves once the last one's final frame is out. */
+  private issued: Promise<void> = Promise.resolve();
   readonly totals = { syncs: 0, pages: 0, dirtyBytes: 0, sentBytes: 0, deltaSaved: 0 };
 
   constructor(
@@ -127,14 +140,22 @@ export class Replicator {
     return this.prepare(m, opts, true);
   }
 
+  /** How many checkpoints are on their way. */
+  get flying(): number {
+    return this.inFlight;
+  }
+
   private prepare(m: Machine, opts: SyncOptions, copy: boolean): Captured {
-    // One checkpoint at a time: a second taken while one is in flight would reuse its seq.
-    if (this.sending) throw new Error("a checkpoint was taken while another is in flight");
+    // Stop-and-wait sends its pages straight from memory: nothing may be in flight behind or ahead of it.
+    if (!copy && this.inFlight > 0) throw new Error("a stop-and-wait checkpoint was taken while another is in flight");
+    // A pipelined one follows those in flight; its deltas are against their pages, so it is never full.
+    if (copy && this.inFlight > 0 && (this.needsFull || opts.full)) throw new Error("a full checkpoint was taken while another is in flight");
     const full = opts.full === true || this.needsFull;
     const mem = m.memory;
     const pages = full ? allPages(mem.pages) : mem.dirtyPages();
     mem.clearDirty();
-    const seq = this.seq + 1;
+    const seq = (this.inFlight > 0 ? this.taken : this.seq) + 1;
+    this.taken = seq;
     const delta = this.options.delta !== false && !full;
     const sent: [number, Uint8Array][] = [];
     const entries: Entry[] = [];
@@ -165,23 +186,56 @@ export class Replicator {
     }
     for (const o of opts.outputs ?? []) entries.push({ space: Space.OUTPUT, index: o.index, enc: o.device === "console" ? 0 : 1, data: o.data });
     const frames = this.split({ seq, generation: this.generation, full, memoryPages: mem.pages, diskSectors: opts.diskSectors }, entries, captureMachine(m), opts.minFrames ?? 1);
-    return { replicator: this, memory: mem, seq, full, pages, frames: copy ? frames.map(encodeFrame) : frames, sent, deltaSaved };
+    opts.captured?.(seq);
+    // A pipelined checkpoint's pages are the delta bases of the next one, taken before this one is
+    // acknowledged (the secondary applies them in order). If it fails, the next is full (see transmit).
+    const encoded = copy ? frames.map(encodeFrame) : frames;
+    const atAck = !copy || mutations.deltaBaseAtAck;
+    if (!atAck) this.remember(full, sent);
+    return { replicator: this, memory: mem, seq, full, pages, frames: encoded, sent: atAck ? sent : [], deltaSaved, pipelined: copy };
   }
 
-  /** Carry a checkpoint to the secondary; resolves once it holds all of it. */
+  /**
+   * Carry a checkpoint to the secondary; resolves once it holds all of it.
+   * Checkpoints are sent in the order they were taken, each one's frames
+   * before any of the next; several may be on their way at once (their
+   * commit frames overlapping), as Remus's epochs are.
+   */
   async send(c: Captured, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
     const { seq } = c;
-    if (this.sending || seq !== this.seq + 1) throw new Error(`checkpoint ${seq} sent out of turn (last acknowledged ${this.seq})`);
-    this.sending = true;
+    const expected = (this.inFlight > 0 ? this.lastSent : this.seq) + 1;
+    if (seq !== expected || (!c.pipelined && this.inFlight > 0)) throw new Error(`checkpoint ${seq} sent out of turn (expected ${expected}, ${this.inFlight} in flight)`);
+    this.lastSent = seq;
+    this.inFlight++;
+    const before = this.issued;
+    let out!: () => void;
+    this.issued = new Promise<void>((resolve) => (out = resolve));
+    const sending = (async () => {
+      await before;
+      return this.transmit(c, opts, out);
+    })();
+    const settled = sending.then(() => undefined, () => undefined);
+    this.sends.add(settled);
     try {
-      return await this.transmit(c, opts);
+      return await sending;
     } finally {
-      this.sending = false;
+      out();
+      this.inFlight--;
+      this.sends.delete(settled);
     }
   }
 
-  private async transmit(c: Captured, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
-    const { seq, full, pages, frames, sent, deltaSaved } = c;
+  private readonly sends = new Set<Promise<void>>();
+
+  /** Resolves once nothing is in flight (each send acknowledged or failed): a stop-and-wait checkpoint waits for this. */
+  async idle(): Promise<void> {
+    while (this.sends.size > 0) await Promise.all([...this.sends]);
+  }
+
+  private lastSent = 0;
+
+  private async transmit(c: Captured, opts: Pick<SyncOptions, "at">, out: () => void): Promise<SyncStats> {
+    const { seq, full, pages, frames, sent } = c;
     let sentBytes = 0;
     let commitSent = false;
     try {
@@ -192,7 +246,10 @@ export class Replicator {
         const bytes = f instanceof Uint8Array ? f : encodeFrame(f);
         sentBytes += bytes.length;
         commitSent = i === frames.length - 1;
-        const reply = await this.link.send(bytes);
+        const sending = this.link.send(bytes);
+        // The final frame is out: the next checkpoint's frames may follow it.
+        if (commitSent) out();
+        const reply = await sending;
         if (!reply.ok) throw new SyncRefused(reply.code, reply.reason);
       }
     } catch (e) {
@@ -200,14 +257,28 @@ export class Replicator {
       // The commit frame went out and no answer came back: the secondary may or
       // may not hold this checkpoint. A retry under the same seq would be taken
       // for a re-send and dropped, and deltas would have no certain base, so
-      // start again with a full checkpoint (as after "out-of-order").
-      if (commitSent && !(e instanceof SyncRefused)) this.needsFull = true;
+      // start again with a full checkpoint (as after "out-of-order"). A
+      // pipelined one's pages are already the next one's delta bases: full too.
+      if ((commitSent && !(e instanceof SyncRefused)) || c.pipelined) this.needsFull = true;
       throw e;
     }
-    this.seq = seq;
-    this.needsFull = false;
+    // Several in flight may be acknowledged out of turn: the seq only grows.
+    this.seq = Math.max(this.seq, seq);
+    if (!c.pipelined) this.needsFull = false;
+    this.remember(full, sent);
+    // (A pipelined one leaves needsFull alone: it was taken only when none was due, and a failure
+    // of another in flight since then has asked for a full checkpoint, which stands.)
+    return this.stats(c, sentBytes, opts);
+  }
+
+  /** The secondary will hold these pages: the bases of the next checkpoint's deltas. */
+  private remember(full: boolean, sent: [number, Uint8Array][]): void {
     if (full) this.history.clear();
     for (const [p, copy] of sent) this.history.set(p, copy);
+  }
+
+  private async stats(c: Captured, sentBytes: number, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
+    const { seq, full, pages, frames, deltaSaved } = c;
     const stats: SyncStats = {
       seq,
       full,

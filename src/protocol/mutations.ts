@@ -18,6 +18,8 @@ export interface Mutations {
   pipelineUnbounded: boolean;
   /** Outputs on their way to the witness are not carried in checkpoints (a takeover can neither remake nor release them). */
   outputsNotCarried: boolean;
+  /** Remus's epochs in flight: a checkpoint's pages become the next one's delta bases only once it is acknowledged (the next, taken before, is encoded against older pages than the secondary will hold). */
+  deltaBaseAtAck: boolean;
 }
 
 export const mutations: Mutations = {
@@ -28,6 +30,7 @@ export const mutations: Mutations = {
   acceptOlderGeneration: false,
   pipelineUnbounded: false,
   outputsNotCarried: false,
+  deltaBaseAtAck: false,
 };
 
 export type MutationName = keyof Mutations;

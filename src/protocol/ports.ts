@@ -96,6 +96,8 @@ export interface HostObserver {
   /** A checkpoint was acknowledged: the guest paused `pauseMs` for it; it took `flightMs` from being taken to its ack. */
   synced?(generation: number, stats: SyncStats, pauseMs: number, flightMs: number): void;
   changed?(): void;
+  /** Checkpoint `seq` was taken: the guest's machine is exactly its state now (the simulator's checker). */
+  captured?(generation: number, seq: number): void;
   /** A packet was written into the guest's net-rx buffer with ring index `index` (the simulator's checker). */
   received?(generation: number, index: number, packet: Uint8Array): void;
 }

@@ -10,8 +10,9 @@
  *   (and travel inside every checkpoint, so a secondary that takes over can
  *   release them); at the end of each epoch its checkpoint is taken, the
  *   guest resumes at once, and the checkpoint is sent in the background; once
- *   acknowledged, the epoch's outputs leave. One epoch is in flight at a time:
- *   the next commits when it lands (back-pressure).
+ *   acknowledged, the epoch's outputs leave. Several epochs may be in flight,
+ *   enough to cover a round trip (`epochWindow`); they land in order; a full
+ *   window holds the open epoch back until one lands (back-pressure).
  * - none: outputs go straight out.
  *
  * In every mode outputs go to the witness through the output queue
@@ -30,10 +31,25 @@ import { DEFAULT_PROTECTION, Fenced, Protection, type ProtectionHost } from "../
 import { capturedBytes, type Replicator, type SyncStats } from "../kemari/replicator.ts";
 import { Epoch } from "../remus/epoch.ts";
 import { EventTap, type Flight } from "./event-tap.ts";
+import { linkSpec } from "./link-model.ts";
 import { mutations } from "./mutations.ts";
 import { OutputQueue } from "./output-queue.ts";
 import type { DiskStore, HostIO } from "./ports.ts";
 import { ReplicatedDisk } from "./replicated-disk.ts";
+
+/** Remus: an epoch whose checkpoint is on its way (seq 0: going stop-and-wait), and the outputs it releases. */
+type EpochFlight = Flight & { outputs: Output[] };
+
+/** Remus: at most this many bytes of captured epochs held in RAM while they cross. */
+const MAX_EPOCH_BYTES_IN_FLIGHT = 16 << 20;
+/** Remus: never more epochs in flight than this, however long the round trip. */
+const MAX_EPOCH_WINDOW = 16;
+
+/** Enough epochs in flight to cover a round trip to the secondary (at least 2: sending overlaps the next epoch even at 0 ms). */
+export function epochWindow(config: GuestConfig): number {
+  const rtt = linkSpec(config.latency, config.regions.primary, config.regions.secondary)?.rttMs ?? 0;
+  return Math.min(MAX_EPOCH_WINDOW, Math.max(2, Math.ceil(rtt / config.epochMs) + 1));
+}
 
 export class Primary {
   readonly runner: GuestRunner;
@@ -45,8 +61,12 @@ export class Primary {
   readonly eventTap: EventTap | null = null;
   /** Remus: what the open epoch holds back. */
   private epoch = new Epoch();
-  /** Remus: the epoch whose checkpoint is in flight, and the outputs it will release. */
-  private epochFlight: (Flight & { outputs: Output[] }) | null = null;
+  /** Remus: the epochs whose checkpoints are in flight, oldest first, each with the outputs it will release. */
+  private epochFlights: EpochFlight[] = [];
+  /** Remus: the landings of the epochs in flight, chained so their outputs leave in epoch order. */
+  private landings: Promise<void> = Promise.resolve();
+  /** Remus: how many epochs may be in flight at once (enough to cover a round trip to the secondary). */
+  private readonly epochWindow: number;
   private epochInstret = -1;
   /** Remus's epochs end on a fixed cadence (every epochMs since the primary started), as its checkpoint timer does. */
   private readonly cadenceStart: number;
@@ -68,6 +88,7 @@ export class Primary {
     memory?: Uint8Array,
   ) {
     this.cadenceStart = io.clock.now();
+    this.epochWindow = epochWindow(config);
     this.lastCheckIn = io.clock.now();
     const mode = config.mode;
     const disk = isProtected(mode) ? new ReplicatedDisk(local) : local;
@@ -134,7 +155,7 @@ export class Primary {
 
   /** Outputs not yet at the witness, and events not yet at their backends: a guest reads halted only once this is 0. */
   get outputsInFlight(): number {
-    return this.outputs.inFlight + this.epoch.outputs.length + (this.epochFlight?.outputs.length ?? 0) + (this.eventTap?.pending ?? 0);
+    return this.outputs.inFlight + this.heldOutputs + (this.eventTap?.pending ?? 0);
   }
 
   /** The output queue stopped: fenced (the witness refused this generation), or a failure no retry mends. */
@@ -170,7 +191,7 @@ export class Primary {
   private carried(full: boolean): Output[] {
     if (full && mutations.fullWithoutHeldOutputs) return [];
     const queued = mutations.outputsNotCarried ? [] : this.outputs.unconfirmed();
-    return [...queued, ...(this.epochFlight?.outputs ?? []), ...this.epoch.outputs];
+    return [...queued, ...this.epochFlights.flatMap((f) => f.outputs), ...this.epoch.outputs];
   }
 
   /**
@@ -180,6 +201,8 @@ export class Primary {
    * a full checkpoint too, so a new secondary that takes over can release them.
    */
   async sync(r: Replicator): Promise<void> {
+    // Remus's epochs in flight settle first: a stop-and-wait checkpoint follows them, never overtakes them.
+    await r.idle();
     const t0 = this.io.clock.now();
     const full = r.needsFull;
     const disk = this.disk as ReplicatedDisk;
@@ -190,6 +213,7 @@ export class Primary {
       outputs: this.carried(full),
       at: (step) => this.io.faults.at(step),
       minFrames: this.io.faults.minFrames(),
+      captured: (seq) => this.io.observer?.captured?.(this.generation, seq),
     });
     disk.acknowledged();
     const ms = this.io.clock.now() - t0;
@@ -213,6 +237,7 @@ export class Primary {
       sectors: taken.sectors,
       outputs: this.carried(false),
       minFrames: this.io.faults.minFrames(),
+      captured: (seq) => this.io.observer?.captured?.(this.generation, seq),
     });
     const pauseMs = this.io.clock.now() - t0;
     const landed = r.send(c, { at: (step) => this.io.faults.at(step) }).then((stats) => {
@@ -260,13 +285,24 @@ export class Primary {
   /**
    * The pump checks the time itself too: under load, timers can wait. An
    * epoch is due at the first boundary after it opened — so an output made by
-   * a guest that was idle waits for the next tick of the cadence, as in Remus.
+   * a guest that was idle waits for the next tick of the cadence, as in Remus
+   * — unless the window of epochs in flight is full (back-pressure: the open
+   * epoch grows until one lands).
    */
   epochDue(): boolean {
-    if (this.config.mode !== "remus" || this.epochFlight || !this.epochIsOpen()) return false;
+    if (this.config.mode !== "remus" || this.windowFull() || !this.epochIsOpen()) return false;
     const now = this.io.clock.now();
     this.openedAt ??= now;
     return now >= this.nextBoundary(this.openedAt);
+  }
+
+  /** Back-pressure: as many epochs in flight as the window allows, or as many bytes as RAM should hold for them. */
+  private windowFull(): boolean {
+    const f = this.epochFlights;
+    if (f.length === 0) return false;
+    // A stop-and-wait epoch (a full checkpoint) is on its way: nothing may follow it until it lands.
+    if (f.some((x) => x.seq === 0)) return true;
+    return f.length >= this.epochWindow || f.reduce((n, x) => n + x.bytes, 0) >= MAX_EPOCH_BYTES_IN_FLIGHT;
   }
 
   epochIsOpen(): boolean {
@@ -278,39 +314,49 @@ export class Primary {
    * End the epoch: take its checkpoint (memory, CPU, its disk writes and
    * held outputs) with the guest stopped, let the guest run on into the next
    * epoch, and release the epoch's outputs once the secondary acknowledges
-   * it. While one epoch is in flight the next waits (it commits when the
-   * first lands).
+   * it — Remus's pipeline. Several epochs may be in flight, up to the window;
+   * their outputs leave in epoch order.
    */
   async commitEpoch(): Promise<void> {
-    if (this.epochFlight) return;
+    if (this.windowFull()) return;
     const protection = this.protection!;
     const runner = this.runner;
-    let flight: (Flight & { outputs: Output[] }) | null = null;
+    let flight: EpochFlight | null = null;
     await runner.exclusive(() =>
       protection.replicate(async (rep) => {
         // Checked again with the guest to ourselves: a timer and the pump may both have asked.
-        if (this.epochFlight || !this.epochIsOpen()) return;
+        if (this.windowFull() || !this.epochIsOpen()) return;
         const outputs = this.epoch.outputs;
-        this.epochFlight = { landed: Promise.resolve(), seq: 0, bytes: 0, pages: 0, takenAt: 0, outputs };
+        const taken = this.take();
         this.epoch = new Epoch();
         this.epochInstret = runner.machine.cpu.instret;
         this.openedAt = null;
-        const taken = this.take();
         if (taken) {
           flight = { ...taken, outputs };
-          this.epochFlight = flight;
+          this.epochFlights.push(flight);
           return;
         }
-        // No pipeline to this secondary yet: stop-and-wait.
-        await this.sync(rep);
-        this.epochFlight = null;
+        // No pipeline to this secondary (a full checkpoint is due, or none holds a whole copy yet): stop-and-wait.
+        const waiting: EpochFlight = { landed: Promise.resolve(), seq: 0, bytes: 0, pages: 0, takenAt: 0, outputs };
+        this.epochFlights.push(waiting);
+        try {
+          await this.sync(rep);
+        } catch (e) {
+          // Not sent: the epoch stays open, its outputs held, for the next try.
+          this.epochFlights.splice(this.epochFlights.indexOf(waiting), 1);
+          this.epoch.hold(outputs);
+          throw e;
+        }
+        this.epochFlights.splice(this.epochFlights.indexOf(waiting), 1);
         this.outputs.push(outputs);
         await this.io.faults.at("after-release");
       }),
     );
     if (flight) {
-      // The guest runs on while the epoch crosses; its landing releases the outputs and opens the way for the next.
-      void this.landEpoch(flight)
+      // The guest runs on while the epoch crosses; its landing (after those before it) releases its outputs.
+      const f: EpochFlight = flight;
+      this.landings = this.landings
+        .then(() => this.landEpoch(f))
         .then(() => (this.epochDue() ? this.commitEpoch() : this.epochSoon()))
         .catch((e: unknown) => {
           if (!(e instanceof Fenced)) throw e;
@@ -320,23 +366,34 @@ export class Primary {
     if (runner.machine.runnable || !this.epoch.empty || this.machine.memory.dirtyPageCount > 0) this.epochSoon();
   }
 
-  /** The epoch's checkpoint in flight lands (or, failing, goes again stop-and-wait): its outputs leave. */
-  private async landEpoch(flight: Flight & { outputs: Output[] }): Promise<void> {
+  /**
+   * The epoch's checkpoint in flight lands, after every epoch before it. If it
+   * failed, everything up to now goes again stop-and-wait (once the others in
+   * flight have settled): that covers this epoch and the later ones in flight.
+   * Its outputs leave.
+   */
+  private async landEpoch(flight: EpochFlight): Promise<void> {
     try {
       await flight.landed;
     } catch (e) {
       if (e instanceof Fenced) throw e;
+      await Promise.allSettled(this.epochFlights.map((f) => f.landed));
       await this.runner.exclusive(() => this.protection!.replicate((r) => this.sync(r)));
     }
-    this.epochFlight = null;
+    this.epochFlights.splice(this.epochFlights.indexOf(flight), 1);
     this.outputs.push(flight.outputs);
     await this.io.faults.at("after-release");
     if (this.host.wake) this.host.wake();
     else this.io.schedule();
   }
 
+  /** Remus: epochs whose checkpoints are on their way. */
+  get epochsInFlight(): number {
+    return this.epochFlights.length;
+  }
+
   get heldOutputs(): number {
-    return this.epoch.outputs.length + (this.epochFlight?.outputs.length ?? 0);
+    return this.epoch.outputs.length + this.epochFlights.reduce((n, f) => n + f.outputs.length, 0);
   }
 
   // ---- Fencing without events ----
@@ -378,7 +435,7 @@ export class Primary {
 
   /** The checkpoint on its way to the secondary, if any (the guest runs on meanwhile). */
   private inFlight(): InFlight | null {
-    const f = this.eventTap?.flight ?? this.epochFlight;
+    const f = this.eventTap?.flight ?? this.epochFlights.find((x) => x.seq !== 0) ?? null;
     // A fenced primary's status is frozen: nothing of it is on its way any more.
     if (!f || f.seq === 0 || !this.host.isPrimary()) return null;
     return { seq: f.seq, bytes: f.bytes, pages: f.pages, sinceMs: this.io.clock.now() - f.takenAt };

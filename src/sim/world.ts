@@ -276,9 +276,13 @@ export class World {
             diskWrite: (g, s, d) => this.call(h.place.name, me, place.name, `diskWrite → ${place.name}`, () => this.hostInstance(to).diskWrite(g, s, d), () => to.life.died),
           };
         },
-        faults: this.stepFaults(h, () => h.instance),
+        faults: this.stepFaults(h),
         observer: {
           received: (g, index, packet) => this.onReceived?.(g, index, packet),
+          captured: (g, seq) => {
+            const me = h.instance;
+            if (me) this.onCapture?.(me, g, seq);
+          },
           synced: (g, stats) => {
             const role = h.instance?.role;
             const secondary = role?.kind === "primary" ? role.primary.secondary : null;
@@ -296,14 +300,9 @@ export class World {
     return h.instance;
   }
 
-  private stepFaults(h: SimHost, self: () => Host | null): StepFaults {
+  private stepFaults(h: SimHost): StepFaults {
     return {
       at: (step) => {
-        const me = self();
-        if (step === "before-transfer" && me?.role.kind === "primary") {
-          const r = me.role.primary.protection?.replicator;
-          if (r) this.onCapture?.(me, me.role.generation, r.seq + 1);
-        }
         if (this.faultsOn && this.rng.chance(this.net.crashAtCall * 4)) {
           this.crash(h.place.name, `at ${step}`);
           return hang();
