@@ -62,7 +62,7 @@ export class GuestHost extends DurableObject<Env> {
       faults: this.faults,
       observer: { synced: (g, s, ms, flightMs) => this.outbox.synced(g, s, ms, flightMs), changed: () => this.outbox.changed() },
       schedule: () => void this.schedule(),
-      yieldToRequests: (idle) => this.yieldToRequests(idle),
+      yieldToRequests: () => this.yieldToRequests(),
     };
     this.host = new Host(io);
   }
@@ -230,13 +230,14 @@ export class GuestHost extends DurableObject<Env> {
    * only when its event loop is idle, so under load such a yield can wait a
    * long time. A round trip to another object is real I/O, and while this
    * object awaits it its queued requests are delivered; it carries nothing,
-   * so it is allowed even across a cut link. Every few slices — and whenever a
-   * modelled link's message is due (`idle`) — the pump waits for a timer
-   * instead, and lets the loop go idle, so timers run.
+   * so it is allowed even across a cut link. Every few slices the pump waits
+   * for a timer instead, and lets the loop go idle, so timers run. (A modelled
+   * link's messages do not wait for that: the pump delivers those due between
+   * slices.)
    */
-  private async yieldToRequests(idle = false): Promise<void> {
+  private async yieldToRequests(): Promise<void> {
     this.outbox.flushIfDue();
-    if (idle || !this.host.config || ++this.yields % TIMER_YIELD_EVERY === 0) {
+    if (!this.host.config || ++this.yields % TIMER_YIELD_EVERY === 0) {
       await new Promise((resolve) => setTimeout(resolve, 0));
       return;
     }

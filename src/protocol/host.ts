@@ -17,6 +17,9 @@
  */
 import { GuestError } from "../host/errors.ts";
 import { MIN_SLICE_MS, SLICE_MS, SliceBudget } from "../host/slice-budget.ts";
+
+/** How late a modelled arrival may be delivered (ms): a few per cent of an inter-region round trip. */
+const ARRIVAL_SLACK_MS = 2;
 import { isProtected, withDefaults, witnessRegion, type GuestConfig } from "../host/guest-config.ts";
 import type { Region } from "../kemari/placement.ts";
 import { LinkTable, overLink, type Link } from "./link-model.ts";
@@ -297,36 +300,41 @@ export class Host {
     this.pumping = true;
     const budget = this.budget;
     budget.restart();
-    let idle = false;
     try {
       while (p.machine.runnable && this.role.kind === "primary" && this.role.primary === p) {
         await this.drive(async () => {
+          // Modelled messages due by now are delivered here, without waiting for the event loop to go idle.
+          this.links.arrivals.release(this.io.clock.now());
           const ms = this.sliceMs();
-          // A slice cut short for a modelled arrival ends when it is due: the yield after it goes idle.
-          idle = ms < SLICE_MS;
           await p.runner.runSlice(this.io.sliceInstructions ?? budget.next(p.machine.cpu.instret, this.io.clock.now(), ms));
+          budget.ran(p.machine.cpu.instret, this.io.clock.now());
           this.io.observer?.changed?.();
           if (p.epochDue()) await p.commitEpoch();
           else p.epochSoon();
           const superseded = await p.checkInDue();
           if (superseded) this.fence(superseded);
         });
-        await this.io.yieldToRequests(idle);
+        this.links.arrivals.release(this.io.clock.now());
+        await this.io.yieldToRequests();
       }
     } finally {
+      const GA = globalThis as unknown as { A?: Record<string, [number, number]> };
+      if (p.machine.state === "halted" && GA.A) { console.error(p.config.mode + " " + JSON.stringify(Object.fromEntries(Object.entries(GA.A).map(([k, [t, n]]) => [k, `${n} × ${(t / n).toFixed(2)}`])))); GA.A = undefined; }
       this.pumping = false;
     }
   }
 
   /**
    * How long the next slice may run: SLICE_MS, or less when a modelled message
-   * arrives sooner — its timer runs only once this object lets the event loop
-   * go idle, so a slice that ran past it would stretch the modelled link.
+   * arrives sooner — it is delivered between slices (or by a timer, which runs
+   * only once the event loop goes idle), so a slice that ran far past it would
+   * stretch the modelled link.
    */
   private sliceMs(): number {
     const next = this.links.arrivals.next();
     if (next === null) return SLICE_MS;
-    return Math.min(SLICE_MS, Math.max(MIN_SLICE_MS, next - this.io.clock.now()));
+    // A little past it: arrivals close together are delivered between the same two slices.
+    return Math.min(SLICE_MS, Math.max(MIN_SLICE_MS, next - this.io.clock.now() + ARRIVAL_SLACK_MS));
   }
 
   /** Control changed the guest (pause, resume, step, a packet). */

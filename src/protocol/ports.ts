@@ -111,8 +111,8 @@ export interface HostIO {
   observer?: HostObserver;
   /** Make sure the pump runs soon (a timer, with a durable alarm as backstop). */
   schedule(): void;
-  /** Hand the thread to queued requests between slices (`idle`: and let the event loop go idle, so due timers run). */
-  yieldToRequests(idle?: boolean): Promise<void>;
+  /** Hand the thread to queued requests between slices. */
+  yieldToRequests(): Promise<void>;
   /** Instructions a slice runs at most (default SLICE_INSTRUCTIONS; the simulator's are smaller, each costing virtual time). */
   sliceInstructions?: number;
 }

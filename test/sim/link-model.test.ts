@@ -111,43 +111,68 @@ describe("the arrivals a host slices the guest by", () => {
     expect(table.arrivals.next()).toBeNull();
   });
 
-  it("forgets one arrival at a time, even when two are due at the same moment", () => {
+  it("delivers what is due when its host asks, in time order, without waiting for the timer — and only once", async () => {
+    const { clock, run } = virtualClock();
     const arrivals = new Arrivals();
-    arrivals.add(5);
-    arrivals.add(5);
-    arrivals.add(3);
-    arrivals.remove(3);
-    expect(arrivals.next()).toBe(5);
-    arrivals.remove(5);
-    expect(arrivals.next()).toBe(5);
-    arrivals.remove(5);
+    const order: string[] = [];
+    void arrivals.wait(30, clock).then(() => order.push("b"));
+    void arrivals.wait(10, clock).then(() => order.push("a"));
+    void arrivals.wait(50, clock).then(() => order.push("c"));
+    // The host, between two slices at t = 40 (its clock says so; the timers have not run).
+    arrivals.release(40);
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(order).toEqual(["a", "b"]);
+    expect(arrivals.next()).toBe(50);
+    // The timers then run: a and b are not delivered twice; c is delivered by its timer.
+    await run();
+    expect(order).toEqual(["a", "b", "c"]);
     expect(arrivals.next()).toBeNull();
   });
 });
 
 describe("a slice's budget", () => {
-  it("turns milliseconds into instructions by the rate measured between slices, smoothed and bounded", () => {
+  it("turns milliseconds into instructions by the rate measured inside slices, smoothed and bounded", () => {
     const budget = new SliceBudget();
     // Before any measurement: the cautious rate, 50k instructions a ms.
     expect(budget.next(0, 1000, 10)).toBe(500_000);
-    // 2 M instructions in 10 ms: 200k a ms, averaged with the last estimate → 125k.
-    expect(budget.next(2_000_000, 1010, 10)).toBe(1_250_000);
-    // Under a ms since the last sample: the clock's coarseness, not a rate (no change).
-    expect(budget.next(2_100_000, 1010.5, 10)).toBe(1_250_000);
-    // A slow moment halves nothing at once: 100k in 10 ms → (125k + 10k) / 2.
-    expect(budget.next(2_100_000 + 100_000 - 100_000, 1020, 1)).toBe(67_500);
+    // 2 M instructions in a 10 ms slice: 200k a ms, averaged with the last estimate → 125k.
+    budget.ran(2_000_000, 1010);
+    // The yield after it (5 ms) is not the guest's time.
+    expect(budget.next(2_000_000, 1015, 10)).toBe(1_250_000);
+    // Slices under a ms are summed until they make a sample: 2 × 0.5 ms of 150k each → 300k a ms → 212.5k.
+    budget.ran(2_150_000, 1015.5);
+    expect(budget.next(2_150_000, 1016, 10)).toBe(1_250_000);
+    budget.ran(2_300_000, 1016.5);
+    expect(budget.next(2_300_000, 1017, 1)).toBe(212_500);
     // Bounds: never under 20k instructions, never over 4 M.
-    expect(budget.next(2_100_000, 1030, 0.01)).toBe(20_000);
-    expect(budget.next(1e12, 1040, 10_000)).toBe(4_000_000);
+    expect(budget.next(2_300_000, 1018, 0.01)).toBe(20_000);
+    expect(budget.next(2_300_000, 1019, 10_000)).toBe(4_000_000);
   });
 
-  it("does not count the time the guest was stopped as its rate", () => {
+  it("with a clock that stands still in slices, estimates from whole cycles, never below the cautious rate", () => {
+    const budget = new SliceBudget();
+    let t = 0;
+    let instret = 0;
+    // 10 cycles of a 100k-instruction slice (the clock does not move) and a 10 ms yield.
+    for (let i = 0; i < 10; i++) {
+      budget.next(instret, t, 10);
+      instret += 100_000;
+      budget.ran(instret, t);
+      t += 10;
+    }
+    // 1 M in 100 ms is 10k a ms: below the cautious rate, so the estimate stays at 50k.
+    expect(budget.next(instret, t, 10)).toBe(500_000);
+  });
+
+  it("does not count the time the guest was stopped", () => {
     const budget = new SliceBudget();
     budget.next(0, 0, 10);
-    budget.next(1_000_000, 10, 10); // 100k a ms → 75k
+    budget.ran(1_000_000, 10); // 100k a ms → 75k
     budget.restart();
-    // A minute waiting, then running again: the first sample starts afresh.
+    // A minute waiting, then running again at 100k a ms.
     expect(budget.next(1_000_000, 60_010, 10)).toBe(750_000);
-    expect(budget.next(2_000_000, 60_020, 10)).toBe(875_000);
+    budget.ran(2_000_000, 60_020);
+    expect(budget.next(2_000_000, 60_021, 10)).toBe(875_000);
   });
 });
