@@ -144,14 +144,25 @@ async function main() {
   });
   const context = await browser.newContext({ viewport: { width: 1920, height: 1080 } });
   const pageErrors = [];
+  const cspViolations = [];
   const watch = (page) => {
     page.on("pageerror", (e) => pageErrors.push(e.message));
     page.on("console", (m) => {
       if (m.type() === "error") console.log(`    (browser console: ${m.text()})`);
+      // Chromium reports what the Content-Security-Policy blocked on the console.
+      if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
     });
   };
   const page = await context.newPage();
   watch(page);
+
+  await step("the page is served with its security headers", async () => {
+    const res = await fetch(`${BASE}/`);
+    const csp = res.headers.get("content-security-policy") ?? "";
+    for (const want of ["script-src 'self'", "style-src 'self'", "frame-ancestors 'none'"]) if (!csp.includes(want)) throw new Error(`the page's CSP lacks ${want}: ${csp}`);
+    if (res.headers.get("x-content-type-options") !== "nosniff") throw new Error("no X-Content-Type-Options: nosniff");
+    if (res.headers.get("referrer-policy") !== "no-referrer") throw new Error("no Referrer-Policy: no-referrer");
+  });
 
   await step("the page loads and keeps the token out of the URL", async () => {
     await page.goto(`${BASE}/`);
@@ -193,6 +204,9 @@ async function main() {
     const facts = await text(page, "#memory-facts");
     if (!facts.includes("256 pages")) throw new Error(`memory facts: ${facts}`);
     console.log(`    (transport: ${await text(page, "#transport")}; ${syncs} syncs on the timeline)`);
+    // The live stream, not the polling fallback: a failed WebSocket handshake must not pass unseen.
+    const kind = await page.evaluate(() => document.getElementById("transport").dataset.kind);
+    if (kind !== "live") throw new Error(`the event stream is not live (${kind}: ${await text(page, "#transport")})`);
   });
 
   await step("crashing the primary shows the takeover to generation 1", async () => {
@@ -285,6 +299,12 @@ async function main() {
     console.log(`    (${verdict.slice(0, 110)}…)`);
     await demo.close();
   });
+
+  if (cspViolations.length) {
+    results.push({ name: "nothing the page needs is blocked by its CSP", ok: false });
+    throw new Error(`blocked by the CSP: ${cspViolations.join("; ")}`);
+  }
+  results.push({ name: "nothing the page needs is blocked by its CSP", ok: true });
 
   if (pageErrors.length) {
     results.push({ name: "no script errors in the page", ok: false });

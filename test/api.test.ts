@@ -3,7 +3,7 @@ import { describe, expect, it } from "vitest";
 import hello from "../guests/hello.s?raw";
 import { call, consoleText, createGuest, json, status, waitFor } from "./helpers/api.ts";
 import { encodeBase64 } from "../src/image/load.ts";
-import type { Problem } from "../src/api/problem.ts";
+import { PROBLEM_STATUSES, problem, type Problem } from "../src/api/problem.ts";
 import { createApp } from "../src/api/app.ts";
 import { tokensEqual } from "../src/api/auth.ts";
 import { env } from "cloudflare:workers";
@@ -284,5 +284,46 @@ describe("examples", () => {
     expect(examples[0].source).toBe(hello);
     for (const e of examples) expect(e.title.length).toBeGreaterThan(10);
     await problemOf(await call("GET", "/api/examples", { token: null }), 401);
+  });
+});
+
+describe("headers, methods and problem titles (#11)", () => {
+  it("sends the security headers on every API response, answers and problems alike", async () => {
+    for (const res of [await call("GET", "/api/examples"), await call("GET", "/api/guests/g-000000000000"), await call("GET", "/api/examples", { token: null }), await call("GET", "/api/openapi.json")]) {
+      const csp = res.headers.get("content-security-policy") ?? "";
+      expect(csp).toContain("default-src 'none'");
+      expect(csp).toContain("frame-ancestors 'none'");
+      expect(res.headers.get("x-frame-options")).toBe("DENY");
+      expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+      expect(res.headers.get("referrer-policy")).toBe("no-referrer");
+    }
+  });
+
+  it("answers a method a path does not take with 405 and the methods it does", async () => {
+    const cases: [string, string, string][] = [
+      ["PUT", "/api/guests", "GET, POST"],
+      ["DELETE", "/api/examples", "GET"],
+      ["GET", "/api/guests/g-000000000000/pause", "POST"],
+      ["PATCH", "/api/guests/g-000000000000", "DELETE, GET"],
+    ];
+    for (const [method, path, allow] of cases) {
+      const res = await call(method, path);
+      const p = await problemOf(res, 405);
+      expect(p.title).toBe("Method Not Allowed");
+      expect(res.headers.get("allow")).toBe(allow);
+      expect(p.detail).toContain(allow);
+    }
+    // A path the API does not have at all stays a 404.
+    expect((await problemOf(await call("GET", "/api/nothing-here"), 404)).title).toBe("Not Found");
+  });
+
+  it("gives every status it answers with a proper title", async () => {
+    for (const status of PROBLEM_STATUSES) {
+      const p = (await problem(status, "x").json()) as Problem;
+      expect(p.title).not.toMatch(/^(Error|HTTP \d+)$/);
+    }
+    // The event stream without an upgrade: 426, titled.
+    const res = await call("GET", "/api/guests/g-000000000000/events");
+    expect((await problemOf(res, 426)).title).toBe("Upgrade Required");
   });
 });

@@ -5,6 +5,7 @@
  */
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { secureHeaders } from "hono/secure-headers";
 import type { z } from "zod";
 import type { Env } from "../env.ts";
 import { ERROR_STATUS, GuestError, unwrap } from "../host/errors.ts";
@@ -69,6 +70,19 @@ const tooLarge = (limit: number) => () => problem(413, `the body is larger than 
 
 export function createApp(): Hono<App> {
   const app = new Hono<App>();
+
+  // Every API response: JSON and problems only, so a CSP that allows nothing; never framed;
+  // no sniffing; no referrer. (The dashboard's assets get theirs from public/_headers.)
+  // (Not on a WebSocket's 101: its headers cannot be changed, and it carries no document.)
+  const headers = secureHeaders({
+    contentSecurityPolicy: { defaultSrc: ["'none'"], frameAncestors: ["'none'"], baseUri: ["'none'"], formAction: ["'none'"] },
+    xFrameOptions: "DENY",
+    xContentTypeOptions: true,
+    referrerPolicy: "no-referrer",
+    crossOriginResourcePolicy: "same-origin",
+    strictTransportSecurity: false,
+  });
+  app.use("*", async (c, next) => (c.req.header("upgrade")?.toLowerCase() === "websocket" ? next() : headers(c, next)));
 
   app.get("/api/openapi.json", (c) => c.json(openApiDocument()));
   // The live event stream: a browser cannot set an Authorization header on a
@@ -191,7 +205,14 @@ export function createApp(): Hono<App> {
     return octets(unwrap(await switchOf(c, id).disk(sector, count, view)));
   });
 
-  app.all("/api/*", (c) => problem(404, `no route ${c.req.method} ${new URL(c.req.url).pathname}`));
+  // A path the API has, asked with a method it does not take: 405, with the methods it does.
+  const routes = app.routes.filter((r) => r.method !== "ALL").map((r) => ({ method: r.method, pattern: routePattern(r.path) }));
+  app.all("/api/*", (c) => {
+    const path = new URL(c.req.url).pathname;
+    const allowed = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))].sort();
+    if (allowed.length > 0) return problem(405, `${path} does not take ${c.req.method}; it takes ${allowed.join(", ")}`, {}, { allow: allowed.join(", ") });
+    return problem(404, `no route ${c.req.method} ${path}`);
+  });
 
   app.onError((err, _c) => {
     if (err instanceof Invalid) return err.response;
@@ -201,6 +222,12 @@ export function createApp(): Hono<App> {
   });
 
   return app;
+}
+
+/** A Hono route path ("/api/guests/:id/step") as a regular expression for one request path. */
+function routePattern(path: string): RegExp {
+  const body = path.split("/").map((seg) => (seg.startsWith(":") ? "[^/]+" : seg === "*" ? ".*" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))).join("/");
+  return new RegExp(`^${body}$`);
 }
 
 function octets(bytes: Uint8Array): Response {

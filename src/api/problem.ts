@@ -28,19 +28,23 @@ const TITLES: Record<number, string> = {
   410: "Gone",
   413: "Content Too Large",
   415: "Unsupported Media Type",
+  426: "Upgrade Required",
   500: "Internal Server Error",
   503: "Service Unavailable",
 };
 
-export function problem(status: number, detail: string, extra: Partial<Problem> = {}): Response {
+/** The statuses the API answers with: each has its title (a test checks every one). */
+export const PROBLEM_STATUSES = Object.keys(TITLES).map(Number);
+
+export function problem(status: number, detail: string, extra: Partial<Problem> = {}, more: Record<string, string> = {}): Response {
   const body: Problem = {
     type: `https://kemari.dev/problems/${status}`,
-    title: TITLES[status] ?? "Error",
+    title: TITLES[status] ?? `HTTP ${status}`,
     status,
     detail,
     ...extra,
   };
-  const headers: Record<string, string> = { "content-type": "application/problem+json" };
+  const headers: Record<string, string> = { "content-type": "application/problem+json", ...more };
   if (status === 401) headers["www-authenticate"] = 'Bearer realm="kemari"';
   return new Response(JSON.stringify(body), { status, headers });
 }
