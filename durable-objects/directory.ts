@@ -22,6 +22,10 @@ export class Directory extends DurableObject<Env> {
     this.ctx.storage.sql.exec("DELETE FROM guests WHERE id = ?", id);
   }
 
+  has(id: string): boolean {
+    return this.ctx.storage.sql.exec("SELECT 1 FROM guests WHERE id = ?", id).toArray().length > 0;
+  }
+
   list(): DirectoryEntry[] {
     return this.ctx.storage.sql
       .exec<{ id: string; name: string; created_at: number }>("SELECT id, name, created_at FROM guests ORDER BY created_at, id")

@@ -25,6 +25,11 @@ import { encodeBase64 } from "../src/image/load.ts";
 import { Timeline, encodeMessage, event, type StreamEvent } from "../src/events/messages.ts";
 
 
+/** How long a new socket has to send its token. */
+const AUTH_WITHIN_MS = 5000;
+/** An output event carries at most this many bytes of what was said (console text like packets): a snapshot stays small. */
+const MAX_EVENT_BYTES = 256;
+
 export class GuestSwitch extends DurableObject<Env> {
   private readonly witness: Witness<ReturnType<GuestSwitch["host"]>>;
   private readonly outputs: OutputLog;
@@ -98,8 +103,8 @@ export class GuestSwitch extends DurableObject<Env> {
     const { reply, fresh } = this.witness.record(generation, outputs);
     this.broadcast(fresh.map((o) =>
       o.device === "console"
-        ? event({ type: "output", device: "console", index: o.index, bytes: o.data.length, text: new TextDecoder().decode(o.data) })
-        : event({ type: "output", device: "net", index: o.index, bytes: o.data.length, data: encodeBase64(o.data.subarray(0, 256)) })));
+        ? event({ type: "output", device: "console", index: o.index, bytes: o.data.length, text: new TextDecoder().decode(o.data.subarray(0, MAX_EVENT_BYTES)) })
+        : event({ type: "output", device: "net", index: o.index, bytes: o.data.length, data: encodeBase64(o.data.subarray(0, MAX_EVENT_BYTES)) })));
     return reply;
   }
 
@@ -150,16 +155,28 @@ export class GuestSwitch extends DurableObject<Env> {
     }
   }
 
-  /** A dashboard connects: accept the WebSocket (hibernatable) and wait for its token. */
+  /**
+   * A dashboard connects: accept the WebSocket (hibernatable) and wait for its
+   * token, at most AUTH_WITHIN_MS — a socket that never authenticates is not
+   * held open on our account.
+   */
   override async fetch(request: Request): Promise<Response> {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") return new Response("expected a WebSocket upgrade", { status: 426 });
     const pair = new WebSocketPair();
-    this.ctx.acceptWebSocket(pair[1]);
+    const ws = pair[1];
+    this.ctx.acceptWebSocket(ws);
+    ws.serializeAttachment({ stage: "waiting" } satisfies SocketStage);
+    setTimeout(() => {
+      if (stageOf(ws) !== "authed") closeQuietly(ws, 4408, `no auth within ${AUTH_WITHIN_MS} ms`);
+    }, AUTH_WITHIN_MS);
     return new Response(null, { status: 101, webSocket: pair[0] });
   }
 
   override async webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void> {
-    if (isAuthed(ws)) return; // the stream is one-way after auth
+    // Auth is decided on the first message alone, before any other is read: it is marked taken
+    // before the first await, so a second message arriving meanwhile is ignored, not judged.
+    if (stageOf(ws) !== "waiting") return; // the stream is one-way after auth
+    ws.serializeAttachment({ stage: "checking" } satisfies SocketStage);
     let token = "";
     try {
       const m = JSON.parse(typeof message === "string" ? message : new TextDecoder().decode(message)) as { type?: string; token?: unknown };
@@ -169,19 +186,23 @@ export class GuestSwitch extends DurableObject<Env> {
     }
     const expected = this.env.API_TOKEN;
     if (!expected || !(await tokensEqual(token, expected))) {
-      ws.close(4401, "unauthorized");
+      closeQuietly(ws, 4401, "unauthorized");
       return;
     }
     let status: GuestStatus;
     try {
       status = await this.describe();
     } catch (e) {
-      ws.close(4404, e instanceof GuestError ? e.detail : "no such guest");
+      closeQuietly(ws, 4404, e instanceof GuestError ? e.detail : "no such guest");
       return;
     }
-    ws.send(encodeMessage(this.timeline.snapshot(status)));
+    try {
+      ws.send(encodeMessage(this.timeline.snapshot(status)));
+    } catch {
+      return; // it went away meanwhile
+    }
     // From now on it gets every event (the attachment survives hibernation).
-    ws.serializeAttachment({ authed: true });
+    ws.serializeAttachment({ stage: "authed" } satisfies SocketStage);
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {
@@ -257,7 +278,24 @@ export class GuestSwitch extends DurableObject<Env> {
   }
 }
 
+/** Where a socket is in its handshake (kept in its attachment, which survives hibernation). */
+type SocketStage = { stage: "waiting" | "checking" | "authed" };
+
+function stageOf(ws: WebSocket): SocketStage["stage"] {
+  const a = ws.deserializeAttachment() as (SocketStage & { authed?: boolean }) | null;
+  // A socket that hibernated under the previous code says `{authed: true}`.
+  return a?.stage ?? (a?.authed ? "authed" : "waiting");
+}
+
 function isAuthed(ws: WebSocket): boolean {
-  return (ws.deserializeAttachment() as { authed?: boolean } | null)?.authed === true;
+  return stageOf(ws) === "authed";
+}
+
+function closeQuietly(ws: WebSocket, code: number, reason: string): void {
+  try {
+    ws.close(code, reason);
+  } catch {
+    // already closed
+  }
 }
 

@@ -1,5 +1,6 @@
 /** The live event stream: message encoding, the late joiner's snapshot, and the WebSocket itself. */
 import { exports } from "cloudflare:workers";
+import { env as testEnv, listDurableObjectIds } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import counter from "../guests/counter.s?raw";
 import { Timeline, decodeMessage, encodeMessage, event, type StreamMessage, type SyncEvent } from "../src/events/messages.ts";
@@ -104,4 +105,102 @@ describe("the WebSocket stream", () => {
     expect(res.status).toBe(426);
     expect(res.headers.get("content-type")).toBe("application/problem+json");
   });
+});
+
+describe("the event stream costs nothing to strangers (#11)", () => {
+  it("answers 404 for an id that is not a guest, before any token, creating no switch", async () => {
+    const before = (await listDurableObjectIds(testEnv.SWITCH)).length;
+    for (let i = 0; i < 5; i++) {
+      const id = `g-${String(i).padStart(12, "0")}`;
+      const res = await exports.default.fetch(new Request(`http://localhost/api/guests/${id}/events`, { headers: { upgrade: "websocket" } }));
+      expect(res.status).toBe(404);
+      expect(((await res.json()) as { field?: string }).field).toBe("id");
+    }
+    expect((await listDurableObjectIds(testEnv.SWITCH)).length).toBe(before);
+  });
+
+  it("closes a socket that sends no token within 5 s (4408), and sends it nothing", async () => {
+    const g = await createGuest({ asm: counter });
+    const res = await exports.default.fetch(new Request(`http://localhost/api/guests/${g.id}/events`, { headers: { upgrade: "websocket" } }));
+    const ws = res.webSocket!;
+    ws.accept();
+    const messages: unknown[] = [];
+    ws.addEventListener("message", (e) => messages.push(e.data));
+    const t0 = Date.now();
+    const code = await new Promise<number>((resolve) => ws.addEventListener("close", (e) => resolve(e.code)));
+    expect(code).toBe(4408);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(4500);
+    expect(messages).toEqual([]);
+  }, 15_000);
+
+  it("decides auth on the first message alone: a message right after a good token is ignored, not judged", async () => {
+    const g = await createGuest({ asm: counter });
+    await waitFor(g.id, (s) => s.state === "waiting" && s.devices.length === 4);
+    const { ws, messages } = await connect(g.id, TOKEN);
+    ws.send(JSON.stringify({ type: "hello" }));
+    ws.send("not even JSON");
+    const first = await until(messages, () => true, "message");
+    expect(first.type).toBe("snapshot");
+    await sendPacket(g.id, new Uint8Array(new Uint32Array([9, 1]).buffer));
+    await until(messages, (m) => m.type === "output" && m.device === "net", "the reply, after the stray messages");
+    ws.close();
+  });
+
+  it("cuts what an output event says to 256 bytes, so a late joiner's snapshot stays small", async () => {
+    // Prints a 4 KiB line (of NULs: what matters is its length) 300 times, then halts.
+    const LOUD = `
+.equ CONSOLE_PORT, 1
+_start:
+    li   a0, 0
+    la   a1, ring
+    li   a2, CONSOLE_PORT
+    li   a7, 3
+    ecall
+    li   s0, 300
+1:  la   t3, ring
+    lw   t0, 0(t3)
+    andi t1, t0, 63
+    slli t1, t1, 5
+    add  t1, t1, t3
+    sw   t0, 0x40(t1)
+    sw   zero, 0x44(t1)
+    la   t2, line
+    sw   t2, 0x48(t1)
+    li   t2, 4096
+    sw   t2, 0x4c(t1)
+    addi t0, t0, 1
+    sw   t0, 0(t3)
+    li   a0, CONSOLE_PORT
+    li   a7, 1
+    ecall
+2:  lw   t0, 0(t3)
+    lw   t1, 8(t3)
+    beq  t0, t1, 3f
+    li   a7, 2
+    ecall
+    j    2b
+3:  addi s0, s0, -1
+    bnez s0, 1b
+    li   a0, 0
+    li   a7, 0
+    ecall
+.data
+.align 12
+ring: .space 4096
+line: .space 4096
+`;
+    const g = await createGuest({ asm: LOUD }, { mode: "none" });
+    await waitFor(g.id, (s) => s.state === "halted", 30_000);
+    const { ws, messages } = await connect(g.id, TOKEN);
+    const snap = await until(messages, (m) => m.type === "snapshot", "snapshot");
+    const size = encodeMessage(snap).length;
+    expect(size).toBeLessThanOrEqual(1 << 20);
+    const outputs = snap.type === "snapshot" ? snap.timeline.filter((e) => e.type === "output") : [];
+    expect(outputs.length).toBeGreaterThan(100);
+    for (const o of outputs) if (o.type === "output") {
+      expect(o.bytes).toBe(4096);
+      expect(o.text?.length).toBe(256);
+    }
+    ws.close();
+  }, 40_000);
 });

@@ -62,6 +62,10 @@ function switchOf(c: C, id: string) {
   return c.env.SWITCH.get(c.env.SWITCH.idFromName(id));
 }
 
+function directory(c: C) {
+  return c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory"));
+}
+
 function newGuestId(): string {
   return `g-${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
 }
@@ -90,6 +94,9 @@ export function createApp(): Hono<App> {
   app.get("/api/guests/:id/events", async (c) => {
     const id = guestId(c);
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return problem(426, "this is a WebSocket endpoint (Upgrade: websocket)");
+    // Before any token (it comes as the socket's first message): a stranger's request for an id
+    // that is not a guest must not create its switch, and with it a database.
+    if (!(await directory(c).has(id))) return problem(404, `no guest '${id}'`, { field: "id" });
     return switchOf(c, id).fetch(c.req.raw);
   });
 
@@ -125,12 +132,12 @@ export function createApp(): Hono<App> {
       kemari: { ...DEFAULT_KEMARI, ...body.kemari },
     };
     const status = unwrap(await switchOf(c, id).create(config, image, body.paused));
-    await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).add({ id, name: config.name, createdAt: config.createdAt });
+    await directory(c).add({ id, name: config.name, createdAt: config.createdAt });
     return c.json(status, 201, { location: `/api/guests/${id}` });
   });
 
   app.get("/api/guests", async (c) => {
-    const entries = await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).list();
+    const entries = await directory(c).list();
     const guests = await Promise.all(
       entries.map((e) =>
         switchOf(c, e.id)
@@ -147,7 +154,7 @@ export function createApp(): Hono<App> {
   app.delete("/api/guests/:id", async (c) => {
     const id = guestId(c);
     unwrap(await switchOf(c, id).destroy());
-    await c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory")).remove(id);
+    await directory(c).remove(id);
     return c.body(null, 204);
   });
 
