@@ -167,7 +167,7 @@ export class GuestHost extends DurableObject<Env> {
     return outcome(() => this.host.resume());
   }
 
-  step(instructions: number): Promise<Outcome<HostStatus>> {
+  step(instructions: number): Promise<Outcome<{ executed: number }>> {
     return outcome(() => this.host.step(instructions));
   }
 

@@ -253,10 +253,11 @@ export class GuestSwitch extends DurableObject<Env> {
     });
   }
 
-  step(instructions: number): Promise<Outcome<GuestStatus>> {
+  /** The guest as it is after the step, and how many instructions the step executed (a slice's worth at most). */
+  step(instructions: number): Promise<Outcome<GuestStatus & { executed: number }>> {
     return outcome(async () => {
-      await this.witness.onPrimary((h) => h.step(instructions));
-      return this.describe();
+      const { executed } = await this.witness.onPrimary((h) => h.step(instructions));
+      return { ...(await this.describe()), executed };
     });
   }
 

@@ -327,3 +327,53 @@ describe("headers, methods and problem titles (#11)", () => {
     expect((await problemOf(res, 426)).title).toBe("Upgrade Required");
   });
 });
+
+describe("bounded work per call (#11, item 2)", () => {
+  /** A kemari guest that NOTIFYs its console in a loop: every event a sync. */
+  const NOTIFY_LOOP = `
+.equ CONSOLE_PORT, 1
+_start:
+    li   a0, 0
+    la   a1, ring
+    li   a2, CONSOLE_PORT
+    li   a7, 3
+    ecall
+loop:
+    li   a0, CONSOLE_PORT
+    li   a7, 1
+    ecall
+    j    loop
+.data
+.align 12
+ring: .space 4096
+`;
+
+  it("a step of 10 M instructions stops at a slice's event budget and says what it executed; the guest answers meanwhile", async () => {
+    const g = await createGuest({ asm: NOTIFY_LOOP }, { mode: "kemari", paused: true });
+    const before = await status(g.id);
+    const t0 = Date.now();
+    const stepping = call("POST", `/api/guests/${g.id}/step`, { body: { instructions: 10_000_000 } });
+    // While it steps, the guest's status answers promptly.
+    const s0 = Date.now();
+    await status(g.id);
+    const statusMs = Date.now() - s0;
+    const stepped = await json<{ state: string; instructions: number; executed: number; sync: { syncs: number } }>(await stepping, 200);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(statusMs).toBeLessThan(2000);
+    expect(stepped.state).toBe("paused");
+    expect(stepped.executed).toBeGreaterThan(0);
+    expect(stepped.executed).toBeLessThan(10_000_000);
+    expect(stepped.instructions).toBe(before.instructions + stepped.executed);
+    // At most 16 events, so at most 16 checkpoints (plus the first, full one).
+    expect(stepped.sync.syncs - (before.sync?.syncs ?? 0)).toBeLessThanOrEqual(17);
+    // Asking again goes on from there.
+    const again = await json<{ instructions: number; executed: number }>(await call("POST", `/api/guests/${g.id}/step`, { body: { instructions: 10_000_000 } }), 200);
+    expect(again.instructions).toBe(stepped.instructions + again.executed);
+  });
+
+  it("a step of a compute-bound guest stops after a slice's worth of instructions", async () => {
+    const g = await createGuest({ asm: SPIN }, { mode: "none", paused: true });
+    const stepped = await json<{ executed: number; state: string }>(await call("POST", `/api/guests/${g.id}/step`, { body: { instructions: 10_000_000 } }), 200);
+    expect(stepped).toMatchObject({ executed: 1_000_000, state: "paused" });
+  });
+});

@@ -95,7 +95,7 @@ export function openApiDocument(): object {
       "/api/guests/{id}/pause": { post: guestOp("Pause a running or waiting guest") },
       "/api/guests/{id}/resume": { post: guestOp("Resume a paused guest or one stopped at a breakpoint") },
       "/api/guests/{id}/step": {
-        post: guestOp("Execute instructions of a paused guest, then pause again", {
+        post: guestOp("Execute instructions of a paused guest, then pause again: at most a slice's worth (1,000,000 instructions or 16 device events) per request; the answer's `executed` says how many ran, so ask again for the rest", {
           requestBody: { content: { "application/json": { schema: { $ref: "#/components/schemas/Step" } } } },
         }),
       },

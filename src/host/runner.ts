@@ -19,6 +19,8 @@ const DEVICE_NAMES = ["console", "net-tx", "net-rx", "blk"];
 
 /** Events one slice delivers at most before the host yields the thread. */
 export const EVENTS_PER_SLICE = 16;
+/** At most this many instructions in one step request (a slice's worth, ≈ 10 ms). */
+export const STEP_INSTRUCTIONS = 1_000_000;
 
 export type NotifyEvent = Extract<RunResult, { kind: "notify" }>;
 
@@ -166,20 +168,32 @@ export class GuestRunner implements DeviceHost {
     });
   }
 
-  /** Execute exactly `n` instructions of a paused guest (fewer if it stops), then pause again. */
-  step(n: number): Promise<void> {
+  /**
+   * Execute `n` instructions of a paused guest, then pause again — fewer if it
+   * stops, or once a slice's worth of work is done (STEP_INSTRUCTIONS, or
+   * EVENTS_PER_SLICE events: each may be a sync), so no request holds the guest
+   * for longer than a slice. Returns how many it executed: the caller asks
+   * again for the rest.
+   */
+  step(n: number, maxEvents = EVENTS_PER_SLICE): Promise<number> {
     return this.exclusive(async () => {
       const m = this.machine;
-      if (!m.resume()) return;
-      let left = n;
-      while (left > 0 && m.runnable) {
+      if (!m.resume()) return 0;
+      const start = m.cpu.instret;
+      let left = Math.min(n, STEP_INSTRUCTIONS);
+      let events = 0;
+      while (left > 0 && m.runnable && events < maxEvents) {
         const before = m.cpu.instret;
         const r = m.run(left);
         left -= m.cpu.instret - before;
-        if (r.kind === "notify") await this.deliver(r);
+        if (r.kind === "notify") {
+          events++;
+          await this.deliver(r);
+        }
       }
       await this.settle();
       if (m.state === "running" || m.state === "waiting") m.state = "paused";
+      return m.cpu.instret - start;
     });
   }
 

@@ -392,14 +392,18 @@ export class Host {
     return this.status();
   }
 
-  async step(instructions: number): Promise<HostStatus> {
+  /** Step a paused guest by up to `instructions` (at most a slice's worth): how many it executed. */
+  async step(instructions: number): Promise<{ executed: number }> {
     const p = this.guest();
     if (p.runner.state !== "paused" && p.runner.state !== "breakpoint") {
       throw new GuestError("conflict", `only a paused guest can be stepped; this one is ${p.runner.state}`);
     }
-    await this.drive(() => p.runner.step(instructions));
+    let executed = 0;
+    await this.drive(async () => {
+      executed = await p.runner.step(instructions);
+    });
     this.touched();
-    return this.status();
+    return { executed };
   }
 
   /** A packet for the guest: delivered once no slice or checkpoint holds the guest (not awaited: a long sync must not hold up the caller). */
