@@ -377,3 +377,19 @@ ring: .space 4096
     expect(stepped).toMatchObject({ executed: 1_000_000, state: "paused" });
   });
 });
+
+describe("images past the RPC limit (#11, item 3, in part)", () => {
+  it("carries a large trailing .space as its size, not its zeros, and the guest runs", async () => {
+    // 40 MiB of zeros after the code: they cost nothing to build or send.
+    const g = await createGuest({ asm: `${BREAK}.data\n.byte 1\n.space 41943040\n` }, { memoryPages: 16384, mode: "none" });
+    const s = await waitFor(g.id, (x) => x.state === "breakpoint");
+    expect(s.state).toBe("breakpoint");
+  });
+
+  it("refuses, naming the limit, an image whose decoded data would not fit an RPC (not a bare 500)", async () => {
+    // 40 MiB of zeros with a byte after them: the zeros are data now.
+    const p = await problemOf(await call("POST", "/api/guests", { body: { image: { asm: `${SPIN}.data\n.space 41943040\n.byte 1\n` }, memoryPages: 16384 } }), 400);
+    expect(p.field).toBe("image.asm");
+    expect(p.detail).toMatch(/at most 16777216 \(16 MiB\)/);
+  });
+});
