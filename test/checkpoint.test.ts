@@ -30,7 +30,7 @@ import {
 import { crc32 } from "../src/kemari/crc32.ts";
 import { PageHistory, applyDelta, encodeDelta } from "../src/kemari/delta.ts";
 import { MemoryReplicaStore, Replica } from "../src/kemari/replica.ts";
-import { Replicator, SyncRefused, type SecondaryLink, type SyncReply } from "../src/kemari/replicator.ts";
+import { InvariantError, Replicator, SyncRefused, type SecondaryLink, type SyncReply } from "../src/kemari/replicator.ts";
 import { captureMachine, restoreMachine } from "../src/kemari/state.ts";
 import { runs } from "./helpers/fuzz.ts";
 
@@ -1146,5 +1146,56 @@ describe("restoreMachine", () => {
     restoreMachine(idle, machineState({ state: "waiting", pending: 0 }), mem);
     expect(idle.state).toBe("waiting");
     expect(() => restoreMachine(new Machine(17), state, mem)).toThrow(RangeError);
+  });
+});
+
+describe("several checkpoints in flight (Remus's pipeline)", () => {
+  it("sends them in order, each a delta on the one before, and the secondary ends equal to the primary", async () => {
+    const r = rig();
+    await r.rep.sync(r.m, SYNC); // the first, full one
+    const flights: Promise<unknown>[] = [];
+    for (let i = 0; i < 5; i++) {
+      // One word changed in a page the previous checkpoint also carried: its delta base must be that one's page.
+      r.m.memory.writeU32(3 * PAGE_SIZE + 4 * i, 0x1000 + i);
+      dirtyPages(r.m, [5 + i], 100 + i);
+      const c = r.rep.capture(r.m, SYNC);
+      flights.push(r.rep.send(c, {}));
+    }
+    expect(r.rep.flying).toBe(5);
+    await Promise.all(flights);
+    expect(r.rep.flying).toBe(0);
+    expect(r.rep.needsFull).toBe(false);
+    expectInSync(r);
+  });
+
+  it("a stop-and-wait checkpoint waits for those in flight (idle), never overtakes them", async () => {
+    const r = rig();
+    await r.rep.sync(r.m, SYNC);
+    dirtyPages(r.m, [2], 7);
+    const flight = r.rep.send(r.rep.capture(r.m, SYNC), {});
+    await expect(r.rep.sync(r.m, SYNC)).rejects.toThrow(InvariantError);
+    await flight;
+    await r.rep.idle();
+    dirtyPages(r.m, [4], 8);
+    await r.rep.sync(r.m, SYNC);
+    expectInSync(r);
+  });
+
+  it("a checkpoint sent out of turn is a broken invariant, loudly — and its pages are not lost: they are dirty again and the next one is full", async () => {
+    const r = rig();
+    await r.rep.sync(r.m, SYNC);
+    dirtyPages(r.m, [6], 9);
+    const c1 = r.rep.send(r.rep.capture(r.m, SYNC), {});
+    dirtyPages(r.m, [7], 10);
+    r.rep.capture(r.m, SYNC); // taken, never sent
+    dirtyPages(r.m, [8], 11);
+    const c3 = r.rep.capture(r.m, SYNC);
+    // c3 before c2: out of turn.
+    await expect(r.rep.send(c3, {})).rejects.toThrow(InvariantError);
+    expect(r.rep.needsFull).toBe(true);
+    expect([...r.m.memory.dirtyPages()]).toContain(8);
+    await c1;
+    await r.rep.sync(r.m, SYNC); // full
+    expectInSync(r);
   });
 });

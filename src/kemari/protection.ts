@@ -19,7 +19,7 @@
  */
 import type { Output } from "../devices/backend.ts";
 import type { HostPlace } from "../host/status.ts";
-import { Replicator, SyncRefused, type SecondaryLink, type SyncReply } from "./replicator.ts";
+import { InvariantError, Replicator, SyncRefused, type SecondaryLink, type SyncReply } from "./replicator.ts";
 
 export type SecondaryReply = { ok: true; secondary: HostPlace } | { ok: false; reason: string };
 export type RecordReply = { ok: true } | { ok: false; reason: string };
@@ -133,7 +133,8 @@ export class Protection {
         await op(r);
         return;
       } catch (e) {
-        if (e instanceof Fenced) throw e;
+        // Fenced: stop. A broken invariant is a bug: retrying it as a failed link would hide it.
+        if (e instanceof Fenced || e instanceof InvariantError) throw e;
         failures++;
         const refused = e instanceof SyncRefused ? e.code : null;
         if (refused === "out-of-order" && this.replicator) this.replicator.needsFull = true;

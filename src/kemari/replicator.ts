@@ -65,6 +65,18 @@ export interface SyncStats {
   sentPages: number[];
 }
 
+/**
+ * A broken invariant of the replicator's own (a checkpoint out of turn, one
+ * taken while another is in flight): a bug, not a failed link — nothing
+ * retries it (Protection rethrows it), so the simulator reports it.
+ */
+export class InvariantError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "InvariantError";
+  }
+}
+
 export class SyncRefused extends Error {
   constructor(readonly code: Extract<SyncReply, { ok: false }>["code"], readonly reason: string) {
     super(`secondary refused the checkpoint (${code}): ${reason}`);
@@ -147,9 +159,9 @@ export class Replicator {
 
   private prepare(m: Machine, opts: SyncOptions, copy: boolean): Captured {
     // Stop-and-wait sends its pages straight from memory: nothing may be in flight behind or ahead of it.
-    if (!copy && this.inFlight > 0) throw new Error("a stop-and-wait checkpoint was taken while another is in flight");
+    if (!copy && this.inFlight > 0) throw new InvariantError("a stop-and-wait checkpoint was taken while another is in flight");
     // A pipelined one follows those in flight; its deltas are against their pages, so it is never full.
-    if (copy && this.inFlight > 0 && (this.needsFull || opts.full)) throw new Error("a full checkpoint was taken while another is in flight");
+    if (copy && this.inFlight > 0 && (this.needsFull || opts.full)) throw new InvariantError("a full checkpoint was taken while another is in flight");
     const full = opts.full === true || this.needsFull;
     const mem = m.memory;
     const pages = full ? allPages(mem.pages) : mem.dirtyPages();
@@ -204,7 +216,12 @@ export class Replicator {
   async send(c: Captured, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
     const { seq } = c;
     const expected = (this.inFlight > 0 ? this.lastSent : this.seq) + 1;
-    if (seq !== expected || (!c.pipelined && this.inFlight > 0)) throw new Error(`checkpoint ${seq} sent out of turn (expected ${expected}, ${this.inFlight} in flight)`);
+    if (seq !== expected || (!c.pipelined && this.inFlight > 0)) {
+      // Its pages are already off the dirty set (and, pipelined, the next one's delta bases): give them back, and start again from a full one.
+      c.memory.markDirty(c.pages);
+      this.needsFull = true;
+      throw new InvariantError(`checkpoint ${seq} sent out of turn (expected ${expected}, ${this.inFlight} in flight)`);
+    }
     this.lastSent = seq;
     this.inFlight++;
     const before = this.issued;

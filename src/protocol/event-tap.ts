@@ -30,6 +30,7 @@
 import type { KemariOptions } from "../host/guest-config.ts";
 import type { GuestRunner, NotifyEvent } from "../host/runner.ts";
 import { Fenced } from "../kemari/protection.ts";
+import { InvariantError } from "../kemari/replicator.ts";
 import { mutations } from "./mutations.ts";
 
 /** What the tap needs of its primary. */
@@ -140,7 +141,7 @@ export class EventTap {
       try {
         await flight.landed;
       } catch (e) {
-        if (e instanceof Fenced) throw e;
+        if (e instanceof Fenced || e instanceof InvariantError) throw e;
         // Not acknowledged: stop the guest and send everything outstanding, stop-and-wait, through every way the link fails.
         await runner.exclusive(async () => {
           await this.host.syncNow();

@@ -17,9 +17,6 @@
  */
 import { GuestError } from "../host/errors.ts";
 import { MIN_SLICE_MS, SLICE_MS, SliceBudget } from "../host/slice-budget.ts";
-
-/** How late a modelled arrival may be delivered (ms): a few per cent of an inter-region round trip. */
-const ARRIVAL_SLACK_MS = 2;
 import { isProtected, withDefaults, witnessRegion, type GuestConfig } from "../host/guest-config.ts";
 import type { Region } from "../kemari/placement.ts";
 import { LinkTable, overLink, type Link } from "./link-model.ts";
@@ -32,6 +29,9 @@ import { mutations } from "./mutations.ts";
 import type { HoldReply, HostIO, HostMeta, PingReply } from "./ports.ts";
 import { Primary } from "./primary.ts";
 import { Secondary } from "./secondary.ts";
+
+/** How late a modelled arrival may be delivered (ms): a few per cent of an inter-region round trip. */
+const ARRIVAL_SLACK_MS = 2;
 
 export type Role =
   | { kind: "unassigned" }
@@ -318,8 +318,6 @@ export class Host {
         await this.io.yieldToRequests();
       }
     } finally {
-      const GA = globalThis as unknown as { A?: Record<string, [number, number]> };
-      if (p.machine.state === "halted" && GA.A) { console.error(p.config.mode + " " + JSON.stringify(Object.fromEntries(Object.entries(GA.A).map(([k, [t, n]]) => [k, `${n} × ${(t / n).toFixed(2)}`])))); GA.A = undefined; }
       this.pumping = false;
     }
   }

@@ -25,10 +25,11 @@
 import type { Output } from "../devices/backend.ts";
 import { isProtected, type GuestConfig } from "../host/guest-config.ts";
 import { GuestRunner } from "../host/runner.ts";
+import { PAGE_SIZE } from "../guest/memory.ts";
 import { defaultEnv } from "../guest/machine.ts";
 import type { InFlight, SyncSummary, HostPlace } from "../host/status.ts";
 import { DEFAULT_PROTECTION, Fenced, Protection, type ProtectionHost } from "../kemari/protection.ts";
-import { capturedBytes, type Replicator, type SyncStats } from "../kemari/replicator.ts";
+import { capturedBytes, InvariantError, type Replicator, type SyncStats } from "../kemari/replicator.ts";
 import { Epoch } from "../remus/epoch.ts";
 import { EventTap, type Flight } from "./event-tap.ts";
 import { linkSpec } from "./link-model.ts";
@@ -296,13 +297,19 @@ export class Primary {
     return now >= this.nextBoundary(this.openedAt);
   }
 
-  /** Back-pressure: as many epochs in flight as the window allows, or as many bytes as RAM should hold for them. */
+  /**
+   * Back-pressure: as many epochs in flight as the window allows, or as many
+   * bytes as RAM should hold for them — counting the open epoch's dirty pages,
+   * which its capture would add (with nothing in flight, one capture of any
+   * size goes, as a single checkpoint always could).
+   */
   private windowFull(): boolean {
     const f = this.epochFlights;
     if (f.length === 0) return false;
-    // A stop-and-wait epoch (a full checkpoint) is on its way: nothing may follow it until it lands.
+    // A stop-and-wait epoch is on its way, or waits to release its outputs in turn: nothing may follow it until it lands.
     if (f.some((x) => x.seq === 0)) return true;
-    return f.length >= this.epochWindow || f.reduce((n, x) => n + x.bytes, 0) >= MAX_EPOCH_BYTES_IN_FLIGHT;
+    const next = this.machine.memory.dirtyPageCount * PAGE_SIZE;
+    return f.length >= this.epochWindow || f.reduce((n, x) => n + x.bytes, 0) + next > MAX_EPOCH_BYTES_IN_FLIGHT;
   }
 
   epochIsOpen(): boolean {
@@ -347,6 +354,11 @@ export class Primary {
           this.epoch.hold(outputs);
           throw e;
         }
+        if (this.epochFlights[0] !== waiting) {
+          // Epochs before it have not landed yet (their outputs go first): it releases its own in turn.
+          flight = waiting;
+          return;
+        }
         this.epochFlights.splice(this.epochFlights.indexOf(waiting), 1);
         this.outputs.push(outputs);
         await this.io.faults.at("after-release");
@@ -354,11 +366,14 @@ export class Primary {
     );
     if (flight) {
       // The guest runs on while the epoch crosses; its landing (after those before it) releases its outputs.
+      // The chain holds landings only: what follows one (the next commit) is not waited for by the next.
       const f: EpochFlight = flight;
-      this.landings = this.landings
-        .then(() => this.landEpoch(f))
+      const landed = this.landings.then(() => this.landEpoch(f));
+      this.landings = landed.catch(() => undefined);
+      landed
         .then(() => (this.epochDue() ? this.commitEpoch() : this.epochSoon()))
         .catch((e: unknown) => {
+          // Fenced: this primary stops. Anything else is a bug, and surfaces as one.
           if (!(e instanceof Fenced)) throw e;
         });
       return;
@@ -376,7 +391,7 @@ export class Primary {
     try {
       await flight.landed;
     } catch (e) {
-      if (e instanceof Fenced) throw e;
+      if (e instanceof Fenced || e instanceof InvariantError) throw e;
       await Promise.allSettled(this.epochFlights.map((f) => f.landed));
       await this.runner.exclusive(() => this.protection!.replicate((r) => this.sync(r)));
     }

@@ -73,7 +73,11 @@ export class ReplicatedDisk implements DiskStore {
   acknowledged(): void {
     this.undo.clear();
     this.lastWrite.clear();
+    this.ackedUpTo = this.writes;
   }
+
+  /** The last write a checkpoint known to be acknowledged includes: an older one's late ack changes nothing. */
+  private ackedUpTo = 0;
 
   /** The pending writes, taken for a checkpoint that travels while the guest runs on (and may write again). */
   capture(): DiskCapture {
@@ -86,6 +90,10 @@ export class ReplicatedDisk implements DiskStore {
    * acknowledged contents now the ones the checkpoint carried.
    */
   acknowledgedCapture(c: DiskCapture): void {
+    // Checkpoints in flight may be acknowledged out of turn (Remus): a newer one carried
+    // every sector an older one did, as it then stood, so the older one's ack is news to no one.
+    if (c.upTo < this.ackedUpTo) return;
+    this.ackedUpTo = c.upTo;
     for (const [s, data] of c.sectors) {
       if ((this.lastWrite.get(s) ?? 0) <= c.upTo) {
         this.undo.delete(s);
