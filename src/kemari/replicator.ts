@@ -274,9 +274,18 @@ export class Replicator {
       // The commit frame went out and no answer came back: the secondary may or
       // may not hold this checkpoint. A retry under the same seq would be taken
       // for a re-send and dropped, and deltas would have no certain base, so
-      // start again with a full checkpoint (as after "out-of-order"). A
-      // pipelined one's pages are already the next one's delta bases: full too.
-      if ((commitSent && !(e instanceof SyncRefused)) || c.pipelined) this.needsFull = true;
+      // start again with a full checkpoint (as after "out-of-order").
+      const uncertain = commitSent && !(e instanceof SyncRefused);
+      if (uncertain) this.needsFull = true;
+      else if (c.pipelined) {
+        // Its pages are already the delta bases of what follows. If nothing was taken after it,
+        // forget every base (the next one sends whole pages, under the same seq); otherwise
+        // those behind it are encoded against it: start again with a full checkpoint.
+        if (this.taken === seq) {
+          if (!mutations.keepBasesOfFailed) this.history.clear();
+        }
+        else this.needsFull = true;
+      }
       throw e;
     }
     // Several in flight may be acknowledged out of turn: the seq only grows.

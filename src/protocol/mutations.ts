@@ -20,6 +20,8 @@ export interface Mutations {
   outputsNotCarried: boolean;
   /** Remus's epochs in flight: a checkpoint's pages become the next one's delta bases only once it is acknowledged (the next, taken before, is encoded against older pages than the secondary will hold). */
   deltaBaseAtAck: boolean;
+  /** A pipelined checkpoint fails before its commit: the next keeps it as its delta bases (pages the secondary never got). */
+  keepBasesOfFailed: boolean;
 }
 
 export const mutations: Mutations = {
@@ -31,6 +33,7 @@ export const mutations: Mutations = {
   pipelineUnbounded: false,
   outputsNotCarried: false,
   deltaBaseAtAck: false,
+  keepBasesOfFailed: false,
 };
 
 export type MutationName = keyof Mutations;
