@@ -761,3 +761,28 @@ describe("linear-time .equ resolution (#11, item 3, in part)", () => {
     expect(() => assemble(".equ A, B + 1\n.equ B, A + 1\n_start:\n  li a0, A\n")).toThrow(/cannot compute the value of 'A'|circular/);
   });
 });
+
+describe("adversarial sources within the 256 KiB limit assemble in bounded time (#11, item 3, in part)", () => {
+  const cases: [string, string][] = [
+    ["40,000 nops", "_start:\n" + "  nop\n".repeat(40_000)],
+    ["20,000 labels jumping back and forth", "_start:\n" + Array.from({ length: 20_000 }, (_, i) => `L${i}: j L${(i * 7919) % 20_000}`).join("\n")],
+    ["20,000 local labels", "_start:\n" + "1: j 1f\n".repeat(20_000) + "1: nop\n"],
+    ["an .equ DAG in reverse order", [".equ D20000, 1", ".equ D20001, 1", ...Array.from({ length: 20_000 }, (_, i) => `.equ D${19_999 - i}, D${20_000 - i} + D${20_001 - i}`)].join("\n") + "\n_start:\n  nop\n"],
+    ["a 250,000-character string (it overflowed the stack)", `_start:\n  nop\n.data\n.ascii "${"a".repeat(250_000)}"\n`],
+    ["15,000 pages of .space", "_start:\n  nop\n.data\n" + ".space 4096\n".repeat(15_000)],
+  ];
+  for (const [what, src] of cases) {
+    it(what, () => {
+      expect(src.length).toBeLessThanOrEqual(600_000);
+      const t0 = performance.now();
+      const img = assemble(src);
+      expect(performance.now() - t0).toBeLessThan(1500);
+      expect(img.segments.length).toBeGreaterThan(0);
+    });
+  }
+
+  it("refuses what it cannot bound with a problem naming the limit, not a crash", () => {
+    expect(() => assemble(`.equ X, ${"(".repeat(20_000)}1${")".repeat(20_000)}\n_start:\n  nop\n`)).toThrow(/at most 64 nested/);
+    expect(() => assemble(`.equ X, ${"1+".repeat(60_000)}1\n_start:\n  nop\n`)).toThrow(/at most 1000 terms/);
+  });
+});

@@ -1196,7 +1196,11 @@ for (const [names, width] of WIDTHS) {
 for (const [n, nul] of [[".ascii", 0], [".asciz", 1], [".string", 1]] as const) {
   const all = (o: Ops): number[] => {
     const out: number[] = [];
-    for (let i = 0; i < o.n; i++) out.push(...o.bytes(i), ...(nul ? [0] : []));
+    // A loop, not push(...bytes): a 250,000-character string overflowed the stack as spread arguments.
+    for (let i = 0; i < o.n; i++) {
+      for (const b of o.bytes(i)) out.push(b);
+      if (nul) out.push(0);
+    }
     return out;
   };
   DIRECTIVES.set(n, {

@@ -233,7 +233,7 @@ export class Replica {
       const r = this.resolve(f, pages, base);
       for (const [p, data] of r.pages) pages.set(p, data);
       for (const [i, data] of r.sectors) sectors.push([i, data.slice()]);
-      outputs.push(...r.outputs);
+      for (const o of r.outputs) outputs.push(o); // not spread: a frame may carry more outputs than a call has arguments
     }
     const meta: ReplicaMeta = { seq: head.seq, generation: this.generation, memoryPages: head.memoryPages, diskSectors: head.diskSectors, machine };
     // A store that staged each frame as it came only switches the copy over now.
