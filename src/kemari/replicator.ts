@@ -118,10 +118,11 @@ export class Replicator {
    */
   needsFull = true;
   readonly history: PageHistory;
-  /** Checkpoints on their way (Remus may have several: see Primary). */
-  private inFlight = 0;
-  /** The seq of the last checkpoint taken; while any is in flight, the next one follows it. */
+  /** Checkpoints on their way, each settled (acknowledged or failed) when it resolves (Remus may have several: see Primary). */
+  private readonly sends = new Set<Promise<void>>();
+  /** The seq of the last checkpoint taken, and of the last one sent; while any is in flight, the next one follows them. */
   private taken = 0;
+  private lastSent = 0;
   /** Sends go out in seq order, the frames of one before any of the next: resolves once the last one's final frame is out. */
   private issued: Promise<void> = Promise.resolve();
   readonly totals = { syncs: 0, pages: 0, dirtyBytes: 0, sentBytes: 0, deltaSaved: 0 };
@@ -154,19 +155,19 @@ export class Replicator {
 
   /** How many checkpoints are on their way. */
   get flying(): number {
-    return this.inFlight;
+    return this.sends.size;
   }
 
   private prepare(m: Machine, opts: SyncOptions, copy: boolean): Captured {
     // Stop-and-wait sends its pages straight from memory: nothing may be in flight behind or ahead of it.
-    if (!copy && this.inFlight > 0) throw new InvariantError("a stop-and-wait checkpoint was taken while another is in flight");
+    if (!copy && this.flying > 0) throw new InvariantError("a stop-and-wait checkpoint was taken while another is in flight");
     // A pipelined one follows those in flight; its deltas are against their pages, so it is never full.
-    if (copy && this.inFlight > 0 && (this.needsFull || opts.full)) throw new InvariantError("a full checkpoint was taken while another is in flight");
+    if (copy && this.flying > 0 && (this.needsFull || opts.full)) throw new InvariantError("a full checkpoint was taken while another is in flight");
     const full = opts.full === true || this.needsFull;
     const mem = m.memory;
     const pages = full ? allPages(mem.pages) : mem.dirtyPages();
     mem.clearDirty();
-    const seq = (this.inFlight > 0 ? this.taken : this.seq) + 1;
+    const seq = (this.flying > 0 ? this.taken : this.seq) + 1;
     this.taken = seq;
     const delta = this.options.delta !== false && !full;
     const sent: [number, Uint8Array][] = [];
@@ -215,15 +216,14 @@ export class Replicator {
    */
   async send(c: Captured, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
     const { seq } = c;
-    const expected = (this.inFlight > 0 ? this.lastSent : this.seq) + 1;
-    if (seq !== expected || (!c.pipelined && this.inFlight > 0)) {
+    const expected = (this.flying > 0 ? this.lastSent : this.seq) + 1;
+    if (seq !== expected || (!c.pipelined && this.flying > 0)) {
       // Its pages are already off the dirty set (and, pipelined, the next one's delta bases): give them back, and start again from a full one.
       c.memory.markDirty(c.pages);
       this.needsFull = true;
-      throw new InvariantError(`checkpoint ${seq} sent out of turn (expected ${expected}, ${this.inFlight} in flight)`);
+      throw new InvariantError(`checkpoint ${seq} sent out of turn (expected ${expected}, ${this.flying} in flight)`);
     }
     this.lastSent = seq;
-    this.inFlight++;
     const before = this.issued;
     let out!: () => void;
     this.issued = new Promise<void>((resolve) => (out = resolve));
@@ -237,19 +237,14 @@ export class Replicator {
       return await sending;
     } finally {
       out();
-      this.inFlight--;
       this.sends.delete(settled);
     }
   }
-
-  private readonly sends = new Set<Promise<void>>();
 
   /** Resolves once nothing is in flight (each send acknowledged or failed): a stop-and-wait checkpoint waits for this. */
   async idle(): Promise<void> {
     while (this.sends.size > 0) await Promise.all([...this.sends]);
   }
-
-  private lastSent = 0;
 
   private async transmit(c: Captured, opts: Pick<SyncOptions, "at">, out: () => void): Promise<SyncStats> {
     const { seq, full, pages, frames, sent } = c;
