@@ -1,14 +1,25 @@
 # workload.s — a compute + console + disk + packet workload.
 #
-# Each of ROUNDS rounds hashes a buffer of WORDS words ITERATIONS times, then, one
-# request at a time, writes the round's record { u32 round, u32 sum } to disk
-# sector round mod LOG_SECTORS, prints "round N sum XXXXXXXX\n" (N in decimal,
-# the sum in hex) and sends the same record as an 8-byte packet: three device
-# events and two outputs a round. With the defaults that is 750 events and
-# 500 outputs, ~1.5 million instructions a round and about 373 million in all:
-# some 2.5 s of a host running 150 million instructions a second (mode none).
-# Then it halts with exit code 0. Deterministic (no TIME, no RANDOM): every
-# run, with or without failovers, prints, writes and sends the same.
+# Each of ROUNDS rounds hashes a buffer of WORDS words ITERATIONS times, then
+# writes the round's record { u32 round, u32 sum } to disk sector round mod
+# LOG_SECTORS, prints "round N sum XXXXXXXX\n" (N in decimal, the sum in hex)
+# and sends the same record as an 8-byte packet: three device events and two
+# outputs a round. With the defaults that is 750 events and 500 outputs, ~1.5
+# million instructions a round and about 373 million in all: some 2.5 s of a
+# host running 150 million instructions a second (mode none). Then it waits
+# for every response and halts with exit code 0. Deterministic (no TIME, no
+# RANDOM): every run, with or without failovers, prints, writes and sends the
+# same.
+#
+# It drives its devices the way a driver does: it posts a request, NOTIFYs,
+# and goes on computing; it reclaims responses (checking each status) only
+# when it needs the slot, and each slot has its own buffer, so no buffer is
+# rewritten while the backend may still read it. A device that answers late
+# (Kemari holding an output back until its checkpoint is acknowledged) costs
+# the guest nothing until a ring fills. WAIT_EACH = 1 makes every request a
+# blocking call instead (wait for its response before going on), the way a
+# program that treats each write as synchronous behaves: then every output
+# costs the guest a whole synchronisation.
 #
 # The hash is FNV-1a over 32-bit words, and each word gets the hash added to
 # it as it is read, so no two passes over the buffer are alike:
@@ -22,6 +33,8 @@
 .equ WORDS, 256                 # words in the hashed buffer (1 KiB)
 .equ LOG_SECTORS, 256           # round r's record goes to sector r mod LOG_SECTORS
                                 # (no more than the disk's sectors, default 2048)
+.equ WAIT_EACH, 0              # 1: wait for each request's response before going on
+.equ SLOTS, 64                  # ring slots: requests in flight per ring at most
 .equ CONSOLE_PORT, 1
 .equ TX_PORT, 3
 .equ BLK_PORT, 4
@@ -72,24 +85,39 @@ round:
     addi s2, s2, -1
     bnez s2, 1b
 
-    # Disk: the record { round, sum } to sector round mod LOG_SECTORS.
-    la   t0, record
-    sw   s0, 0(t0)
-    sw   s1, 4(t0)
+    # Disk: the record { round, sum } to sector round mod LOG_SECTORS, from
+    # the buffer of its slot (512 bytes each).
+    la   a0, blk_ring
+    la   a1, blk_cons
+    call make_room
+    lw   t0, 0(a0)              # req_prod: this request's slot
+    andi t0, t0, SLOTS - 1
+    slli t0, t0, 9
+    la   a2, records
+    add  a2, a2, t0
+    sw   s0, 0(a2)
+    sw   s1, 4(a2)
     li   t0, LOG_SECTORS
     remu a4, s0, t0
-    la   a0, blk_ring
     li   a1, 1                  # op 1: write
-    la   a2, record
     li   a3, 512
     call submit
     la   a0, blk_ring
     li   a1, BLK_PORT
-    call kick
-    bltz a0, fail
+    la   a2, blk_cons
+    call post
 
-    # Console: "round N sum XXXXXXXX\n", built in `line`; a1 is the write cursor.
-    la   a1, line
+    # Console: "round N sum XXXXXXXX\n", built in its slot's line (32 bytes
+    # each); a1 is the write cursor.
+    la   a0, console_ring
+    la   a1, console_cons
+    call make_room
+    lw   t0, 0(a0)
+    andi t0, t0, SLOTS - 1
+    slli t0, t0, 5
+    la   s3, lines
+    add  s3, s3, t0             # s3: the line's start
+    mv   a1, s3
     la   a0, s_round
     li   a2, s_round_end - s_round
     call put_str
@@ -103,7 +131,7 @@ round:
     li   t0, '\n'
     sb   t0, 0(a1)
     addi a1, a1, 1
-    la   a2, line
+    mv   a2, s3
     sub  a3, a1, a2             # the line's length
     la   a0, console_ring
     li   a1, 0                  # op 0: write
@@ -111,28 +139,46 @@ round:
     call submit
     la   a0, console_ring
     li   a1, CONSOLE_PORT
-    call kick
-    bltz a0, fail
+    la   a2, console_cons
+    call post
 
-    # Network: the same record as an 8-byte packet.
-    la   t0, packet
-    sw   s0, 0(t0)
-    sw   s1, 4(t0)
+    # Network: the same record as an 8-byte packet, from its slot's buffer.
     la   a0, tx_ring
+    la   a1, tx_cons
+    call make_room
+    lw   t0, 0(a0)
+    andi t0, t0, SLOTS - 1
+    slli t0, t0, 3
+    la   a2, packets
+    add  a2, a2, t0
+    sw   s0, 0(a2)
+    sw   s1, 4(a2)
     li   a1, 0                  # op 0: send
-    la   a2, packet
     li   a3, 8
     li   a4, 0
     call submit
     la   a0, tx_ring
     li   a1, TX_PORT
-    call kick
-    bltz a0, fail
+    la   a2, tx_cons
+    call post
 
     addi s0, s0, 1
     li   t0, ROUNDS
     bltu s0, t0, round
 
+    # Every response in (and every status checked) before halting.
+    la   a0, blk_ring
+    la   a1, blk_cons
+    li   a2, 1
+    call settle
+    la   a0, console_ring
+    la   a1, console_cons
+    li   a2, 1
+    call settle
+    la   a0, tx_ring
+    la   a1, tx_cons
+    li   a2, 1
+    call settle
     li   a0, 0
     li   a7, 0                  # HALT, exit code 0
     ecall
@@ -162,24 +208,52 @@ submit:
     sw   t0, 0(a0)              # publish it: req_prod++
     ret
 
-# kick(a0 = ring, a1 = port): notify, wait for every response, return the last status.
-kick:
+# post(a0 = ring, a1 = port, a2 = &cons): NOTIFY the backend of what was
+# submitted; with WAIT_EACH, also wait for its response.
+post:
     mv   t3, a0
     mv   a0, a1
     li   a7, 1                  # NOTIFY
     ecall
-1:  lw   t0, 0(t3)              # req_prod
-    lw   t1, 8(t3)              # rsp_prod
-    beq  t0, t1, 2f
-    li   a7, 2                  # WAIT
+    bnez a0, fail
+    li   t0, WAIT_EACH
+    beqz t0, 1f
+    mv   a0, t3
+    mv   a1, a2
+    li   a2, 1
+    j    settle                 # tail call: settle returns to post's caller
+1:  ret
+
+# make_room(a0 = ring, a1 = &cons): return once a slot is free (fewer than
+# SLOTS requests in flight). a0 is kept.
+make_room:
+    li   a2, SLOTS
+    # fall through
+
+# settle(a0 = ring, a1 = &cons, a2 = limit): reclaim responses, halting on a
+# failed one, until fewer than `limit` requests are in flight (limit 1: all
+# answered); WAIT while not. *cons counts the responses reclaimed. a0 is kept.
+settle:
+    mv   t3, a0
+1:  lw   t0, 8(t3)              # rsp_prod
+    lw   t1, 0(a1)              # cons
+2:  beq  t1, t0, 3f
+    andi t2, t1, SLOTS - 1
+    slli t2, t2, 5
+    add  t2, t2, t3
+    lw   a0, 0x44(t2)           # the response's status: negative is an error
+    bltz a0, fail
+    addi t1, t1, 1
+    j    2b
+3:  sw   t1, 0(a1)
+    lw   t0, 0(t3)              # req_prod
+    sub  t0, t0, t1             # requests in flight
+    mv   a0, t3
+    bltu t0, a2, 4f
+    li   a7, 2                  # WAIT: a response raises the port
     ecall
     j    1b
-2:  addi t0, t0, -1
-    andi t0, t0, 63
-    slli t0, t0, 5
-    add  t0, t0, t3
-    lw   a0, 0x44(t0)
-    ret
+4:  ret
 
 # put_str(a0 = string, a2 = length, a1 = cursor): copy it; a1 moves past it.
 put_str:
@@ -233,12 +307,14 @@ s_round:  .ascii "round "
 s_round_end:
 s_sum:    .ascii " sum "
 s_sum_end:
-line:     .space 32
-.balign 4
-packet:   .space 8
+lines:    .space SLOTS * 32    # a console line per slot
+packets:  .space SLOTS * 8     # a packet per slot
+console_cons: .word 0           # responses reclaimed, per ring
+tx_cons:  .word 0
+blk_cons: .word 0
 data:     .space WORDS * 4
 .balign 512
-record:   .space 512
+records:  .space SLOTS * 512   # a disk record per slot
 .balign 4096
 console_ring: .space 4096
 tx_ring:      .space 4096

@@ -115,22 +115,27 @@ function workloadSums(rounds: number, iterations: number, wordCount: number): nu
 }
 
 describe("guests/workload.s", () => {
-  it("each round writes its record to disk, prints a line and sends a packet; halts with 0", async () => {
-    const rounds = 5;
-    const iterations = 3;
-    const g = await createGuest({ asm: tune(workload, { ROUNDS: rounds, ITERATIONS: iterations }) }, { mode: "none" });
-    const s = await waitFor(g.id, (s) => s.state === "halted");
+  // Driver-style (the default: post, go on, reclaim a slot when it is needed), a
+  // blocking call per request (WAIT_EACH), and in mode kemari with more rounds than
+  // ring slots, so slots are reused while Kemari holds outputs back.
+  it.each([
+    { name: "as shipped, mode none", rounds: 5, iterations: 3, extra: {}, mode: "none" },
+    { name: "WAIT_EACH = 1, mode none", rounds: 5, iterations: 3, extra: { WAIT_EACH: 1 }, mode: "none" },
+    { name: "150 rounds (slots reused), mode kemari", rounds: 150, iterations: 1, extra: {}, mode: "kemari" },
+  ] as const)("each round writes its record to disk, prints a line and sends a packet; halts with 0 ($name)", async ({ rounds, iterations, extra, mode }) => {
+    const g = await createGuest({ asm: tune(workload, { ROUNDS: rounds, ITERATIONS: iterations, ...extra }) }, { mode });
+    const s = await waitFor(g.id, (s) => s.state === "halted", 60_000);
     expect(s.exitCode).toBe(0);
     const sums = workloadSums(rounds, iterations, tunable(workload, "WORDS"));
 
     expect(await consoleText(g.id)).toBe(sums.map((sum, r) => `round ${r} sum ${sum.toString(16).padStart(8, "0")}\n`).join(""));
     const packets = await outbound(g.id);
-    expect(packets.map((p) => p.index)).toEqual([0, 1, 2, 3, 4]);
+    expect(packets.map((p) => p.index)).toEqual(sums.map((_, r) => r));
     expect(packets.map((p) => words(p.data))).toEqual(sums.map((sum, r) => [r, sum]));
     const disk = await diskBytes(g.id, 0, rounds + 1);
-    expect([0, 1, 2, 3, 4, 5].map((r) => words(disk.subarray(r * 512, r * 512 + 8)))).toEqual([...sums.map((sum, r) => [r, sum]), [0, 0]]);
+    expect(Array.from({ length: rounds + 1 }, (_, r) => words(disk.subarray(r * 512, r * 512 + 8)))).toEqual([...sums.map((sum, r) => [r, sum]), [0, 0]]);
     expect(s.counters).toMatchObject({ events: 3 * rounds, outputs: 2 * rounds, packetsOut: rounds });
-  });
+  }, 90_000);
 
   it("prints numbers of more than one digit", async () => {
     const { runner, m, released } = plainRunner(tune(workload, { ROUNDS: 12, ITERATIONS: 1 }));
