@@ -140,6 +140,35 @@ async function stream(setup: Setup, rttMs: number, ms: number): Promise<{ pps: n
   return { pps, s: b };
 }
 
+/**
+ * A compute-bound guest's throughput: instructions per second while it runs,
+ * from its status before and after a window (past its start, well before its end).
+ * A batch's time to halt also counts its last outputs' flight (a round trip in
+ * kemari, an epoch and a round trip in remus), which is latency, not throughput.
+ */
+async function rate(source: string, setup: Setup, rttMs: number, ms: number): Promise<number> {
+  const g = await create(source, setup, rttMs, { paused: true });
+  await call("POST", `/api/guests/${g.id}/resume`);
+  await sleep(300);
+  const a = await status(g.id);
+  const t0 = Date.now();
+  await sleep(ms);
+  const b = await status(g.id);
+  const r = (b.instructions - a.instructions) / ((Date.now() - t0) / 1000);
+  if (b.state !== "running" && b.state !== "waiting") throw new Error(`${setup.name}: the guest ended inside the window (${b.state}); make it longer`);
+  await call("DELETE", `/api/guests/${g.id}`);
+  return r;
+}
+
+/** Interleaved rates: each setup's median rate and its median ratio to the first setup's within a round. */
+async function rates(source: string, setups: Setup[], rttMs: number, ms: number): Promise<Map<string, { ips: number; thru: number }>> {
+  const runs = new Map<string, number[]>(setups.map((s) => [s.name, []]));
+  for (let rep = 0; rep < REPEAT; rep++) for (const setup of setups) runs.get(setup.name)!.push(await rate(source, setup, rttMs, ms));
+  const base = runs.get(setups[0].name)!;
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  return new Map([...runs].map(([k, rs]) => [k, { ips: median(rs), thru: median(rs.map((r, i) => r / base[i])) }]));
+}
+
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
 
 /**
@@ -213,9 +242,13 @@ it("measures the modes across regions", async () => {
     const waiting = await batches(COMPUTE, [NONE, KEMARI, REMUS], 80);
     for (const [name, r] of waiting) rows.push({ what: "compute-bound, waits on each line", rttMs: 80, setup: name, figure: r.thru, unit: "x none thru", note: `${r.ms} ms` });
     const m = await batches(COMPUTE_ASYNC, [NONE, KEMARI, REMUS], 80);
-    for (const [name, r] of m) rows.push({ what: "compute-bound (200 M instr)", rttMs: 80, setup: name, figure: r.thru, unit: "x none thru", note: `${r.ms} ms` });
-    const k = m.get("kemari")!.thru;
-    const r = m.get("remus")!.thru;
+    for (const [name, r] of m) rows.push({ what: "compute-bound (200 M instr), time to halt", rttMs: 80, setup: name, figure: r.thru, unit: "x none thru", note: `${r.ms} ms, the last outputs' flight included` });
+    // Throughput proper: the rate while it computes (a longer run of the same guest, measured in a window).
+    const long = COMPUTE_ASYNC.replace("li   s0, 6", "li   s0, 600");
+    const ips = await rates(long, [NONE, KEMARI, REMUS], 80, 2500);
+    for (const [name, r] of ips) rows.push({ what: "compute-bound, instructions/s while running", rttMs: 80, setup: name, figure: r.thru, unit: "x none thru", note: `${(r.ips / 1e6).toFixed(0)} M instr/s` });
+    const k = ips.get("kemari")!.thru;
+    const r = ips.get("remus")!.thru;
     target(k >= 0.95, `80 ms, compute-bound: kemari ${k.toFixed(2)}x none's throughput (>= 0.95x)`);
     target(r >= 0.85, `80 ms, compute-bound: remus ${r.toFixed(2)}x none's throughput (>= 0.85x)`);
   }
