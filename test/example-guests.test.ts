@@ -118,11 +118,12 @@ describe("guests/workload.s", () => {
   // Driver-style (the default: post, go on, reclaim a slot when it is needed), a
   // blocking call per request (WAIT_EACH), and in mode kemari with more rounds than
   // ring slots, so slots are reused while Kemari holds outputs back.
-  it.each([
+  const cases: { name: string; rounds: number; iterations: number; extra: Record<string, number>; mode: "none" | "kemari" }[] = [
     { name: "as shipped, mode none", rounds: 5, iterations: 3, extra: {}, mode: "none" },
     { name: "WAIT_EACH = 1, mode none", rounds: 5, iterations: 3, extra: { WAIT_EACH: 1 }, mode: "none" },
     { name: "150 rounds (slots reused), mode kemari", rounds: 150, iterations: 1, extra: {}, mode: "kemari" },
-  ] as const)("each round writes its record to disk, prints a line and sends a packet; halts with 0 ($name)", async ({ rounds, iterations, extra, mode }) => {
+  ];
+  it.each(cases)("each round writes its record to disk, prints a line and sends a packet; halts with 0 ($name)", async ({ rounds, iterations, extra, mode }) => {
     const g = await createGuest({ asm: tune(workload, { ROUNDS: rounds, ITERATIONS: iterations, ...extra }) }, { mode });
     const s = await waitFor(g.id, (s) => s.state === "halted", 60_000);
     expect(s.exitCode).toBe(0);
