@@ -28,7 +28,7 @@ import { benchFloor, benchSync, benchWrite, type BenchSyncResult } from "./host-
 export type { PingReply } from "../src/protocol/ports.ts";
 
 /** One yield in this many waits for a timer (see yieldToRequests). */
-const TIMER_YIELD_EVERY = 8;
+const TIMER_YIELD_EVERY = 1;
 /** How long the alarm waits before it checks on the pump. */
 const BACKSTOP_MS = 1000;
 
@@ -65,6 +65,8 @@ export class GuestHost extends DurableObject<Env> {
       yieldToRequests: () => this.yieldToRequests(),
     };
     this.host = new Host(io);
+    // Resumed in place from its idle save, with an event pending: it runs at once.
+    if (this.host.runnable) void this.schedule();
   }
 
   private witnessLink(): WitnessLink {

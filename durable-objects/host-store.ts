@@ -2,14 +2,17 @@
 import type { DiskStore, HostMeta, HostStore } from "../src/protocol/ports.ts";
 import { SqlDisk } from "./sql-disk.ts";
 import { SqlReplicaStore } from "./replica-store.ts";
+import { SqlIdleStore } from "./idle-store.ts";
 
 export class SqlHostStore implements HostStore {
   readonly replica: SqlReplicaStore;
+  readonly idle: SqlIdleStore;
   private liveDisk: SqlDisk | null = null;
 
   constructor(private readonly storage: DurableObjectStorage) {
     storage.sql.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
     this.replica = new SqlReplicaStore(storage);
+    this.idle = new SqlIdleStore(storage);
   }
 
   loadMeta(): HostMeta | null {
@@ -32,6 +35,7 @@ export class SqlHostStore implements HostStore {
       this.storage.sql.exec("DELETE FROM disk");
     });
     this.replica.clear();
+    this.idle.clear();
     this.liveDisk = null;
   }
 }

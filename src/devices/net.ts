@@ -23,6 +23,11 @@ export class NetRxBackend extends Backend {
   private readonly queue: Uint8Array[] = [];
   dropped = 0;
 
+  /** The packets waiting for a buffer, oldest first (an idle save keeps them). */
+  get queued(): readonly Uint8Array[] {
+    return this.queue;
+  }
+
   /** New buffers were posted: use them for any packets already waiting. */
   async notify(): Promise<void> {
     this.drain();

@@ -34,6 +34,14 @@ export class Memory {
   private readonly codeCache: (Int32Array | undefined)[];
   private readonly dirtyList: Int32Array;
   private dirtyCount = 0;
+  /**
+   * Pages that left the dirty set since the host last saved the guest to its
+   * own storage (an idle save: src/protocol/idle-save.ts): a checkpoint took
+   * them, but the save has not. Kept in O(pages cleared), like the dirty set.
+   */
+  private readonly unsavedFlags: Uint8Array;
+  private readonly unsavedList: Int32Array;
+  private unsavedCount = 0;
 
   /** `bytes`, if given, becomes the memory itself (no copy): a takeover adopts its replica this way. */
   constructor(pages: number, bytes?: Uint8Array) {
@@ -48,6 +56,8 @@ export class Memory {
     this.storeFlags = new Uint8Array(pages).fill(FLAG_CLEAN);
     this.codeCache = new Array<Int32Array | undefined>(pages);
     this.dirtyList = new Int32Array(pages);
+    this.unsavedFlags = new Uint8Array(pages);
+    this.unsavedList = new Int32Array(pages);
   }
 
   /** Slow path of a store to [addr, addr+len): mark pages dirty, drop stale decoded code. */
@@ -133,8 +143,37 @@ export class Memory {
    * it puts the pages back with `markDirty`.
    */
   clearDirty(): void {
-    for (let i = 0; i < this.dirtyCount; i++) this.storeFlags[this.dirtyList[i]] |= FLAG_CLEAN;
+    for (let i = 0; i < this.dirtyCount; i++) {
+      const p = this.dirtyList[i];
+      this.storeFlags[p] |= FLAG_CLEAN;
+      if (this.unsavedFlags[p] === 0) {
+        this.unsavedFlags[p] = 1;
+        this.unsavedList[this.unsavedCount++] = p;
+      }
+    }
     this.dirtyCount = 0;
+  }
+
+  /**
+   * Pages changed since the last call (dirty now, or cleared from the dirty
+   * set since), ascending; starts the count again. The dirty set is left as
+   * it is: replication still needs it.
+   */
+  takeUnsaved(): Int32Array {
+    const out = new Int32Array(this.unsavedCount + this.dirtyCount);
+    let n = 0;
+    for (let i = 0; i < this.unsavedCount; i++) out[n++] = this.unsavedList[i];
+    for (let i = 0; i < this.dirtyCount; i++) {
+      const p = this.dirtyList[i];
+      // A page both cleared and dirtied again since is listed once.
+      if (this.unsavedFlags[p] === 0) {
+        this.unsavedFlags[p] = 1;
+        out[n++] = p;
+      }
+    }
+    for (let i = 0; i < n; i++) this.unsavedFlags[out[i]] = 0;
+    this.unsavedCount = 0;
+    return out.subarray(0, n).sort();
   }
 
   /** Mark pages dirty again, e.g. when the sync that carried them failed. */

@@ -64,6 +64,8 @@ export class GuestRunner implements DeviceHost {
   received?: (index: number, packet: Uint8Array) => void;
   /** Runs at the end of every slice and step, the guest still to the runner (a pipelined tap takes its checkpoint here). */
   settle: () => Promise<void> = async () => {};
+  /** Runs before anything may change the guest (a slice, a step, a packet, an event): an idle save stops describing it. */
+  changing: () => void = () => {};
   /** Runs after an event has reached its backend and its outputs are out. */
   afterEvent: (event: NotifyEvent) => Promise<void> = async () => {};
 
@@ -119,8 +121,28 @@ export class GuestRunner implements DeviceHost {
    * Outstanding requests are then processed again, as Kemari's backends do.
    */
   async reattach(): Promise<void> {
-    for (const b of this.machine.bindings) if (b) this.attach(b);
+    this.attachAll();
     for (const backend of this.backends) if (backend) await backend.notify();
+  }
+
+  /**
+   * Attach backends to every binding without processing anything: a guest
+   * resumed from its idle save had every request it notified processed
+   * before the save, and the rest wait for its next NOTIFY, as they did.
+   */
+  attachAll(): void {
+    for (const b of this.machine.bindings) if (b) this.attach(b);
+  }
+
+  /** Packets that arrived and wait for a net-rx buffer (or for net-rx to be connected), oldest first. */
+  queuedInbound(): Uint8Array[] {
+    const rx = this.backends.find((b): b is NetRxBackend => b instanceof NetRxBackend);
+    return [...this.pendingInbound, ...(rx?.queued ?? [])];
+  }
+
+  /** Packets an idle save kept: they wait again, for the net-rx backend `attachAll` makes. */
+  restoreInbound(packets: Uint8Array[]): void {
+    this.pendingInbound.push(...packets);
   }
 
   /** A packet from the outside world for the guest's net-rx device. */
@@ -133,6 +155,7 @@ export class GuestRunner implements DeviceHost {
   deliverInbound(packet: Uint8Array): Promise<void> {
     this.counters.packetsIn++;
     return this.exclusive(async () => {
+      this.changing();
       const rx = this.backends.find((b): b is NetRxBackend => b instanceof NetRxBackend);
       if (rx) rx.deliver(packet);
       else if (this.pendingInbound.length < 256) this.pendingInbound.push(packet);
@@ -152,6 +175,7 @@ export class GuestRunner implements DeviceHost {
    */
   runSlice(budget: number, maxEvents = EVENTS_PER_SLICE): Promise<void> {
     return this.exclusive(async () => {
+      this.changing();
       const m = this.machine;
       let left = budget;
       let events = 0;
@@ -177,6 +201,7 @@ export class GuestRunner implements DeviceHost {
    */
   step(n: number, maxEvents = EVENTS_PER_SLICE): Promise<number> {
     return this.exclusive(async () => {
+      this.changing();
       const m = this.machine;
       if (!m.resume()) return 0;
       const start = m.cpu.instret;
@@ -211,6 +236,7 @@ export class GuestRunner implements DeviceHost {
 
   /** Hand an event to its backend (`upTo`: only requests below this ring index). Call with the guest to itself. */
   async deliverEvent(event: NotifyEvent, upTo?: number): Promise<void> {
+    this.changing();
     this.counters.events++;
     await this.backends[event.port]?.notify(upTo);
     await this.afterEvent(event);

@@ -23,6 +23,8 @@ export interface HostStatus {
   sync: SyncSummary | null;
   /** Outputs not yet at the switch (and, pipelined, events waiting for their checkpoint). */
   outputsInFlight: number;
+  /** The idle guest is saved in its host's storage: an eviction of the host now costs nothing (src/protocol/idle-save.ts). */
+  idleSaved: boolean;
 }
 
 export interface SyncSummary {
@@ -121,5 +123,6 @@ export function lostHostStatus(reason: string): HostStatus {
     devices: [],
     sync: null,
     outputsInFlight: 0,
+    idleSaved: false,
   };
 }

@@ -99,6 +99,20 @@ export class Protection {
   }
 
   /**
+   * Resume an idle-saved primary after its host restarted (src/protocol/idle-save.ts):
+   * the same secondary, which holds checkpoint `seq` — this guest's memory and
+   * disk exactly (the save waited until nothing was left to send), and which the
+   * witness already knows. No delta bases survived the restart: the next
+   * checkpoint sends whole pages.
+   */
+  resume(secondary: HostPlace, seq: number): void {
+    this.use(secondary);
+    this.replicator!.seq = seq;
+    this.replicator!.needsFull = false;
+    this.announced = true;
+  }
+
+  /**
    * Tell the witness the secondary holds a whole copy (the guest is protected
    * again). Until it has heard, keep asking: a lost call must not leave the
    * witness thinking the guest unprotected — nor cost us the secondary.

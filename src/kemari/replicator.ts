@@ -365,7 +365,8 @@ function allPages(n: number): Int32Array {
   return a;
 }
 
-function isZero(b: Uint8Array): boolean {
+/** The bytes are all zero (a page that need not be stored or sent). */
+export function isZero(b: Uint8Array): boolean {
   if (b.byteOffset & 3 || b.byteLength & 3) return b.every((x) => x === 0);
   const w = new Int32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
   for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;

@@ -26,9 +26,10 @@ import { Fenced } from "../kemari/protection.ts";
 import type { SyncReply } from "../kemari/replicator.ts";
 import { restoreMachine } from "../kemari/state.ts";
 import { mutations } from "./mutations.ts";
-import type { HoldReply, HostIO, HostMeta, PingReply } from "./ports.ts";
+import type { HoldReply, HostIO, HostMeta, IdleMeta, PingReply } from "./ports.ts";
 import { Primary } from "./primary.ts";
 import { Secondary } from "./secondary.ts";
+import { IdleSaver, resumeSaved, savedMemory } from "./idle-save.ts";
 
 /** How late a modelled arrival may be delivered (ms): a few per cent of an inter-region round trip. */
 const ARRIVAL_SLACK_MS = 2;
@@ -47,6 +48,8 @@ export class Host {
   private meta: HostMeta | null;
   role: Role;
   private pumping = false;
+  /** Saves the guest while it is idle, so an eviction of this host costs nothing (src/protocol/idle-save.ts). */
+  private saver: IdleSaver | null = null;
   /** How long the next slice runs (its rate is learnt across runs of the guest). */
   private readonly budget = new SliceBudget();
 
@@ -72,7 +75,27 @@ export class Host {
     if (!m) return { kind: "unassigned" };
     if (m.role === "secondary") return { kind: "secondary", generation: m.generation, secondary: new Secondary(this.io.store, m.generation) };
     if (m.role === "fenced") return { kind: "fenced", generation: m.generation, reason: "fenced before a restart", frozen: null };
+    const saved = this.io.store.idle.load();
+    if (saved && saved.meta.generation === m.generation) return this.resumeSaved(m, saved.meta, saved.pages);
     return { kind: "lost", generation: m.generation };
+  }
+
+  /** restart → primary, in place: the guest was idle and saved, and goes on from its save (same generation, no failover). */
+  private resumeSaved(m: HostMeta, meta: IdleMeta, pages: Iterable<[number, Uint8Array]>): Role {
+    const memory = savedMemory(m.config.memoryPages, pages);
+    const p = this.newPrimary(m.config, m.generation, memory);
+    resumeSaved(p, meta, memory);
+    this.saver = this.newSaver(p, m.generation, true);
+    return { kind: "primary", generation: m.generation, primary: p, kept: null };
+  }
+
+  private newSaver(p: Primary, generation: number, restored = false): IdleSaver {
+    return new IdleSaver(this.io, p, generation, () => this.role.kind === "primary" && this.role.primary === p, restored);
+  }
+
+  /** The guest's idle save is current (tests; the dashboard). */
+  get idleSaved(): boolean {
+    return this.saver?.saved ?? false;
   }
 
   get config(): GuestConfig | null {
@@ -101,12 +124,14 @@ export class Host {
     p.runner.load(image);
     if (paused) p.machine.pause();
     this.role = { kind: "primary", generation: 0, primary: p, kept: null };
+    this.saver = this.newSaver(p, 0);
     if (secondary && p.protection) {
       const protection = p.protection;
       protection.use(secondary);
       await p.runner.exclusive(() => protection.replicate(async () => {}));
     }
     this.io.schedule();
+    this.saver.soon();
     return this.status();
   }
 
@@ -145,6 +170,7 @@ export class Host {
     if (paused) p.machine.pause();
     else p.machine.resume();
     this.role = { kind: "primary", generation, primary: p, kept };
+    this.saver = this.newSaver(p, generation);
     // The checkpoint carried outputs its primary may have died before the witness had
     // them (remus: the epoch's; both: those on their way). They go first, in order (the
     // switch keeps each identity once); then the backends pick up outstanding requests.
@@ -154,6 +180,7 @@ export class Host {
       await p.runner.reattach();
     });
     this.io.schedule();
+    this.saver.soon();
     const takeoverMs = this.io.clock.now() - t0;
     // Re-protection runs on while the guest does: its next event waits for it.
     if (p.protection) {
@@ -320,6 +347,7 @@ export class Host {
     } finally {
       this.pumping = false;
     }
+    this.saver?.soon();
   }
 
   /**
@@ -337,6 +365,7 @@ export class Host {
 
   /** Control changed the guest (pause, resume, step, a packet). */
   private touched(): void {
+    this.saver?.soon();
     this.io.observer?.changed?.();
     if (this.role.kind === "primary") this.role.primary.epochSoon();
   }
@@ -368,12 +397,14 @@ export class Host {
       devices: p.runner.devices(),
       sync: p.syncSummary(),
       outputsInFlight,
+      idleSaved: role.kind === "primary" && this.saver?.saved === true,
     };
   }
 
   async pause(): Promise<HostStatus> {
     const p = this.guest();
     await p.runner.exclusive(async () => {
+      this.saver?.changing();
       if (!p.machine.pause() && p.runner.state !== "paused") throw new GuestError("conflict", `cannot pause a guest that is ${p.runner.state}`);
     });
     this.touched();
@@ -382,6 +413,7 @@ export class Host {
 
   resume(): HostStatus {
     const p = this.guest();
+    this.saver?.changing();
     if (!p.machine.resume() && p.runner.state !== "running" && p.runner.state !== "waiting") {
       throw new GuestError("conflict", `cannot resume a guest that is ${p.runner.state}`);
     }

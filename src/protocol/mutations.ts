@@ -22,6 +22,10 @@ export interface Mutations {
   deltaBaseAtAck: boolean;
   /** A pipelined checkpoint fails before its commit: the next keeps it as its delta bases (pages the secondary never got). */
   keepBasesOfFailed: boolean;
+  /** An idle save is kept when the guest runs on: a restart resumes it from before (packets it took, outputs it made, lost or made twice). */
+  staleIdleSave: boolean;
+  /** An idle save is made before the secondary holds the guest's memory and disk: the resumed primary never sends what the secondary lacks. */
+  idleSaveAhead: boolean;
 }
 
 export const mutations: Mutations = {
@@ -34,6 +38,8 @@ export const mutations: Mutations = {
   outputsNotCarried: false,
   deltaBaseAtAck: false,
   keepBasesOfFailed: false,
+  staleIdleSave: false,
+  idleSaveAhead: false,
 };
 
 export type MutationName = keyof Mutations;

@@ -16,6 +16,8 @@ import type { SyncReply, SyncStats, SyncStep } from "../kemari/replicator.ts";
 import type { ReplicaStore } from "../kemari/replica.ts";
 import type { Outcome } from "../host/errors.ts";
 import type { FaultStep } from "../kemari/faults.ts";
+import type { Fault } from "../guest/cpu.ts";
+import type { RunnerCounters } from "../host/runner.ts";
 
 /** Time, as the protocol sees it: virtual under the simulator. */
 export interface Clock {
@@ -41,8 +43,37 @@ export interface DiskStore extends Disk {
   entries(): Iterable<[number, Uint8Array]>;
 }
 
+/**
+ * What a primary saves of an idle guest besides its pages (src/protocol/idle-save.ts):
+ * enough to resume it in place after the host's restart.
+ */
+export interface IdleMeta {
+  generation: number;
+  /** The machine (machineToJson of its MachineState). */
+  machine: unknown;
+  crash: Fault | null;
+  counters: RunnerCounters;
+  /** Packets that arrived and wait for a net-rx buffer, base64. */
+  rx: string[];
+  /** Protected modes: the secondary, which holds checkpoint `seq` — this guest's memory and disk exactly. */
+  secondary: HostPlace | null;
+  seq: number;
+}
+
+/** A primary's save of its idle guest; `save` is all or nothing. */
+export interface IdleStore {
+  /** Pages changed since the last save (null: all zero now); `full`: they are all the pages there are. */
+  save(full: boolean, pages: [number, Uint8Array | null][], meta: IdleMeta): void;
+  /** The save, if it still describes the guest (none was made, or the guest has run since: null). */
+  load(): { meta: IdleMeta; pages: Iterable<[number, Uint8Array]> } | null;
+  /** The guest is about to change: the save no longer describes it (its pages stay, the base of the next). */
+  invalidate(): void;
+}
+
 /** A host's durable storage. Everything else it holds is in RAM and lost on a restart. */
 export interface HostStore {
+  /** The primary's save of its guest while idle. */
+  idle: IdleStore;
   loadMeta(): HostMeta | null;
   saveMeta(meta: HostMeta): void;
   /** The live disk of the guest this host runs (its primary's view). */

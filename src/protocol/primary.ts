@@ -402,6 +402,28 @@ export class Primary {
     else this.io.schedule();
   }
 
+  // ---- Idle saves (src/protocol/idle-save.ts) ----
+
+  /**
+   * Protected: the secondary holds this guest's memory and disk exactly —
+   * nothing dirtied or written since the last checkpoint, none in flight, no
+   * output or event held — and the witness knows it holds a whole copy. Only
+   * the CPU may have moved on (every checkpoint carries the whole CPU).
+   */
+  caughtUp(): boolean {
+    const r = this.protection?.ready;
+    if (!r || r.flying > 0) return false;
+    if (this.machine.memory.dirtyPageCount > 0 || (this.disk as ReplicatedDisk).pendingCount > 0) return false;
+    return this.outputsInFlight === 0 && this.epochFlights.length === 0;
+  }
+
+  /** Kemari: bring the secondary up to date with an idle guest (stop-and-wait; the guest is not running anyway). */
+  async checkpointIdle(): Promise<void> {
+    const protection = this.protection;
+    if (!protection || this.config.mode !== "kemari") return;
+    await this.runner.exclusive(() => protection.replicate((r) => this.sync(r)));
+  }
+
   /** Remus: epochs whose checkpoints are on their way. */
   get epochsInFlight(): number {
     return this.epochFlights.length;

@@ -7,7 +7,7 @@
 import { SECTOR_SIZE } from "../guest/abi.ts";
 import type { Output } from "../devices/backend.ts";
 import type { CommitBatch, ReplicaMeta } from "../kemari/replica.ts";
-import type { DiskStore, HostMeta, HostStore } from "../protocol/ports.ts";
+import type { DiskStore, HostMeta, HostStore, IdleMeta } from "../protocol/ports.ts";
 import type { HostPlace } from "../host/status.ts";
 import type { SwitchMeta, WitnessStore } from "../protocol/witness.ts";
 
@@ -54,6 +54,9 @@ export class HostDurable {
   copy: { meta: ReplicaMeta; pages: Map<number, Uint8Array>; sectors: Map<number, Uint8Array>; outputs: Output[] } | null = null;
   /** Frames staged for the checkpoint in progress (as the SQL store stages them: durable, invisible until commit). */
   staging: { pages: [number, Uint8Array | null][]; sectors: [number, Uint8Array][] } = { pages: [], sectors: [] };
+  /** A primary's save of its idle guest: pages, and the meta while the save is valid. */
+  idlePages = new Map<number, Uint8Array>();
+  idleMeta: IdleMeta | null = null;
   /** The simulator's checker hears each commit. */
   onCommit: ((copy: NonNullable<HostDurable["copy"]>) => void) | null = null;
 
@@ -101,8 +104,26 @@ export class HostDurable {
           for (const [s, x] of this.copy?.sectors ?? []) this.disk.set(s, x.slice());
         },
       },
+      idle: {
+        save: (full, pages, meta) => {
+          guard.check();
+          if (full) this.idlePages.clear();
+          for (const [p, d] of pages) {
+            if (d) this.idlePages.set(p, d.slice());
+            else this.idlePages.delete(p);
+          }
+          this.idleMeta = structuredClone(meta);
+        },
+        load: () => (this.idleMeta ? { meta: structuredClone(this.idleMeta), pages: [...this.idlePages].map(([p, x]) => [p, x.slice()] as [number, Uint8Array]) } : null),
+        invalidate: () => {
+          guard.check();
+          this.idleMeta = null;
+        },
+      },
       clearAll: () => {
         guard.check();
+        this.idlePages.clear();
+        this.idleMeta = null;
         this.meta = null;
         this.disk.clear();
         this.copy = null;

@@ -296,6 +296,8 @@ export class World {
       };
       h.instance = new Host(io);
       if (h.instance.role.kind === "lost") this.armHostAlarm(h, 0);
+      // Resumed in place from its idle save, with an event pending: it runs at once.
+      else if (h.instance.runnable) this.schedule(h, inc);
     }
     return h.instance;
   }
