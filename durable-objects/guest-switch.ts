@@ -256,13 +256,13 @@ export class GuestSwitch extends DurableObject<Env> {
   /** The guest as it is after the step, and how many instructions the step executed (a slice's worth at most). */
   step(instructions: number): Promise<Outcome<GuestStatus & { executed: number }>> {
     return outcome(async () => {
-      const { executed } = await this.witness.onPrimary((h) => h.step(instructions));
+      const { executed } = await this.witness.onPrimary((h) => h.step(instructions), true);
       return { ...(await this.describe()), executed };
     });
   }
 
   inbound(packet: Uint8Array): Promise<Outcome<void>> {
-    return outcome(() => this.witness.onPrimary((h) => h.inbound(packet)));
+    return outcome(() => this.witness.onPrimary((h) => h.inbound(packet), true));
   }
 
   memory(addr: number, len: number): Promise<Outcome<Uint8Array>> {

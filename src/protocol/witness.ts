@@ -80,10 +80,26 @@ const MAX_FAILOVER_RECORDS = 50;
 /** A ping waits at most this long (or the timeout, if shorter). */
 const PING_WAIT_MS = 1000;
 
+/**
+ * A primary whose guest is idle (waiting, paused, at a breakpoint) is pinged
+ * this often instead of every heartbeat interval: an idle guest costs a ping
+ * and an alarm a second, not five of each. Anything sent to the guest through
+ * the witness (a packet, resume, step) brings the heartbeat back at once, and
+ * an unanswered ping goes back to the interval too. So the failure of an idle
+ * guest's primary is detected within IDLE_HEARTBEAT_MS + the timeout (with
+ * the defaults, 1 s + 2 s); a running guest's, within the timeout as before.
+ */
+export const IDLE_HEARTBEAT_MS = 1000;
+const IDLE_STATES = new Set(["waiting", "paused", "breakpoint"]);
+
 export class Witness<L extends HostLink> {
   meta: SwitchMeta | null;
   fencedReleases = 0;
   private lastSeen: number;
+  /** When the first ping since the last answered one went unanswered (null: none has). */
+  private firstMiss: number | null = null;
+  /** The next heartbeat is at the idle rate. */
+  private idleBeat = false;
   private failing: Promise<void> | null = null;
   private lastHost: HostStatus | null = null;
 
@@ -304,6 +320,7 @@ export class Witness<L extends HostLink> {
     const failovers = now.failovers.map((f) => (f.generation === generation ? { ...f, takeoverMs } : f));
     this.save({ ...now, protection: now.protection === "failing-over" ? "reprotecting" : now.protection, takeover: null, failovers });
     this.lastSeen = this.io.clock.now();
+    this.firstMiss = null;
     if (from.name !== to.name) void this.io.host(from).retire(generation).catch(() => undefined);
   }
 
@@ -316,19 +333,35 @@ export class Witness<L extends HostLink> {
     const { intervalMs, timeoutMs } = meta.config.heartbeat;
     if (meta.takeover) await this.failover(meta.takeover.reason, meta.generation);
     else if (!this.failing) {
+      const asked = this.io.clock.now();
       const reply = await this.ping(meta, Math.min(timeoutMs, PING_WAIT_MS));
+      let next = intervalMs;
       if (this.meta?.generation === meta.generation && !this.meta.lost) {
         if (reply.ok) {
           this.lastSeen = this.io.clock.now();
+          this.firstMiss = null;
           if ((reply.state === "halted" || reply.state === "crashed") && this.meta.protection === "protected") return; // nothing left to protect
+          if (IDLE_STATES.has(reply.state)) next = Math.max(intervalMs, IDLE_HEARTBEAT_MS);
         } else if (reply.code === "lost") {
           await this.failover(`the primary ${meta.primary.name} lost the guest`, meta.generation);
-        } else if (this.io.clock.now() - this.lastSeen >= timeoutMs) {
-          await this.failover(`the primary ${meta.primary.name} was silent for ${this.io.clock.now() - this.lastSeen} ms`, meta.generation);
+        } else {
+          // Silent: counted from the first unanswered ping (an idle guest's last answer may be a second old).
+          this.firstMiss ??= asked;
+          if (this.io.clock.now() - this.firstMiss >= timeoutMs) {
+            await this.failover(`the primary ${meta.primary.name} was silent for ${this.io.clock.now() - this.lastSeen} ms`, meta.generation);
+          }
         }
       }
+      if (this.meta && !this.meta.lost) this.beat(next);
+      return;
     }
     if (this.meta && !this.meta.lost) this.heartbeatSoon(intervalMs);
+  }
+
+  /** The next heartbeat in `ms` (the idle rate when longer than the interval). */
+  private beat(ms: number): void {
+    this.idleBeat = ms > (this.meta?.config.heartbeat.intervalMs ?? ms);
+    this.heartbeatSoon(ms);
   }
 
   private async ping(meta: SwitchMeta, waitMs: number): Promise<PingReply> {
@@ -373,12 +406,14 @@ export class Witness<L extends HostLink> {
   // ---- Requests for the guest, through its current primary ----
 
   /** Call the primary; if it turns out to have lost the guest, fail over at once and call the new primary. */
-  async onPrimary<T>(fn: (host: L) => Promise<Outcome<T>>): Promise<T> {
+  /** `wakes`: the call may wake an idle guest (a packet, resume, step): it is watched at the full rate again. */
+  async onPrimary<T>(fn: (host: L) => Promise<Outcome<T>>, wakes = false): Promise<T> {
     await this.failing;
     // A takeover decided but not acknowledged: finish it first (or say the guest is between hosts).
     if (this.meta?.takeover) await this.failover(this.meta.takeover.reason, this.meta.generation);
     if (this.meta?.takeover) throw new GuestError("unavailable", "the guest is moving to a new primary; retry");
     let meta = this.current();
+    if (wakes && this.idleBeat && isProtected(meta.config.mode)) this.beat(meta.config.heartbeat.intervalMs);
     let r = await this.call(meta, fn);
     if (!r.ok && (r.code === "lost" || r.code === "unavailable") && isProtected(meta.config.mode)) {
       if (r.code === "lost") await this.failover(`the primary ${meta.primary.name} lost the guest`, meta.generation);
@@ -410,7 +445,7 @@ export class Witness<L extends HostLink> {
     if (meta.paused !== paused) this.save({ ...meta, paused });
     const generation = meta.generation;
     try {
-      await this.onPrimary(fn);
+      await this.onPrimary(fn, !paused);
     } catch (e) {
       if (!(e instanceof GuestError) || this.meta?.generation === generation) throw e;
     }

@@ -60,7 +60,7 @@ export interface SimResult {
   guest: SimGuest;
   violations: string[];
   trace: string[];
-  stats: { events: number; faults: number; takeovers: number; outputs: number; reads: number; virtualMs: number };
+  stats: { events: number; faults: number; takeovers: number; outputs: number; reads: number; virtualMs: number; settleMs: number };
 }
 
 const images = new Map<SimGuest, Image>();
@@ -90,7 +90,7 @@ function drawLatency(w: World): Latency {
   if (r === 2) return "by-region";
   return { rttMs: w.rng.int(5, 200), mbps: w.rng.pick([1, 10, 100, 1000]) };
 }
-const HEARTBEAT = { intervalMs: 100, timeoutMs: 400 };
+export const HEARTBEAT = { intervalMs: 100, timeoutMs: 400 };
 /** Port calls a planned crash may pick. */
 const PLANNED_CALLS = ["receive", "record", "secondaryReady", "replaceSecondary", "promote", "holds", "ping", "init", "retire", "primaryLost", "inbound", "readDisk"] as const;
 
@@ -107,7 +107,8 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
     w.log(`VIOLATION ${s}`);
     if (violations.length < 20) violations.push(s);
   };
-  const stats = { events: 0, faults: 0, takeovers: 0, outputs: 0, reads: 0, virtualMs: 0 };
+  /** settleMs: how long past its calm the run went for the primary to settle. */
+  const stats = { events: 0, faults: 0, takeovers: 0, outputs: 0, reads: 0, virtualMs: 0, settleMs: 0 };
   // A scripted scenario runs with the defaults unless it says otherwise: its timings are its point.
   const kemari = opts.kemari ?? (calm ? DEFAULT_KEMARI : { syncOn: w.rng.chance(0.75) ? "outputs" : "every-event", pipeline: w.rng.chance(0.5) });
   const latency = opts.latency ?? (calm ? "none" : drawLatency(w));
@@ -159,7 +160,7 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
       for (let backoff = 300; ; backoff = Math.min(backoff * 2, 4800)) {
         if (repliedTo(c, seq, packet)) break;
         w.log(`client ${c}: request ${seq}`);
-        await w.api((x) => x.onPrimary((h) => h.inbound(packet))).catch((e: unknown) => w.log(`client ${c}: ${String(e)}`));
+        await w.api((x) => x.onPrimary((h) => h.inbound(packet), true)).catch((e: unknown) => w.log(`client ${c}: ${String(e)}`));
         for (let t = 0; t < backoff && !repliedTo(c, seq, packet); t += 100) await wait(100);
         if (repliedTo(c, seq, packet)) break;
       }
@@ -248,6 +249,7 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
   const settled = checker.settled();
   if (!settled) w.log("the primary has not settled: outputs are compared as a prefix only");
   stats.virtualMs = w.now;
+  stats.settleMs = w.now - (faultMs + calmMs);
   stats.events = w.trace.length;
 
   process.off("unhandledRejection", uncaught);

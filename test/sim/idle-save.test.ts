@@ -7,8 +7,10 @@
 import { describe, expect, it } from "vitest";
 import echo from "../../guests/echo.s?raw";
 import { withMutation } from "../../src/protocol/mutations.ts";
-import { simulate, type Scenario, type SimOptions } from "../../src/sim/simulate.ts";
+import { HEARTBEAT, simulate, type Scenario, type SimOptions } from "../../src/sim/simulate.ts";
 import type { World } from "../../src/sim/world.ts";
+
+const HEARTBEAT_TIMEOUT_MS = HEARTBEAT.timeoutMs;
 
 /**
  * echo.s, but each reply carries the first packet's first word in bytes 4..7
@@ -33,7 +35,7 @@ async function run(mode: "kemari" | "remus", opts: Partial<SimOptions> = {}) {
     mode, guest: "hello", source: REMEMBERING_ECHO, faultMs: 6000, calmMs: 3000, ...opts,
     script: async ({ world: w, until, wait }: Scenario) => {
       expect(await until(() => meta(w).protection === "protected"), "protected").toBe(true);
-      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(7, 0))));
+      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(7, 0)), true));
       expect(await until(() => replies(w).length === 1), "first reply").toBe(true);
       // Idle for longer than IDLE_SAVE_MS: the primary saves its guest.
       const primary = meta(w).primary.name;
@@ -46,12 +48,12 @@ async function run(mode: "kemari" | "remus", opts: Partial<SimOptions> = {}) {
       await wait(500);
       expect(meta(w).generation).toBe(0);
       // It serves on, same generation: its next checkpoint carries what changed since the save.
-      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(8, 0))));
+      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(8, 0)), true));
       expect(await until(() => replies(w).length === 2, 3000), "second reply").toBe(true);
       // Then the primary is cut off: the secondary takes over, from what it holds.
       w.host(meta(w).primary).cut = true;
       expect(await until(() => meta(w).generation === 1, 5000), "takeover").toBe(true);
-      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(9, 0))));
+      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(9, 0)), true));
       expect(await until(() => replies(w).length === 3, 5000), "third reply").toBe(true);
       replied = replies(w);
     },
@@ -65,6 +67,41 @@ describe.each(["kemari", "remus"] as const)("idle saves (%s)", (mode) => {
     expect(r.violations, r.trace.filter((l) => !/readDisk|ping/.test(l)).slice(-40).join("\n")).toEqual([]);
     expect(r.resumedInPlace).toBe(true);
     expect(r.replied).toEqual([[7, 0], [8, 7], [9, 7]]);
+  });
+});
+
+describe("heartbeats of an idle guest", () => {
+  it("an idle guest's primary is pinged once a second; a packet brings the full rate back; an idle primary cut off is failed over within 1 s + the timeout", async () => {
+    const at = (l: string) => Number(l.trim().split(" ")[0]);
+    const pings = (w: World, from: number, to: number) => w.trace.filter((l) => / witness: ping → /.test(l) && at(l) >= from && at(l) < to).length;
+    let idle = 0, busy = 0, detected = 0;
+    const r = await simulate(1, {
+      mode: "kemari", guest: "hello", source: REMEMBERING_ECHO, faultMs: 8000, calmMs: 3000,
+      script: async ({ world: w, until, wait }: Scenario) => {
+        expect(await until(() => meta(w).protection === "protected"), "protected").toBe(true);
+        await wait(1500);
+        const t = w.now;
+        await wait(3000);
+        idle = pings(w, t, t + 3000);
+        await w.api((x) => x.onPrimary((h) => h.inbound(u32s(7, 0)), true));
+        const t2 = w.now;
+        await wait(150);
+        busy = pings(w, t2, t2 + 150);
+        await wait(2000);
+        const cut = w.now;
+        w.host(meta(w).primary).cut = true;
+        expect(await until(() => meta(w).generation === 1, 6000), "takeover").toBe(true);
+        detected = w.now - cut;
+      },
+    });
+    expect(r.violations).toEqual([]);
+    // Idle: about one ping a second (the interval is 100 ms here: 30 in 3 s at the full rate).
+    expect(idle).toBeGreaterThanOrEqual(2);
+    expect(idle).toBeLessThanOrEqual(4);
+    // The packet: the next ping within the interval, not a second later.
+    expect(busy).toBeGreaterThanOrEqual(1);
+    // Detection of an idle primary's silence: the idle rate plus the timeout (and a ping's own wait).
+    expect(detected).toBeLessThanOrEqual(1000 + 2 * HEARTBEAT_TIMEOUT_MS);
   });
 });
 
