@@ -55,7 +55,8 @@ async function runGuest(mode: Mode | "none", source: string, faults: FaultBody[]
 async function step(id: string, instructions: number): Promise<void> {
   const res = await call("POST", `/api/guests/${id}/step`, { body: { instructions } });
   expect(res.status).toBe(200);
-  await waitFor(id, (s) => !s.sync?.epochOpen && (s.sync?.heldOutputs ?? 0) === 0);
+  // A step answers once the guest stopped; its checkpoint may still be on its way (pipelined).
+  await waitFor(id, (s) => !s.sync?.epochOpen && (s.sync?.heldOutputs ?? 0) === 0 && !s.sync?.inFlight);
 }
 
 /** Wait for the guest to be protected again under `generation`. */

@@ -74,3 +74,19 @@ describe("modelled delays in workerd", () => {
     if (pipeline) expect(done.sync!.lastPauseMs).toBeLessThan(done.sync!.lastFlightMs);
   });
 });
+
+describe("checkpoint frames sized to the link", () => {
+  it("1 MiB with no modelled link (the thread stays free between frames); the bandwidth-delay product across one, up to 8 MiB", async () => {
+    const { frameBytesFor, DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES } = await import("../src/kemari/replicator.ts");
+    expect(DEFAULT_MAX_FRAME_BYTES).toBe(1 << 20);
+    expect(frameBytesFor(null)).toBe(1 << 20);
+    expect(frameBytesFor({ rttMs: 0, mbps: 100 })).toBe(1 << 20);
+    // 80 ms at 1000 Mbps: 10 MB in flight, so a frame per round trip is capped at 8 MiB.
+    expect(frameBytesFor({ rttMs: 80, mbps: 1000 })).toBe(MAX_FRAME_BYTES);
+    // 20 ms at 1000 Mbps: 2.5 MB.
+    expect(frameBytesFor({ rttMs: 20, mbps: 1000 })).toBe(2_500_000);
+    // Slow links never go below 1 MiB; unlimited bandwidth takes the largest frame.
+    expect(frameBytesFor({ rttMs: 150, mbps: 1 })).toBe(1 << 20);
+    expect(frameBytesFor({ rttMs: 80, mbps: null })).toBe(MAX_FRAME_BYTES);
+  });
+});

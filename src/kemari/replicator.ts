@@ -106,7 +106,23 @@ export function capturedBytes(c: Captured): number {
   return n;
 }
 
-export const DEFAULT_MAX_FRAME_BYTES = 8 << 20;
+/**
+ * A checkpoint goes out in frames, each acknowledged before the next is sent.
+ * Small frames keep the thread free: locally every object shares one, and a
+ * secondary applying an 8 MiB frame (or a primary encoding it) held it for
+ * long enough that a status request took seconds during a 64 MiB checkpoint.
+ * Across a modelled link, where each frame costs a round trip, a frame is
+ * about the link's bandwidth-delay product instead (frameBytesFor), up to 8 MiB.
+ */
+export const DEFAULT_MAX_FRAME_BYTES = 1 << 20;
+export const MAX_FRAME_BYTES = 8 << 20;
+
+/** The frame size for a modelled link (null: none): its bandwidth-delay product (bandwidth null: not limited), within 1..8 MiB. */
+export function frameBytesFor(link: { rttMs: number; mbps: number | null } | null): number {
+  if (!link || link.rttMs === 0) return DEFAULT_MAX_FRAME_BYTES;
+  const bdp = link.mbps === null ? MAX_FRAME_BYTES : ((link.mbps * 1e6) / 8) * (link.rttMs / 1000);
+  return Math.round(Math.min(MAX_FRAME_BYTES, Math.max(DEFAULT_MAX_FRAME_BYTES, bdp)));
+}
 
 export class Replicator {
   /** Sequence number of the last checkpoint the secondary acknowledged (monotonic: a full checkpoint continues it). */
@@ -202,7 +218,9 @@ export class Replicator {
     opts.captured?.(seq);
     // A pipelined checkpoint's pages are the delta bases of the next one, taken before this one is
     // acknowledged (the secondary applies them in order). If it fails, the next is full (see transmit).
-    const encoded = copy ? frames.map(encodeFrame) : frames;
+    // Frames are encoded (and checksummed) one at a time as they go, even pipelined: their
+    // pages are copies already, and encoding a large checkpoint at once held the thread.
+    const encoded = frames;
     const atAck = !copy || mutations.deltaBaseAtAck;
     if (!atAck) this.remember(full, sent);
     return { replicator: this, memory: mem, seq, full, pages, frames: encoded, sent: atAck ? sent : [], deltaSaved, pipelined: copy };

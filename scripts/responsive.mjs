@@ -1,0 +1,124 @@
+#!/usr/bin/env node
+// Responsiveness test (`npm run test:responsive`): requests from outside get
+// in while guests work. It must run against `wrangler dev` over HTTP: workerd
+// takes in a request from the network only once its event loop goes idle, so
+// an in-process test (vitest-plugin's fetch) cannot see the stalls this guards
+// against. Starts wrangler dev on 127.0.0.1:8797 and measures, sequentially,
+// the status of a busy guest and of an idle one while the busy one:
+//   - computes (mode none): every slice ends in a timer turn;
+//   - checkpoints ~63 MiB at every event (a 64 MiB guest dirtying 16,000
+//     pages a round), in modes kemari and remus: frames of 1 MiB, each after a
+//     timer turn.
+// Then pause and delete of the busy guest. It prints every figure, and fails
+// when a median exceeds LIMIT_MS or any request MAX_MS: before these fixes a
+// status took ~300 ms behind one computing guest and 2–4 s behind the
+// checkpoints. (The issue's target is 100 ms; the figures say how close.)
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const PORT = Number(process.env.RESPONSIVE_PORT || 8797);
+const TOKEN = "responsive-token";
+const API = `http://127.0.0.1:${PORT}/api`;
+const H = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
+const LIMIT_MS = Number(process.env.RESPONSIVE_LIMIT_MS || 250);
+const MAX_MS = 1500;
+const SAMPLES = 12;
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+let server = null;
+let serverLog = "";
+const stateDir = mkdtempSync(join(tmpdir(), "kemari-responsive-"));
+const failures = [];
+
+async function api(method, path, body) {
+  const res = await fetch(`${API}${path}`, { method, headers: H, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
+  return text ? JSON.parse(text) : null;
+}
+
+async function timed(f) {
+  const t0 = performance.now();
+  await f();
+  return Math.round(performance.now() - t0);
+}
+
+async function serving() {
+  try {
+    return (await fetch(`${API}/examples`, { headers: H, signal: globalThis.AbortSignal.timeout(2000) })).ok;
+  } catch {
+    return false;
+  }
+}
+
+async function cleanup() {
+  if (server && server.exitCode === null) {
+    try {
+      process.kill(-server.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(stateDir, { recursive: true, force: true });
+}
+
+/** Status of the busy guest and of the idle one, alternately; then pause and delete of the busy one. */
+async function measure(what, busy, idle) {
+  const own = [];
+  const other = [];
+  for (let i = 0; i < SAMPLES; i++) {
+    own.push(await timed(() => api("GET", `/guests/${busy.id}`)));
+    other.push(await timed(() => api("GET", `/guests/${idle.id}`)));
+  }
+  const pause = await timed(() => api("POST", `/guests/${busy.id}/pause`));
+  const del = await timed(() => api("DELETE", `/guests/${busy.id}`));
+  console.log(`${what}: status median ${median(own)} ms (max ${Math.max(...own)}), another guest's ${median(other)} ms (max ${Math.max(...other)}); pause ${pause} ms, delete ${del} ms`);
+  for (const [name, xs] of [["its status", own], ["another guest's status", other]]) {
+    if (median(xs) > LIMIT_MS) failures.push(`${what}: ${name} median ${median(xs)} ms > ${LIMIT_MS} ms (${xs.join(" ")})`);
+    if (Math.max(...xs) > MAX_MS) failures.push(`${what}: ${name} max ${Math.max(...xs)} ms > ${MAX_MS} ms (${xs.join(" ")})`);
+  }
+  if (pause > MAX_MS || del > MAX_MS) failures.push(`${what}: pause ${pause} ms, delete ${del} ms (> ${MAX_MS} ms)`);
+}
+
+const timer = stopAfter({ name: "responsive", limitMs: 240_000, cleanup, onTimeout: () => console.log(serverLog.slice(-4000)) });
+try {
+  server = await startWranglerDev({
+    root, port: PORT, vars: { API_TOKEN: TOKEN }, persistTo: stateDir, timeoutMs: 60_000, what: "the API", serving,
+    onOutput: (chunk) => (serverLog = (serverLog + chunk.toString()).slice(-100_000)),
+  });
+  const idle = await api("POST", "/guests", { image: { asm: "_start:\n  li a7, 2\n  ecall\n  j _start\n" }, mode: "none" });
+
+  const spin = await api("POST", "/guests", { image: { asm: "_start:\n  addi s0, s0, 1\n  j _start\n" }, mode: "none" });
+  await sleep(500);
+  await measure("a computing guest (mode none)", spin, idle);
+
+  const stress = readFileSync(join(root, "guests/stress.s"), "utf8")
+    .replace(/^\.equ PAGES, \d+/m, ".equ PAGES, 16000")
+    .replace(/^\.equ REGION, \d+/m, ".equ REGION, 16000")
+    .replace(/^\.equ ROUNDS, \d+/m, ".equ ROUNDS, 1000000");
+  for (const mode of ["kemari", "remus"]) {
+    const heavy = await api("POST", "/guests", { image: { asm: stress }, mode, memoryPages: 16384 });
+    // Checkpoints of the whole memory are under way.
+    for (let t = 0; t < 60; t++) {
+      const s = await api("GET", `/guests/${heavy.id}`);
+      if ((s.sync?.syncs ?? 0) >= 2 && (s.sync?.last?.pages ?? 0) >= 16000) break;
+      await sleep(500);
+    }
+    await measure(`a 64 MiB guest checkpointing ~63 MiB at every event (mode ${mode})`, heavy, idle);
+  }
+  await api("DELETE", `/guests/${idle.id}`);
+} catch (e) {
+  failures.push(String(e instanceof Error ? e.stack : e));
+}
+clearTimeout(timer);
+await cleanup();
+if (failures.length > 0) {
+  console.log(`responsive: FAILED\n  ${failures.join("\n  ")}`);
+  process.exit(1);
+}
+console.log("responsive: passed");
