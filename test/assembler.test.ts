@@ -786,3 +786,43 @@ describe("adversarial sources within the 256 KiB limit assemble in bounded time 
     expect(() => assemble(`.equ X, ${"1+".repeat(60_000)}1\n_start:\n  nop\n`)).toThrow(/at most 1000 terms/);
   });
 });
+
+describe("property: any source within the limits assembles in bounded time or is refused by name (#11, item 3)", () => {
+  /** Building blocks an attacker would repeat: symbol chains, labels, local labels, space, fill, strings, alignment. */
+  const block = fc.oneof(
+    fc.integer({ min: 1, max: 6000 }).map((n) => Array.from({ length: n }, (_, i) => `.equ C${n}_${i}, C${n}_${i + 1} + 1`).join("\n") + `\n.equ C${n}_${n}, 1`),
+    fc.integer({ min: 1, max: 6000 }).map((n) => Array.from({ length: n }, (_, i) => `.set R${n}_${i + 1}, R${n}_${i} * 2`).reverse().join("\n") + `\n.set R${n}_0, 1`),
+    fc.integer({ min: 1, max: 5000 }).map((n) => Array.from({ length: n }, (_, i) => `L${i}_${n}: j L${(i * 31) % n}_${n}`).join("\n")),
+    fc.integer({ min: 1, max: 20_000 }).map((n) => "1: j 1f\n".repeat(n) + "1: nop"),
+    fc.tuple(fc.integer({ min: 0, max: 1 << 20 }), fc.integer({ min: 1, max: 50 })).map(([size, n]) => `.data\n${`.space ${size}\n`.repeat(n)}.text`),
+    fc.tuple(fc.integer({ min: 0, max: 1 << 18 }), fc.constantFrom(1, 2, 4), fc.integer()).map(([count, size, v]) => `.data\n.fill ${count}, ${size}, ${v}\n.text`),
+    fc.integer({ min: 0, max: 20_000 }).map((n) => `.data\n.ascii "${"x".repeat(n)}"\n.text`),
+    fc.integer({ min: 0, max: 16 }).map((p) => `.data\n.byte 1\n.p2align ${p}\n.text`),
+    fc.integer({ min: 1, max: 2000 }).map((n) => "  addi a0, a0, 1\n".repeat(n)),
+  );
+  const source = fc.array(block, { minLength: 1, maxLength: 12 }).map((bs) => ["_start:", ...bs, "  ecall"].join("\n"));
+
+  it("every generated source: an image within 1.5 s, or an ImageError naming what is wrong (never a crash)", () => {
+    let built = 0;
+    let refused = 0;
+    fc.assert(
+      fc.property(source, (src) => {
+        fc.pre(src.length <= 256 * 1024);
+        const t0 = performance.now();
+        try {
+          assemble(src);
+          built++;
+        } catch (e) {
+          // Refused by name (the image limit, a symbol, a line): the API turns it into a problem.
+          expect(e, String(e)).toBeInstanceOf(ImageError);
+          expect((e as Error).message.length).toBeGreaterThan(10);
+          refused++;
+        }
+        expect(performance.now() - t0).toBeLessThan(1500);
+      }),
+      { numRuns: 40, seed: 11 },
+    );
+    expect(built).toBeGreaterThan(0);
+    expect(built + refused).toBeGreaterThan(0);
+  });
+});
