@@ -33,6 +33,8 @@ import type { Primary } from "./primary.ts";
 
 /** How long a guest stays idle before it is saved (ms). */
 export const IDLE_SAVE_MS = 1000;
+/** How often an idle guest not yet ready to be saved is looked at again (ms). */
+const LATER_MS = 200;
 
 export class IdleSaver {
   /** The store holds the guest as it is now. */
@@ -40,6 +42,8 @@ export class IdleSaver {
   /** The store's pages are this guest's as of the last save: the next one writes only what changed. */
   private based: boolean;
   private timer = false;
+  /** When the guest last changed (or might have): it is saved once it has stayed unchanged for IDLE_SAVE_MS. */
+  private changedAt: number;
   /** Saves made (for tests and status). */
   saves = 0;
 
@@ -53,11 +57,13 @@ export class IdleSaver {
   ) {
     this.valid = restored;
     this.based = restored;
+    this.changedAt = io.clock.now();
     primary.runner.changing = () => this.changing();
   }
 
   /** The guest is about to change: the save no longer describes it. */
   changing(): void {
+    this.changedAt = this.io.clock.now();
     if (!this.valid || mutations.staleIdleSave) return;
     this.valid = false;
     this.io.store.idle.invalidate();
@@ -67,15 +73,21 @@ export class IdleSaver {
     return this.valid;
   }
 
-  /** The guest may have gone idle: look again in IDLE_SAVE_MS (one look pending at a time). */
-  soon(): void {
+  /** The guest may have gone idle: look again once it has been unchanged for IDLE_SAVE_MS (one look pending at a time). */
+  soon(atLeastMs = 1): void {
     if (this.timer || this.valid || !this.active()) return;
     this.timer = true;
+    const wait = Math.max(atLeastMs, this.changedAt + IDLE_SAVE_MS - this.io.clock.now());
     void this.io.clock
-      .sleep(IDLE_SAVE_MS)
+      .sleep(wait)
       .then(async () => {
         this.timer = false;
-        if ((await this.saveIfIdle()) === "later") this.soon();
+        // Running: its next stop looks again (the pump's end calls `soon`).
+        if (this.primary.machine.runnable) return;
+        // It changed meanwhile (a busy guest between two requests): look again when it has been still long enough.
+        if (this.io.clock.now() - this.changedAt < IDLE_SAVE_MS) return this.soon();
+        // Not ready (outputs or a checkpoint on their way, a secondary being replaced): look again in a while.
+        if ((await this.saveIfIdle()) === "later") this.soon(LATER_MS);
       })
       .catch(() => {
         // The host was fenced or stopped meanwhile: nothing to save.
