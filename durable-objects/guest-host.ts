@@ -46,7 +46,7 @@ export class GuestHost extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new SqlHostStore(ctx.storage);
-    this.faults = new HostFaults(ctx, this.store.replica);
+    this.faults = new HostFaults(ctx, this.store.replica, this.store.idle);
     this.outbox = new Outbox(
       () => (this.host.role.kind === "primary" ? { primary: this.host.role.primary, generation: this.host.role.generation } : null),
       (g, events) => this.faults.net<void>(() => this.switchStub().publish(g, events)),

@@ -2,11 +2,15 @@
  * Fault injection on a host Durable Object (teaching, and the end-to-end
  * tests): a cut link, and a crash armed for a named protocol step. A crash
  * is `ctx.abort()`: the object's memory is gone, as in a power cut; only its
- * storage survives.
+ * storage survives — all but the save of an idle guest
+ * (src/protocol/idle-save.ts), which the crash takes with it: an injected
+ * crash models the host lost, and shows the failover (or, in mode none, the
+ * loss) a real one causes. The runtime's own eviction leaves the save.
  */
 import type { FaultKind, FaultStep } from "../src/kemari/faults.ts";
 import type { StepFaults } from "../src/protocol/ports.ts";
 import type { SqlReplicaStore } from "./replica-store.ts";
+import type { SqlIdleStore } from "./idle-store.ts";
 
 export class HostFaults implements StepFaults {
   /** A partitioned host neither answers nor reaches the other hosts and the switch. */
@@ -16,12 +20,15 @@ export class HostFaults implements StepFaults {
   constructor(
     private readonly ctx: DurableObjectState,
     private readonly replica: SqlReplicaStore,
+    private readonly idle: SqlIdleStore,
   ) {}
 
   inject(kind: FaultKind, at: FaultStep): void {
+    // Cleared now, in this request's turn: its reply waits until the write is durable, and the crash comes later.
+    if (kind === "crash") this.idle.clear();
     if (kind === "partition") this.partitioned = true;
     else if (kind === "heal") this.partitioned = false;
-    else if (at === "now") setTimeout(() => this.ctx.abort("injected crash"), 0);
+    else if (at === "now") setTimeout(() => this.abort("injected crash"), 0);
     else this.armed = at;
   }
 
@@ -44,7 +51,7 @@ export class HostFaults implements StepFaults {
     this.replica.midway = null;
     if (this.armed === "after-ack" || this.armed === "after-release") {
       this.armed = null;
-      setTimeout(() => this.ctx.abort("injected crash after ack"), 0);
+      setTimeout(() => this.abort("injected crash after ack"), 0);
     }
   }
 
@@ -58,7 +65,11 @@ export class HostFaults implements StepFaults {
 
   private crash(step: string): never {
     this.armed = null;
-    this.ctx.abort(`injected crash at ${step}`);
+    this.abort(`injected crash at ${step}`);
     throw new Error("unreachable after abort");
+  }
+
+  private abort(reason: string): void {
+    this.ctx.abort(reason);
   }
 }

@@ -341,6 +341,7 @@ function renderHosts(m) {
       s.sync ? lastSyncText(s.sync) : `${s.counters?.events ?? 0} device events`,
       outputsText(s),
       s.mode === "remus" && s.sync ? `epoch ${s.epochMs} ms · ${s.sync.heldOutputs ?? 0} outputs held for their epoch's ack` : "",
+      s.idleSaved ? "idle, saved in its host's storage: an eviction costs nothing" : "",
     ],
     links.filter((l) => l.from === "primary"),
   );
