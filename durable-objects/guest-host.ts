@@ -30,8 +30,6 @@ export type { PingReply } from "../src/protocol/ports.ts";
 /** Wait for a timer: workerd takes in requests from outside only once its event loop goes idle. */
 const turn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 
-/** One yield in this many waits for a timer (see yieldToRequests). */
-const TIMER_YIELD_EVERY = 1;
 /** How long the alarm waits before it checks on the pump. */
 const BACKSTOP_MS = 1000;
 
@@ -41,12 +39,11 @@ export class GuestHost extends DurableObject<Env> {
   private readonly outbox: Outbox;
   readonly host: Host;
   private kick: ReturnType<typeof setTimeout> | null = null;
-  private yields = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.store = new SqlHostStore(ctx.storage);
-    this.faults = new HostFaults(ctx, this.store.replica, this.store.idle);
+    this.faults = new HostFaults(ctx, this.store.replica, this.store.idle, () => this.host.idleSaveCleared());
     this.outbox = new Outbox(
       () => (this.host.role.kind === "primary" ? { primary: this.host.role.primary, generation: this.host.role.generation } : null),
       (g, events) => this.faults.net<void>(() => this.switchStub().publish(g, events)),
@@ -237,22 +234,18 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   /**
-   * Let queued requests in. Mostly not by setTimeout(0): workerd runs timers
-   * only when its event loop is idle, so under load such a yield can wait a
-   * long time. A round trip to another object is real I/O, and while this
-   * object awaits it its queued requests are delivered; it carries nothing,
-   * so it is allowed even across a cut link. Every few slices the pump waits
-   * for a timer instead, and lets the loop go idle, so timers run. (A modelled
-   * link's messages do not wait for that: the pump delivers those due between
-   * slices.)
+   * Let queued requests in: wait for a timer. workerd takes in requests from
+   * outside (and runs timers) only once its event loop goes idle, and a timer
+   * is what lets it go idle between two slices. (A yield by a round trip to
+   * the switch, which it used to be but for every 8th slice, let other
+   * objects' calls in, not requests from outside: a status request waited
+   * ~300 ms behind one computing guest; ~40 ms now. And it cost a billed
+   * request per slice.) A modelled link's messages do not wait for this: the
+   * pump delivers those due between slices.
    */
   private async yieldToRequests(): Promise<void> {
     this.outbox.flushIfDue();
-    if (!this.host.config || ++this.yields % TIMER_YIELD_EVERY === 0) {
-      await new Promise((resolve) => setTimeout(resolve, 0));
-      return;
-    }
-    await this.switchStub().tick().catch(() => undefined);
+    await turn();
   }
 
   // ---- Measurement hooks for `npm run bench` (no API route reaches them; host-bench.ts) ----

@@ -85,10 +85,6 @@ export class GuestSwitch extends DurableObject<Env> {
     return place.region ? ns.get(id, { locationHint: place.region as DurableObjectLocationHint }) : ns.get(id);
   }
 
-  /** A no-op round trip: a host's way to yield its thread to queued requests (see GuestHost.yieldToRequests). */
-  tick(): number {
-    return 0;
-  }
 
   // ---- The witness, over RPC ----
 

@@ -21,11 +21,16 @@ export class HostFaults implements StepFaults {
     private readonly ctx: DurableObjectState,
     private readonly replica: SqlReplicaStore,
     private readonly idle: SqlIdleStore,
+    /** The save was cleared: the host's saver must not think the store still holds it. */
+    private readonly idleCleared: () => void = () => {},
   ) {}
 
   inject(kind: FaultKind, at: FaultStep): void {
     // Cleared now, in this request's turn: its reply waits until the write is durable, and the crash comes later.
-    if (kind === "crash") this.idle.clear();
+    if (kind === "crash") {
+      this.idle.clear();
+      this.idleCleared();
+    }
     if (kind === "partition") this.partitioned = true;
     else if (kind === "heal") this.partitioned = false;
     else if (at === "now") setTimeout(() => this.abort("injected crash"), 0);

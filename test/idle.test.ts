@@ -92,3 +92,42 @@ describe("a guest evicted while it runs is not resumed from an older save", () =
     await call("DELETE", `/api/guests/${g.id}`);
   });
 });
+
+describe("what may not cost a guest its save (review findings)", () => {
+  it("a packet to a paused guest: it is saved again, and survives eviction with the packet waiting", async () => {
+    const g = await createGuest({ asm: echo }, { mode: "none" });
+    await waitFor(g.id, (s) => s.state === "waiting");
+    expect((await call("POST", `/api/guests/${g.id}/pause`)).status).toBe(200);
+    await waitFor(g.id, (s) => s.idleSaved, 10_000);
+    await sendPacket(g.id, text("held"));
+    const saved = await waitFor(g.id, (s) => s.idleSaved && s.counters.packetsIn === 1, 10_000);
+    await evictPrimary(saved);
+    expect((await call("POST", `/api/guests/${g.id}/resume`)).status).toBe(200);
+    await waitFor(g.id, (s) => s.counters.packetsOut === 1, 10_000);
+    expect((await outbound(g.id)).map((p) => decode(p.data))).toEqual(["held"]);
+    await call("DELETE", `/api/guests/${g.id}`);
+  });
+
+  it("a refused pause of a halted guest leaves its save", async () => {
+    const g = await createGuest({ asm: hello }, { mode: "none" });
+    await waitFor(g.id, (s) => s.state === "halted" && s.idleSaved, 10_000);
+    expect((await call("POST", `/api/guests/${g.id}/pause`)).status).toBe(409);
+    expect((await status(g.id)).idleSaved).toBe(true);
+    await call("DELETE", `/api/guests/${g.id}`);
+  });
+
+  it("a crash armed for a step that never comes (mode none) clears the save; the next one writes every page again", async () => {
+    const g = await createGuest({ asm: echo }, { mode: "none" });
+    await waitFor(g.id, (s) => s.state === "waiting" && s.idleSaved, 10_000);
+    await fault(g.id, { target: "primary", kind: "crash", at: "after-ack" });
+    expect((await status(g.id)).idleSaved).toBe(false);
+    await sendPacket(g.id, text("a"));
+    const saved = await waitFor(g.id, (s) => s.counters.packetsOut === 1 && s.state === "waiting" && s.idleSaved, 10_000);
+    await evictPrimary(saved);
+    await sendPacket(g.id, text("b"));
+    await waitFor(g.id, (s) => s.counters.packetsOut === 2, 10_000);
+    expect((await outbound(g.id)).map((p) => decode(p.data))).toEqual(["a", "b"]);
+    expect((await status(g.id)).state).toBe("waiting");
+    await call("DELETE", `/api/guests/${g.id}`);
+  });
+});

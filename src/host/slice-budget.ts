@@ -2,8 +2,8 @@
  * How many instructions the next slice may run: a time budget, turned into
  * instructions by the rate the guest was measured to run at.
  *
- * Why not a fixed count: every slice ends in a yield (a round trip to the
- * switch, so queued requests get in), and a fixed count small enough for a
+ * Why not a fixed count: every slice ends in a yield (a timer turn, so
+ * queued requests get in), and a fixed count small enough for a
  * slow moment is wasteful in a fast one — at 150k instructions a slice, the
  * yields alone took a third of a compute-bound guest's time. And why not
  * read a clock mid-slice: deployed, workerd's clock stands still while code

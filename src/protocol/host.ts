@@ -93,6 +93,11 @@ export class Host {
     return new IdleSaver(this.io, p, generation, () => this.role.kind === "primary" && this.role.primary === p, restored);
   }
 
+  /** The idle save was cleared under us (an injected crash takes it): the next save writes everything. */
+  idleSaveCleared(): void {
+    this.saver?.forget();
+  }
+
   /** The guest's idle save is current (tests; the dashboard). */
   get idleSaved(): boolean {
     return this.saver?.saved ?? false;
@@ -404,8 +409,10 @@ export class Host {
   async pause(): Promise<HostStatus> {
     const p = this.guest();
     await p.runner.exclusive(async () => {
+      if (p.runner.state === "paused") return;
+      if (p.runner.state !== "running" && p.runner.state !== "waiting") throw new GuestError("conflict", `cannot pause a guest that is ${p.runner.state}`);
       this.saver?.changing();
-      if (!p.machine.pause() && p.runner.state !== "paused") throw new GuestError("conflict", `cannot pause a guest that is ${p.runner.state}`);
+      p.machine.pause();
     });
     this.touched();
     return this.status();
@@ -413,9 +420,13 @@ export class Host {
 
   resume(): HostStatus {
     const p = this.guest();
-    this.saver?.changing();
-    if (!p.machine.resume() && p.runner.state !== "running" && p.runner.state !== "waiting") {
-      throw new GuestError("conflict", `cannot resume a guest that is ${p.runner.state}`);
+    const state = p.runner.state;
+    if (state !== "paused" && state !== "breakpoint" && state !== "running" && state !== "waiting") {
+      throw new GuestError("conflict", `cannot resume a guest that is ${state}`);
+    }
+    if (state === "paused" || state === "breakpoint") {
+      this.saver?.changing();
+      p.machine.resume();
     }
     this.io.schedule();
     this.touched();
@@ -438,7 +449,11 @@ export class Host {
 
   /** A packet for the guest: delivered once no slice or checkpoint holds the guest (not awaited: a long sync must not hold up the caller). */
   inbound(packet: Uint8Array): void {
-    void this.guest().runner.deliverInbound(packet).then(() => this.io.schedule());
+    void this.guest().runner.deliverInbound(packet).then(() => {
+      this.io.schedule();
+      // A guest that cannot take it now (paused, no buffer posted) stays idle, and is saved again.
+      this.saver?.soon();
+    });
   }
 
   readMemory(addr: number, len: number): Uint8Array {

@@ -67,10 +67,19 @@ export class IdleSaver {
     if (!this.valid || mutations.staleIdleSave) return;
     this.valid = false;
     this.io.store.idle.invalidate();
+    // Whatever changed it (a packet it cannot take yet, an epoch's checkpoint of an idle guest), look again.
+    this.soon();
   }
 
   get saved(): boolean {
     return this.valid;
+  }
+
+  /** The store was cleared under us (an injected crash takes the save): the next save writes every page. */
+  forget(): void {
+    this.valid = false;
+    this.based = false;
+    this.soon();
   }
 
   /** The guest may have gone idle: look again once it has been unchanged for IDLE_SAVE_MS (one look pending at a time). */
@@ -90,8 +99,9 @@ export class IdleSaver {
         if ((await this.saveIfIdle()) === "later") this.soon(LATER_MS);
       })
       .catch(() => {
-        // The host was fenced or stopped meanwhile: nothing to save.
+        // Fenced or stopped meanwhile (soon() then does nothing), or the store refused the write: try again later.
         this.timer = false;
+        this.soon(LATER_MS);
       });
   }
 
@@ -135,7 +145,13 @@ export class IdleSaver {
     } else {
       for (const i of changed) pages.push([i, isZero(mem.page(i)) ? null : mem.page(i)]);
     }
-    this.io.store.idle.save(full, pages, this.meta());
+    try {
+      this.io.store.idle.save(full, pages, this.meta());
+    } catch (e) {
+      // Rolled back, and the changed pages are already off the list: the next save writes them all.
+      this.based = false;
+      throw e;
+    }
     this.valid = true;
     this.based = true;
     this.saves++;

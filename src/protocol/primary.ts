@@ -209,6 +209,8 @@ export class Primary {
   async sync(r: Replicator): Promise<void> {
     // Remus's epochs in flight settle first: a stop-and-wait checkpoint follows them, never overtakes them.
     await r.idle();
+    // A new checkpoint moves the sequence number an idle save holds: that save no longer describes the guest.
+    this.runner.changing();
     const t0 = this.io.clock.now();
     const full = r.needsFull;
     const disk = this.disk as ReplicatedDisk;
@@ -222,6 +224,8 @@ export class Primary {
       captured: (seq) => this.io.observer?.captured?.(this.generation, seq),
     });
     disk.acknowledged();
+    // It holds the CPU as of now: as far as Remus's epochs go, nothing new has run since.
+    this.epochInstret = this.runner.machine.cpu.instret;
     const ms = this.io.clock.now() - t0;
     this.synced(stats, ms, ms);
   }
@@ -236,6 +240,7 @@ export class Primary {
     const r = this.protection?.ready;
     if (!r) return null;
     const t0 = this.io.clock.now();
+    this.runner.changing();
     const disk = this.disk as ReplicatedDisk;
     const taken = disk.capture();
     const c = r.capture(this.runner.machine, {
@@ -412,13 +417,16 @@ export class Primary {
   /**
    * Protected: the secondary holds this guest's memory and disk exactly —
    * nothing dirtied or written since the last checkpoint, none in flight, no
-   * output or event held — and the witness knows it holds a whole copy. Only
-   * the CPU may have moved on (every checkpoint carries the whole CPU).
+   * output or event held, no Remus epoch open — and the witness knows it holds
+   * a whole copy. In kemari only the CPU may have moved on (every checkpoint
+   * carries the whole CPU).
    */
   caughtUp(): boolean {
     const r = this.protection?.ready;
     if (!r || r.flying > 0) return false;
     if (this.machine.memory.dirtyPageCount > 0 || (this.disk as ReplicatedDisk).pendingCount > 0) return false;
+    // Remus: an open epoch will be committed (a checkpoint the save would not know of): wait for it.
+    if (this.config.mode === "remus" && this.epochIsOpen()) return false;
     return this.outputsInFlight === 0 && this.epochFlights.length === 0;
   }
 

@@ -100,6 +100,8 @@ export class Witness<L extends HostLink> {
   private firstMiss: number | null = null;
   /** The next heartbeat is at the idle rate. */
   private idleBeat = false;
+  /** When a call last woke the guest: an answer to a ping sent before it says nothing of the guest now. */
+  private wokeAt = -Infinity;
   private failing: Promise<void> | null = null;
   private lastHost: HostStatus | null = null;
 
@@ -341,7 +343,7 @@ export class Witness<L extends HostLink> {
           this.lastSeen = this.io.clock.now();
           this.firstMiss = null;
           if ((reply.state === "halted" || reply.state === "crashed") && this.meta.protection === "protected") return; // nothing left to protect
-          if (IDLE_STATES.has(reply.state)) next = Math.max(intervalMs, IDLE_HEARTBEAT_MS);
+          if (IDLE_STATES.has(reply.state) && asked > this.wokeAt) next = Math.max(intervalMs, IDLE_HEARTBEAT_MS);
         } else if (reply.code === "lost") {
           await this.failover(`the primary ${meta.primary.name} lost the guest`, meta.generation);
         } else {
@@ -413,6 +415,7 @@ export class Witness<L extends HostLink> {
     if (this.meta?.takeover) await this.failover(this.meta.takeover.reason, this.meta.generation);
     if (this.meta?.takeover) throw new GuestError("unavailable", "the guest is moving to a new primary; retry");
     let meta = this.current();
+    if (wakes) this.wokeAt = this.io.clock.now();
     if (wakes && this.idleBeat && isProtected(meta.config.mode)) this.beat(meta.config.heartbeat.intervalMs);
     let r = await this.call(meta, fn);
     if (!r.ok && (r.code === "lost" || r.code === "unavailable") && isProtected(meta.config.mode)) {

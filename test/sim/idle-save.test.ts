@@ -17,16 +17,17 @@ const HEARTBEAT_TIMEOUT_MS = HEARTBEAT.timeoutMs;
  * (0 in the first reply) — kept in a page of its own, written once, after the
  * first reply is out (so after its checkpoint, with no output behind it: an
  * idle guest with a page only it holds until something replicates it), and
- * read by every reply after.
+ * read by every reply after — and in bytes 8..11 how many packets it has
+ * served, this one included (counted in a page of its own).
  */
 const REMEMBERING_ECHO = echo
-  .replace("    mv   a3, a0                 # send it back", "    la   t0, first\n    lw   t1, 0(t0)\n    la   t2, buffer\n    sw   t1, 4(t2)\n    mv   a3, a0                 # send it back")
+  .replace("    mv   a3, a0                 # send it back", "    la   t0, first\n    lw   t1, 0(t0)\n    la   t2, buffer\n    sw   t1, 4(t2)\n    la   t0, served\n    lw   t1, 0(t0)\n    addi t1, t1, 1\n    sw   t1, 0(t0)\n    sw   t1, 8(t2)\n    mv   a3, a0                 # send it back")
   .replace("    call kick\n    j    serve", "    call kick\n    la   t2, first\n    lw   t1, 0(t2)\n    bnez t1, serve\n    la   t0, buffer\n    lw   t1, 0(t0)\n    sw   t1, 0(t2)\n    j    serve")
-  .concat("\n.data\n.balign 4096\nfirst: .word 0\n");
+  .concat("\n.data\n.balign 4096\nfirst: .word 0\n.balign 4096\nserved: .word 0\n");
 
 const meta = (w: World) => w.witnessDurable.meta!;
 const u32s = (...xs: number[]) => new Uint8Array(new Uint32Array(xs).buffer);
-const replies = (w: World) => [...w.witnessDurable.packets.values()].map((p) => Array.from(new Uint32Array(p.slice(0, 8).buffer)));
+const replies = (w: World) => [...w.witnessDurable.packets.values()].map((p) => Array.from(new Uint32Array(p.slice(0, 12).buffer)));
 
 async function run(mode: "kemari" | "remus", opts: Partial<SimOptions> = {}) {
   let resumedInPlace = false;
@@ -35,7 +36,7 @@ async function run(mode: "kemari" | "remus", opts: Partial<SimOptions> = {}) {
     mode, guest: "hello", source: REMEMBERING_ECHO, faultMs: 6000, calmMs: 3000, ...opts,
     script: async ({ world: w, until, wait }: Scenario) => {
       expect(await until(() => meta(w).protection === "protected"), "protected").toBe(true);
-      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(7, 0)), true));
+      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(7, 0, 0)), true));
       expect(await until(() => replies(w).length === 1), "first reply").toBe(true);
       // Idle for longer than IDLE_SAVE_MS: the primary saves its guest.
       const primary = meta(w).primary.name;
@@ -48,12 +49,12 @@ async function run(mode: "kemari" | "remus", opts: Partial<SimOptions> = {}) {
       await wait(500);
       expect(meta(w).generation).toBe(0);
       // It serves on, same generation: its next checkpoint carries what changed since the save.
-      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(8, 0)), true));
+      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(8, 0, 0)), true));
       expect(await until(() => replies(w).length === 2, 3000), "second reply").toBe(true);
       // Then the primary is cut off: the secondary takes over, from what it holds.
       w.host(meta(w).primary).cut = true;
       expect(await until(() => meta(w).generation === 1, 5000), "takeover").toBe(true);
-      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(9, 0)), true));
+      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(9, 0, 0)), true));
       expect(await until(() => replies(w).length === 3, 5000), "third reply").toBe(true);
       replied = replies(w);
     },
@@ -66,7 +67,7 @@ describe.each(["kemari", "remus"] as const)("idle saves (%s)", (mode) => {
     const r = await run(mode);
     expect(r.violations, r.trace.filter((l) => !/readDisk|ping/.test(l)).slice(-40).join("\n")).toEqual([]);
     expect(r.resumedInPlace).toBe(true);
-    expect(r.replied).toEqual([[7, 0], [8, 7], [9, 7]]);
+    expect(r.replied).toEqual([[7, 0, 1], [8, 7, 2], [9, 7, 3]]);
   });
 });
 
@@ -83,7 +84,7 @@ describe("heartbeats of an idle guest", () => {
         const t = w.now;
         await wait(3000);
         idle = pings(w, t, t + 3000);
-        await w.api((x) => x.onPrimary((h) => h.inbound(u32s(7, 0)), true));
+        await w.api((x) => x.onPrimary((h) => h.inbound(u32s(7, 0, 0)), true));
         const t2 = w.now;
         await wait(150);
         busy = pings(w, t2, t2 + 150);
@@ -105,7 +106,42 @@ describe("heartbeats of an idle guest", () => {
   });
 });
 
+/** Saved while idle, then it serves a packet, and its host dies before it is idle long enough to be saved again. */
+async function staleScenario(mode: "kemari" | "remus") {
+  let replied: number[][] = [];
+  const r = await simulate(1, {
+    mode, guest: "hello", source: REMEMBERING_ECHO, faultMs: 6000, calmMs: 3000,
+    script: async ({ world: w, until, wait }: Scenario) => {
+      expect(await until(() => meta(w).protection === "protected"), "protected").toBe(true);
+      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(7, 0, 0)), true));
+      expect(await until(() => w.hostInstance(w.host(meta(w).primary)).idleSaved, 3000), "saved").toBe(true);
+      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(8, 0, 0)), true));
+      expect(await until(() => replies(w).length === 2, 3000), "second reply").toBe(true);
+      // Dies well within the second it would take to be saved again.
+      w.crash(meta(w).primary.name, "(crash while the save is stale)");
+      await wait(100);
+      await w.api((x) => x.onPrimary((h) => h.inbound(u32s(9, 0, 0)), true)).catch(() => undefined);
+      await until(() => replies(w).length >= 3, 5000);
+      replied = replies(w);
+    },
+  });
+  return { ...r, replied };
+}
+
+describe.each(["kemari", "remus"] as const)("a save the guest has run past is never resumed (%s)", (mode) => {
+  it("the host dies while its save is stale: it is lost and failed over, and the replies go on as if nothing happened", async () => {
+    const r = await staleScenario(mode);
+    expect(r.violations, r.trace.filter((l) => !/readDisk|ping/.test(l)).slice(-40).join("\n")).toEqual([]);
+    expect(r.replied.slice(0, 3)).toEqual([[7, 0, 1], [8, 7, 2], [9, 7, 3]]);
+  });
+});
+
 describe("the idle-save mutations are caught", () => {
+  it("a save kept after the guest ran on (staleIdleSave): the resumed guest has forgotten a packet", async () => {
+    const r = await withMutation("staleIdleSave", () => staleScenario("kemari"));
+    expect(r.violations.some((v) => /^transparency/.test(v)), r.violations.join("\n")).toBe(true);
+  });
+
   it("a save made before the secondary holds the guest's pages (idleSaveAhead): the takeover's reply differs", async () => {
     const r = await withMutation("idleSaveAhead", () => run("kemari"));
     expect(r.violations.some((v) => /^transparency/.test(v)), r.violations.join("\n")).toBe(true);

@@ -48,7 +48,6 @@ describe("the simulator's mutation tests: each bug switched back on is caught", 
     ["pipelineUnbounded", "pipelined tap: a backend consumes requests its checkpoint does not hold", /^output commit: console#\d+ released/],
     ["outputsNotCarried", "outputs on their way to the witness left out of checkpoints", /^output commit: checkpoint .* neither the outside world nor the checkpoint holds/],
     ["keepBasesOfFailed", "a failed pipelined checkpoint's pages kept as the next one's delta bases", /^(output commit|transparency|atomicity)/],
-    ["staleIdleSave", "an idle save kept after the guest ran on: a restart resumes it from before", /^(transparency|output commit)/],
     ["deltaBaseAtAck", "Remus's epochs in flight: the next checkpoint's deltas against pages the secondary will no longer hold", /^(output commit|transparency|atomicity)/],
   ];
   for (const [name, what, expected] of cases) {
