@@ -231,7 +231,19 @@ export class Host {
         fence: (reason) => this.fence(reason),
         connect: (place) => {
           const peer = this.io.peer(place);
-          return { send: (frame) => peer.receive(frame), diskWrite: (g, s, d) => peer.diskWrite(g, s, d) };
+          return {
+            // A fenced host sends nothing more: a checkpoint taken or sent on after the fence would still
+            // reach a secondary of its generation that is being promoted (the witness cannot reach it yet),
+            // and move the copy the takeover starts from to a state no primary captured.
+            send: (frame) => {
+              const role = this.role;
+              if (!mutations.fencedPrimarySends && !(role.kind === "primary" && role.generation === generation)) {
+                return Promise.reject(new Fenced("this host was fenced: it sends no checkpoint"));
+              }
+              return peer.receive(frame);
+            },
+            diskWrite: (g, s, d) => peer.diskWrite(g, s, d),
+          };
         },
         reprotected: () => this.dropKeptCopy(generation),
         wake: () => {

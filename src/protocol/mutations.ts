@@ -22,6 +22,8 @@ export interface Mutations {
   deltaBaseAtAck: boolean;
   /** A pipelined checkpoint fails before its commit: the next keeps it as its delta bases (pages the secondary never got). */
   keepBasesOfFailed: boolean;
+  /** A fenced primary still sends the checkpoints it had taken (or takes on the way out) to its secondary. */
+  fencedPrimarySends: boolean;
   /** An idle save is kept when the guest runs on: a restart resumes it from before (packets it took, outputs it made, lost or made twice). */
   staleIdleSave: boolean;
   /** An idle save is made before the secondary holds the guest's memory and disk: the resumed primary never sends what the secondary lacks. */
@@ -38,6 +40,7 @@ export const mutations: Mutations = {
   outputsNotCarried: false,
   deltaBaseAtAck: false,
   keepBasesOfFailed: false,
+  fencedPrimarySends: false,
   staleIdleSave: false,
   idleSaveAhead: false,
 };

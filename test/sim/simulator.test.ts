@@ -69,6 +69,18 @@ describe("the simulator's mutation tests: each bug switched back on is caught", 
   });
 });
 
+describe("fencing: a fenced primary sends no checkpoint", () => {
+  // Seed 14581 (found by the long run of 2026-12-01): the witness decides a takeover while the
+  // secondary is cut off from it, so the promote keeps failing; the old primary, fenced by the
+  // switch's refusal, still sent a checkpoint to that secondary (same generation), moving the copy
+  // the takeover then started from to a state no primary had captured.
+  it("seed 14581 passes; with the bug switched back on (fencedPrimarySends) it breaks atomicity", async () => {
+    expect((await simulate(14581)).violations).toEqual([]);
+    const r = await withMutation("fencedPrimarySends", () => simulate(14581));
+    expect(r.violations.some((v) => /^atomicity/.test(v)), r.violations.join("; ")).toBe(true);
+  });
+});
+
 describe("the checker's end of run", () => {
   it("counts outputs only once the primary has settled (a counter reply still on its way at the end of the calm)", async () => {
     // Seed 40493 found this (a reply crossing a 197 ms link as the calm ended); since idle
