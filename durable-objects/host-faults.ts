@@ -33,7 +33,7 @@ export class HostFaults implements StepFaults {
     }
     if (kind === "partition") this.partitioned = true;
     else if (kind === "heal") this.partitioned = false;
-    else if (at === "now") setTimeout(() => this.abort("injected crash"), 0);
+    else if (at === "now") setTimeout(() => this.ctx.abort("injected crash"), 0);
     else this.armed = at;
   }
 
@@ -56,7 +56,7 @@ export class HostFaults implements StepFaults {
     this.replica.midway = null;
     if (this.armed === "after-ack" || this.armed === "after-release") {
       this.armed = null;
-      setTimeout(() => this.abort("injected crash after ack"), 0);
+      setTimeout(() => this.ctx.abort("injected crash after ack"), 0);
     }
   }
 
@@ -70,11 +70,7 @@ export class HostFaults implements StepFaults {
 
   private crash(step: string): never {
     this.armed = null;
-    this.abort(`injected crash at ${step}`);
+    this.ctx.abort(`injected crash at ${step}`);
     throw new Error("unreachable after abort");
-  }
-
-  private abort(reason: string): void {
-    this.ctx.abort(reason);
   }
 }

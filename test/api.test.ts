@@ -2,6 +2,7 @@
 import { describe, expect, it } from "vitest";
 import hello from "../guests/hello.s?raw";
 import { call, consoleText, createGuest, json, status, waitFor } from "./helpers/api.ts";
+import { CONSOLE_START } from "./helpers/guests.ts";
 import { encodeBase64 } from "../src/image/load.ts";
 import { PROBLEM_STATUSES, problem, type Problem } from "../src/api/problem.ts";
 import { createApp } from "../src/api/app.ts";
@@ -331,14 +332,7 @@ describe("headers, methods and problem titles (#11)", () => {
 describe("bounded work per call (#11, item 2)", () => {
   /** A kemari guest that NOTIFYs its console in a loop: every event a sync. */
   const NOTIFY_LOOP = `
-.equ CONSOLE_PORT, 1
-_start:
-    li   a0, 0
-    la   a1, ring
-    li   a2, CONSOLE_PORT
-    li   a7, 3
-    ecall
-loop:
+${CONSOLE_START}loop:
     li   a0, CONSOLE_PORT
     li   a7, 1
     ecall

@@ -6,6 +6,7 @@ import counter from "../guests/counter.s?raw";
 import { Timeline, decodeMessage, encodeMessage, event, type StreamMessage, type SyncEvent } from "../src/events/messages.ts";
 import type { GuestStatus } from "../src/host/status.ts";
 import { TOKEN, createGuest, fault, sendPacket, waitFor } from "./helpers/api.ts";
+import { CONSOLE_START } from "./helpers/guests.ts";
 
 const STATUS = { id: "g-000000000001", memoryPages: 256, generation: 0 } as unknown as GuestStatus;
 
@@ -149,14 +150,7 @@ describe("the event stream costs nothing to strangers (#11)", () => {
   it("cuts what an output event says to 256 bytes, so a late joiner's snapshot stays small", async () => {
     // Prints a 4 KiB line (of NULs: what matters is its length) 300 times, then halts.
     const LOUD = `
-.equ CONSOLE_PORT, 1
-_start:
-    li   a0, 0
-    la   a1, ring
-    li   a2, CONSOLE_PORT
-    li   a7, 3
-    ecall
-    li   s0, 300
+${CONSOLE_START}    li   s0, 300
 1:  la   t3, ring
     lw   t0, 0(t3)
     andi t1, t0, 63

@@ -414,7 +414,7 @@ export class Host {
       devices: p.runner.devices(),
       sync: p.syncSummary(),
       outputsInFlight,
-      idleSaved: role.kind === "primary" && this.saver?.saved === true,
+      idleSaved: role.kind === "primary" && this.idleSaved,
     };
   }
 

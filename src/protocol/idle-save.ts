@@ -23,10 +23,10 @@
  * secondary agree on every page, and replication carries on from the same
  * sequence number with no full checkpoint.
  */
-import { SECTOR_SIZE } from "../guest/abi.ts";
 import { isZero } from "../kemari/replicator.ts";
 import { captureMachine, machineFromJson, machineToJson, restoreMachine } from "../kemari/state.ts";
 import { PAGE_SIZE } from "../guest/memory.ts";
+import { decodeBase64, encodeBase64 } from "../image/load.ts";
 import { mutations } from "./mutations.ts";
 import type { HostIO, IdleMeta } from "./ports.ts";
 import type { Primary } from "./primary.ts";
@@ -165,7 +165,7 @@ export class IdleSaver {
       machine: machineToJson(captureMachine(p.machine)),
       crash: p.machine.crash,
       counters: { ...p.runner.counters },
-      rx: p.runner.queuedInbound().map(toBase64),
+      rx: p.runner.queuedInbound().map(encodeBase64),
       secondary: p.secondary,
       seq: r?.seq ?? 0,
     };
@@ -185,19 +185,9 @@ export function resumeSaved(p: Primary, meta: IdleMeta, memory: Uint8Array): voi
   restoreMachine(m, machineFromJson(meta.machine), memory);
   m.crash = meta.crash;
   Object.assign(p.runner.counters, meta.counters);
-  p.runner.restoreInbound(meta.rx.map(fromBase64));
+  p.runner.restoreInbound(meta.rx.map(decodeBase64));
   p.runner.attachAll();
   // Nothing changed since the save: the next one writes only what changes from here.
   m.memory.takeUnsaved();
   if (p.protection && meta.secondary) p.protection.resume(meta.secondary, meta.seq);
-}
-
-function toBase64(b: Uint8Array): string {
-  let s = "";
-  for (let i = 0; i < b.length; i += SECTOR_SIZE) s += String.fromCharCode(...b.subarray(i, i + SECTOR_SIZE));
-  return btoa(s);
-}
-
-function fromBase64(s: string): Uint8Array {
-  return Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 }

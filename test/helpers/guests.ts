@@ -18,3 +18,17 @@ export const u32s = (...v: number[]) => new Uint8Array(new Uint32Array(v).buffer
 export const words = (b: Uint8Array) => [...new Uint32Array(b.buffer.slice(b.byteOffset, b.byteOffset + (b.byteLength & ~3)))];
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Assembly for a test guest's start: connect the console (device kind 0) on
+ * port CONSOLE_PORT (1), its ring at the guest's label `ring`. The guest goes
+ * on from the next line.
+ */
+export const CONSOLE_START = `.equ CONSOLE_PORT, 1
+_start:
+    li   a0, 0
+    la   a1, ring
+    li   a2, CONSOLE_PORT
+    li   a7, 3
+    ecall
+`;

@@ -9,6 +9,7 @@ import echo from "../../guests/echo.s?raw";
 import { withMutation } from "../../src/protocol/mutations.ts";
 import { HEARTBEAT, simulate, type Scenario, type SimOptions } from "../../src/sim/simulate.ts";
 import type { World } from "../../src/sim/world.ts";
+import { u32s } from "../helpers/guests.ts";
 
 const HEARTBEAT_TIMEOUT_MS = HEARTBEAT.timeoutMs;
 
@@ -26,7 +27,6 @@ const REMEMBERING_ECHO = echo
   .concat("\n.data\n.balign 4096\nfirst: .word 0\n.balign 4096\nserved: .word 0\n");
 
 const meta = (w: World) => w.witnessDurable.meta!;
-const u32s = (...xs: number[]) => new Uint8Array(new Uint32Array(xs).buffer);
 const replies = (w: World) => [...w.witnessDurable.packets.values()].map((p) => Array.from(new Uint32Array(p.slice(0, 12).buffer)));
 
 async function run(mode: "kemari" | "remus", opts: Partial<SimOptions> = {}) {

@@ -6,6 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { simulate, type Scenario, type SimOptions } from "../../src/sim/simulate.ts";
 import type { World } from "../../src/sim/world.ts";
+import { CONSOLE_START } from "../helpers/guests.ts";
 
 async function scenario(opts: SimOptions & { script: (s: Scenario) => Promise<void> }) {
   const r = await simulate(1, { faultMs: 4000, calmMs: 4000, ...opts });
@@ -179,14 +180,7 @@ describe.each(["kemari", "remus"] as const)("regressions (%s)", (mode) => {
 describe("Remus's pipeline of epochs (#10)", () => {
   /** A guest that dirties a page and prints a line every few thousand instructions, forever. */
   const BUSY = `
-.equ CONSOLE_PORT, 1
-_start:
-    li   a0, 0
-    la   a1, ring
-    li   a2, CONSOLE_PORT
-    li   a7, 3
-    ecall
-    li   s0, 0
+${CONSOLE_START}    li   s0, 0
 loop:
     li   s1, 3000
 1:  addi s1, s1, -1
