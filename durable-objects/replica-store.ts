@@ -5,12 +5,16 @@
  * own, under the next version number; the checkpoint's commit then only
  * writes the machine state, the held outputs and the pointer to that version
  * — one small transaction that makes the whole checkpoint the copy at once.
- * Rows a newer version supersedes are deleted as it commits (those it
- * replaced), or a bounded batch at a time (all before a full checkpoint).
+ * Rows a newer version supersedes are deleted afterwards, a bounded batch
+ * with each frame and each commit (`tidy`), so that no write — not even the
+ * commit of a checkpoint that replaced all 16,384 pages of a 64 MiB guest —
+ * holds the object for long: those it replaced (version by version, found
+ * through the (ver, key) index), and everything before a full checkpoint.
+ * Until then they are shadowed: the newest row per index is the copy's.
  *
  *   replica_pages (idx, ver, data)    a page as of version `ver` (NULL: all zero)
  *   replica_disk  (sector, ver, data) a disk sector as of version `ver`
- *   replica_meta  'replica' → { seq, generation, …, machine, ver, fullVer, format }
+ *   replica_meta  'replica' → { seq, generation, …, machine, ver, fullVer, cleanVer, format }
  *
  * The copy is every row with fullVer ≤ ver ≤ the pointer's ver, the newest per
  * index (fullVer: the version of the last full checkpoint, which replaced
@@ -27,13 +31,17 @@ import { machineFromJson, machineToJson } from "../src/kemari/state.ts";
 
 export const REPLICA_FORMAT = 2;
 
-/** Superseded rows deleted per write, at most: cleaning up never blocks for long either. */
+/** Superseded rows deleted per write, at most: cleaning up never blocks for long either (a frame writes ≤ 256 pages, so it keeps pace). */
 const CLEANUP_BATCH = 512;
+
+const TABLES = [["replica_pages", "idx"], ["replica_disk", "sector"]] as const;
 
 interface StoredMeta extends Omit<ReplicaMeta, "machine"> {
   machine: unknown;
   ver: number;
   fullVer: number;
+  /** The rows versions up to this one superseded are deleted (absent: stored before 2026-12-02, which deleted them at each commit). */
+  cleanVer?: number;
   format: number;
 }
 
@@ -44,8 +52,12 @@ export class SqlReplicaStore implements ReplicaStore {
   private stagingVer = 0;
   /** The stored meta, as last read or written (this object is its only writer); undefined: not read yet. */
   private cached: StoredMeta | null | undefined = undefined;
-  /** Superseded rows may be left to delete. */
+  /** Rows before the last full checkpoint may be left to delete. */
   private untidy = true;
+  /** Versions up to this one have had the rows they superseded deleted (undefined: read from the meta). */
+  private cleanVer: number | undefined = undefined;
+  /** Where cleaning up version cleanVer + 1 has got to: which table, and the last key done. */
+  private cursor = { table: 0, after: -1 };
 
   constructor(private readonly storage: DurableObjectStorage) {
     const sql = storage.sql;
@@ -55,6 +67,9 @@ export class SqlReplicaStore implements ReplicaStore {
     if (this.hasFormat1Pages()) this.upgradeFromFormat1();
     sql.exec("CREATE TABLE IF NOT EXISTS replica_pages (idx INTEGER NOT NULL, ver INTEGER NOT NULL, data BLOB, PRIMARY KEY (idx, ver))");
     sql.exec("CREATE TABLE IF NOT EXISTS replica_disk (sector INTEGER NOT NULL, ver INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (sector, ver))");
+    // Rows by version: what a version wrote (to clean up after it), and what a torn one left.
+    sql.exec("CREATE INDEX IF NOT EXISTS replica_pages_by_ver ON replica_pages (ver, idx)");
+    sql.exec("CREATE INDEX IF NOT EXISTS replica_disk_by_ver ON replica_disk (ver, sector)");
   }
 
   private meta(): StoredMeta | null {
@@ -67,6 +82,7 @@ export class SqlReplicaStore implements ReplicaStore {
 
   stage(first: boolean, pages: [number, Uint8Array | null][], sectors: [number, Uint8Array][]): void {
     this.storage.transactionSync(() => this.writeRows(first, pages, sectors));
+    this.tidy();
   }
 
   /** Rows of the checkpoint being staged, under its version (inside the caller's transaction). */
@@ -101,31 +117,67 @@ export class SqlReplicaStore implements ReplicaStore {
         machine: machineToJson(b.meta.machine),
         ver: this.stagingVer,
         fullVer: b.full ? this.stagingVer : (prev?.fullVer ?? this.stagingVer),
+        cleanVer: this.cleanedUpTo(),
         format: REPLICA_FORMAT,
       };
       sql.exec("INSERT OR REPLACE INTO replica_meta (k, v) VALUES ('replica', ?)", JSON.stringify(meta));
       this.cached = meta;
     });
     if (b.full) this.untidy = true;
-    this.cleanup();
+    this.tidy();
+  }
+
+  private cleanedUpTo(): number {
+    if (this.cleanVer === undefined) {
+      const m = this.meta();
+      this.cleanVer = m ? (m.cleanVer ?? m.ver) : 0;
+    }
+    return this.cleanVer;
   }
 
   /**
-   * Delete rows the copy no longer reads: those an incremental checkpoint
-   * just replaced (found by key, as many as it wrote), and, after a full one,
-   * everything older, a bounded batch per commit.
+   * Delete up to `budget` rows the copy no longer reads: first those before
+   * the last full checkpoint, then, version by version after it, the older
+   * rows of the keys each version wrote. The copy reads the newest row per
+   * key, so a row left a while longer changes nothing but the space held.
    */
-  private cleanup(): void {
+  private tidy(budget = CLEANUP_BATCH): void {
     const m = this.meta();
     if (!m) return;
     const sql = this.storage.sql;
-    let older = 0;
-    for (const [table, key] of [["replica_pages", "idx"], ["replica_disk", "sector"]] as const) {
-      if (m.fullVer < m.ver) sql.exec(`DELETE FROM ${table} WHERE ver < ? AND ver >= ? AND ${key} IN (SELECT ${key} FROM ${table} WHERE ver = ?)`, m.ver, m.fullVer, m.ver);
-      if (this.untidy) older += sql.exec(`DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE ver < ? LIMIT ?)`, m.fullVer, CLEANUP_BATCH).rowsWritten;
+    if (this.untidy) {
+      let older = 0;
+      for (const [table] of TABLES) older += sql.exec(`DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE ver < ? LIMIT ?)`, m.fullVer, budget).rowsWritten;
+      // A batch that found less than it could take has found everything before the last full checkpoint.
+      this.untidy = older >= budget;
+      budget -= older;
     }
-    // A batch that found less than it could take has found everything before the last full checkpoint.
-    this.untidy = older >= CLEANUP_BATCH;
+    // What a version up to the full checkpoint superseded is below it: the sweep above has it.
+    if (this.cleanedUpTo() < m.fullVer) {
+      this.cleanVer = m.fullVer;
+      this.cursor = { table: 0, after: -1 };
+    }
+    while (budget > 0 && this.cleanVer! < m.ver) {
+      const v = this.cleanVer! + 1;
+      const [table, key] = TABLES[this.cursor.table];
+      const keys = sql.exec<{ k: number }>(`SELECT ${key} AS k FROM ${table} WHERE ver = ? AND ${key} > ? ORDER BY ${key} LIMIT ?`, v, this.cursor.after, budget).toArray();
+      if (keys.length > 0) {
+        const last = keys[keys.length - 1].k;
+        sql.exec(
+          `DELETE FROM ${table} WHERE ver >= ? AND ver < ? AND ${key} IN (SELECT ${key} FROM ${table} WHERE ver = ? AND ${key} > ? AND ${key} <= ?)`,
+          m.fullVer, v, v, this.cursor.after, last,
+        );
+        this.cursor.after = last;
+        budget -= keys.length;
+        if (budget === 0) return; // there may be more of this version
+      }
+      // This table of version v is done: the next table, or the next version.
+      if (this.cursor.table + 1 < TABLES.length) this.cursor = { table: this.cursor.table + 1, after: -1 };
+      else {
+        this.cleanVer = v;
+        this.cursor = { table: 0, after: -1 };
+      }
+    }
   }
 
   load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array]>; outputs: Output[] } | null {
@@ -169,6 +221,8 @@ export class SqlReplicaStore implements ReplicaStore {
     this.stagingVer = 0;
     this.cached = null;
     this.untidy = false;
+    this.cleanVer = 0;
+    this.cursor = { table: 0, after: -1 };
   }
 
   private hasFormat1Pages(): boolean {

@@ -9,7 +9,7 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { DeviceKind, Hypercall, Reg, SECTOR_SIZE } from "../src/guest/abi.ts";
 import { Machine } from "../src/guest/machine.ts";
-import { PAGE_SIZE } from "../src/guest/memory.ts";
+import { Memory, PAGE_SIZE } from "../src/guest/memory.ts";
 import { buildImage } from "../src/image/load.ts";
 import {
   CHECKPOINT_MAGIC,
@@ -468,16 +468,16 @@ describe("page deltas", () => {
     );
   });
 
-  it("PageHistory keeps copies and evicts the least recently set page beyond its capacity", () => {
+  it("PageHistory replaces (never changes) what it holds, and evicts the least recently set page beyond its capacity", () => {
     const h = new PageHistory(3);
     const data = (b: number) => new Uint8Array(PAGE_SIZE).fill(b);
-    const src = data(1);
-    h.set(1, src);
-    src.fill(9);
-    expect(h.get(1)![0]).toBe(1); // a copy, not the caller's buffer
+    const first = data(1);
+    h.set(1, first);
     h.set(2, data(2));
     h.set(3, data(3));
     h.set(1, data(11)); // refresh: 1 is now the newest
+    // A checkpoint taken before holds the old version as its delta base: it must not change under it.
+    expect(first[0]).toBe(1);
     h.set(4, data(4)); // evicts 2, the oldest
     expect(h.size).toBe(3);
     expect(h.get(2)).toBeUndefined();
@@ -1197,5 +1197,110 @@ describe("several checkpoints in flight (Remus's pipeline)", () => {
     await c1;
     await r.rep.sync(r.m, SYNC); // full
     expectInSync(r);
+  });
+});
+
+describe("copy-on-write capture: a pipelined checkpoint copies only what the guest changes while it flies", () => {
+  it("the secondary gets the pages as they were when taken, though the guest rewrote them before they were sent", async () => {
+    const r = rig({ maxFrameBytes: 3 * PAGE_SIZE }, 64);
+    await r.rep.sync(r.m, SYNC);
+    dirtyPages(r.m, [3, 4, 5, 6, 7, 8, 9, 10], 21);
+    const taken = r.m.memory.bytes.slice();
+    const c = r.rep.capture(r.m, SYNC);
+    expect(c.keptBytes).toBe(0); // taking it copied no page
+    // The guest runs on: it rewrites half of the pages, and one it did not touch before.
+    dirtyPages(r.m, [4, 6, 8, 10, 40], 22);
+    expect(c.keptBytes).toBe(4 * PAGE_SIZE); // 40 was not in the checkpoint
+    expect(r.m.memory.keptBytes).toBe(4 * PAGE_SIZE);
+    const after = r.m.memory.bytes.slice();
+    await r.rep.send(c, {});
+    expect(firstDiff(r.replica.memory!, taken)).toBe(-1);
+    expect(r.m.memory.keptBytes).toBe(0); // given back once encoded
+    expect(firstDiff(r.m.memory.bytes, after)).toBe(-1); // the guest's memory is its own
+    await r.rep.sync(r.m, SYNC);
+    expectInSync(r);
+  });
+
+  it("Remus's epochs in flight: a page in two of them is kept by the older, read live by the newer", async () => {
+    const r = rig({}, 32);
+    await r.rep.sync(r.m, SYNC);
+    const states: Uint8Array[] = [];
+    const flights: Promise<unknown>[] = [];
+    for (let i = 0; i < 4; i++) {
+      dirtyPages(r.m, [2, 3, 4 + i], 30 + i);
+      states.push(r.m.memory.bytes.slice());
+      flights.push(r.rep.send(r.rep.capture(r.m, SYNC), {}));
+    }
+    dirtyPages(r.m, [2, 3, 4, 5, 6, 7], 40); // every page of every epoch changes again
+    await Promise.all(flights);
+    expect(firstDiff(r.replica.memory!, states[3])).toBe(-1);
+    expect(r.m.memory.keptBytes).toBe(0);
+  });
+
+  it("a failed checkpoint gives its pages back (dirty again, copies freed); the next one sends them", async () => {
+    const r = rig({}, 32);
+    await r.rep.sync(r.m, SYNC);
+    dirtyPages(r.m, [2, 3], 50);
+    const c1 = r.rep.capture(r.m, SYNC);
+    dirtyPages(r.m, [3, 4], 51); // 3 is kept for c1
+    expect(r.m.memory.keptBytes).toBe(PAGE_SIZE);
+    const first = r.sent.length;
+    r.fault = (_bytes, i) => (i === first ? { ok: false, code: "unreachable", reason: "test" } : undefined);
+    await expect(r.rep.send(c1, {})).rejects.toThrow(SyncRefused);
+    expect([...r.m.memory.dirtyPages()]).toEqual([2, 3, 4]);
+    expect(r.m.memory.keptBytes).toBe(0);
+    r.fault = null;
+    await r.rep.sync(r.m, SYNC);
+    expectInSync(r);
+  });
+
+  it("a held page that turns dirty without a store (a failed checkpoint's pages given back) is handed to its keeper first", () => {
+    const m = new Machine(16);
+    const kept: number[] = [];
+    m.memory.hold({ keep: (p) => kept.push(p) }, [5, 6]);
+    m.memory.markDirty([6]);
+    expect(kept).toEqual([6]);
+    m.memory.writeU32(6 * PAGE_SIZE, 1); // dirty already: the fast path, nothing more to keep
+    m.memory.writeU32(5 * PAGE_SIZE, 1);
+    expect(kept).toEqual([6, 5]);
+    // Holding a dirty page would miss its next store: refused loudly.
+    expect(() => m.memory.hold({ keep: () => undefined }, [5])).toThrow(/held while dirty/);
+  });
+
+  it("brakes the interpreter once kept copies reach the limit, and lets it run on when the checkpoint is sent", async () => {
+    const before = Memory.keepLimitBytes;
+    Memory.keepLimitBytes = 4 * PAGE_SIZE;
+    try {
+      const r = rig({}, 64);
+      await r.rep.sync(r.m, SYNC);
+      // A guest that stores one word to each of pages 8.. in turn, forever.
+      const src = `
+        li t0, ${8 * PAGE_SIZE}
+        li t1, ${PAGE_SIZE}
+      loop:
+        sw t1, 0(t0)
+        add t0, t0, t1
+        j loop
+      `;
+      r.m.load(buildImage({ asm: src }, 64 * PAGE_SIZE));
+      r.m.run(1); // a first store (li): nothing held
+      for (let p = 8; p < 40; p++) r.m.memory.writeU32(p * PAGE_SIZE, 0);
+      const c = r.rep.capture(r.m, SYNC);
+      expect(r.m.memory.braking).toBe(false);
+      const ran = r.m.cpu.instret;
+      r.m.run(1000);
+      // Four stores to held pages (three instructions each), then it stopped after the fourth.
+      expect(r.m.memory.braking).toBe(true);
+      expect(r.m.cpu.instret - ran).toBeLessThan(3 * 4 + 3);
+      expect(r.m.memory.keptBytes).toBe(4 * PAGE_SIZE);
+      let unbraked = false;
+      const waiting = r.m.memory.unbraked().then(() => (unbraked = true));
+      await r.rep.send(c, {});
+      await waiting;
+      expect(unbraked).toBe(true);
+      expect(r.m.memory.braking).toBe(false);
+    } finally {
+      Memory.keepLimitBytes = before;
+    }
   });
 });

@@ -86,4 +86,32 @@ describe("upgrades", () => {
       expect(state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM replica_disk").one().n).toBe(1);
     });
   });
+
+  it("cleans up superseded rows a bounded batch per write, never all at one commit, and carries on after a restart", async () => {
+    const stub = env.HOST.get(env.HOST.idFromName("cleanup/host-1"));
+    await runInDurableObject(stub, (_instance, state) => {
+      const sql = state.storage.sql;
+      const rows = () => sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM replica_pages").one().n;
+      const page = (v: number) => new Uint8Array(4096).fill(v);
+      const meta = (seq: number) => ({ seq, generation: 0, memoryPages: 2048, diskSectors: 64, machine: captureMachine(new Machine(2048)) });
+      const all = (v: number): [number, Uint8Array][] => Array.from({ length: 2000 }, (_, i) => [i, page(v)]);
+      const store = new SqlReplicaStore(state.storage);
+      store.commit({ full: true, pages: all(1), sectors: [], outputs: [], meta: meta(1) });
+      expect(rows()).toBe(2000);
+      // Checkpoint 2 rewrites every page, in 8 frames of 250: each frame deletes at most a batch.
+      for (let f = 0; f < 8; f++) store.stage(f === 0, all(2).slice(f * 250, (f + 1) * 250), []);
+      store.commit({ full: false, pages: [], sectors: [], outputs: [], meta: meta(2) });
+      // Its commit deleted one batch (512) of the 2000 rows it superseded, not all of them.
+      expect(rows()).toBe(4000 - 512);
+      // The copy is checkpoint 2 all the same (the newest row per page).
+      expect((new SqlReplicaStore(state.storage).load()!.pages as Map<number, Uint8Array>).get(7)![0]).toBe(2);
+      // A restart loses only the cursor: the store opened again carries on from the meta.
+      const reopened = new SqlReplicaStore(state.storage);
+      for (let seq = 3; seq <= 6; seq++) reopened.commit({ full: false, pages: [[5, page(seq)]], sectors: [], outputs: [], meta: meta(seq) });
+      expect(rows()).toBe(2000);
+      const pages = reopened.load()!.pages as Map<number, Uint8Array>;
+      expect(pages.size).toBe(2000);
+      expect([pages.get(5)![0], pages.get(1999)![0]]).toEqual([6, 2]);
+    });
+  });
 });

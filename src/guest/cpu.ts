@@ -137,22 +137,24 @@ export class Cpu {
           if (a > size - 4) { exit = this.accessFault("load", a, pc); n--; break loop; }
           regs[rd] = dv.getInt32(a, true); pc += 4; break;
         }
+        // A store's slow path may find memory braking (copies kept for checkpoints in
+        // flight reached their limit: memory.ts): the run ends after that store.
         case Op.SB: {
           const a = (regs[rs1] + imm) >>> 0;
           if (a >= size) { exit = this.accessFault("store", a, pc); n--; break loop; }
-          if (flags[a >>> 12] !== 0) { mem.touch(a, 1); }
+          if (flags[a >>> 12] !== 0) { mem.touch(a, 1); if (mem.braking) { dv.setInt8(a, regs[rs2]); pc += 4; break loop; } }
           dv.setInt8(a, regs[rs2]); pc += 4; break;
         }
         case Op.SH: {
           const a = (regs[rs1] + imm) >>> 0;
           if (a > size - 2) { exit = this.accessFault("store", a, pc); n--; break loop; }
-          if ((flags[a >>> 12] | flags[(a + 1) >>> 12]) !== 0) { mem.touch(a, 2); }
+          if ((flags[a >>> 12] | flags[(a + 1) >>> 12]) !== 0) { mem.touch(a, 2); if (mem.braking) { dv.setInt16(a, regs[rs2], true); pc += 4; break loop; } }
           dv.setInt16(a, regs[rs2], true); pc += 4; break;
         }
         case Op.SW: {
           const a = (regs[rs1] + imm) >>> 0;
           if (a > size - 4) { exit = this.accessFault("store", a, pc); n--; break loop; }
-          if ((flags[a >>> 12] | flags[(a + 3) >>> 12]) !== 0) { mem.touch(a, 4); }
+          if ((flags[a >>> 12] | flags[(a + 3) >>> 12]) !== 0) { mem.touch(a, 4); if (mem.braking) { dv.setInt32(a, regs[rs2], true); pc += 4; break loop; } }
           dv.setInt32(a, regs[rs2], true); pc += 4; break;
         }
         case Op.ADDI: regs[rd] = regs[rs1] + imm; pc += 4; break;

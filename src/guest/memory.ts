@@ -10,7 +10,18 @@
  * After the first store to a data page its byte is 0 and stores cost one load
  * and one compare. The dirty set itself is a list of page numbers in store
  * order, so reading and clearing it costs O(dirty pages), never O(memory).
+ *
+ * Copy-on-write for checkpoints in flight: a pipelined checkpoint takes its
+ * pages without copying them and reads them from live memory as it sends
+ * them. Each page it holds is CLEAN (it has just left the dirty set), so the
+ * guest's first store to it takes the slow path, which first hands the page
+ * as it was to its keeper (`hold`). The copies kept this way are what a
+ * checkpoint in flight costs in RAM: once they reach KEEP_LIMIT_BYTES the
+ * memory `braking` flag stops the interpreter after its store, and the host
+ * runs the guest on only once checkpoints in flight have landed.
  */
+import { mutations } from "../protocol/mutations.ts";
+
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 1 << PAGE_SHIFT;
 export const MIN_PAGES = 16;
@@ -20,10 +31,20 @@ export const DEFAULT_PAGES = 256;
 export const FLAG_CLEAN = 1;
 export const FLAG_CODE = 2;
 
+/** RAM that pages kept for checkpoints in flight may take before the guest is held back (a 64 MiB guest then needs ≤ 80 MiB, not 128). */
+export const KEEP_LIMIT_BYTES = 16 << 20;
+
+/** A checkpoint in flight that reads some pages from live memory: it must be given a page before it changes. */
+export interface PageKeeper {
+  keep(page: number, before: Uint8Array): void;
+}
+
 /** Two Int32 per instruction slot: packed (op, rd, rs1, rs2) and the immediate. */
 const CACHE_INTS_PER_PAGE = (PAGE_SIZE / 4) * 2;
 
 export class Memory {
+  /** The keep limit of memories made from now on (the simulator lowers it, so its small guests meet the brake). */
+  static keepLimitBytes = KEEP_LIMIT_BYTES;
   readonly bytes: Uint8Array;
   readonly view: DataView;
   readonly pages: number;
@@ -42,6 +63,14 @@ export class Memory {
   private readonly unsavedFlags: Uint8Array;
   private readonly unsavedList: Int32Array;
   private unsavedCount = 0;
+  /** Per page: the checkpoint in flight that reads it from live memory, if any (copy-on-write). */
+  private readonly keepers: (PageKeeper | undefined)[];
+  /** Bytes of pages copied for keepers and not yet given back (`forget`). */
+  keptBytes = 0;
+  /** Kept copies reached KEEP_LIMIT_BYTES: the interpreter stops after the store that got there. */
+  braking = false;
+  readonly keepLimitBytes = Memory.keepLimitBytes;
+  private readonly unbrake: (() => void)[] = [];
 
   /** `bytes`, if given, becomes the memory itself (no copy): a takeover adopts its replica this way. */
   constructor(pages: number, bytes?: Uint8Array) {
@@ -58,6 +87,7 @@ export class Memory {
     this.dirtyList = new Int32Array(pages);
     this.unsavedFlags = new Uint8Array(pages);
     this.unsavedList = new Int32Array(pages);
+    this.keepers = new Array<PageKeeper | undefined>(pages);
   }
 
   /** Slow path of a store to [addr, addr+len): mark pages dirty, drop stale decoded code. */
@@ -69,6 +99,8 @@ export class Memory {
       const f = this.storeFlags[p];
       if (f === 0) continue;
       if (f & FLAG_CLEAN) {
+        // A held page is CLEAN until this first store: its keeper gets it as it was.
+        if (this.keepers[p] !== undefined && !mutations.keepNothing) this.keepFor(p);
         this.dirtyList[this.dirtyCount++] = p;
         this.storeFlags[p] = f & ~FLAG_CLEAN;
       }
@@ -81,6 +113,49 @@ export class Memory {
         this.codeCache[p]!.fill(0, from * 2, to * 2);
       }
     }
+  }
+
+  private keepFor(p: number): void {
+    const k = this.keepers[p]!;
+    this.keepers[p] = undefined;
+    k.keep(p, this.bytes.slice(p << PAGE_SHIFT, (p + 1) << PAGE_SHIFT));
+    this.keptBytes += PAGE_SIZE;
+    if (this.keptBytes >= this.keepLimitBytes) this.braking = true;
+  }
+
+  /**
+   * `keeper` reads these pages from live memory until it lets go (`letGo`):
+   * each must be CLEAN (just taken off the dirty set), so its next store
+   * hands it over first. A later checkpoint's hold replaces an earlier one's:
+   * a page can be in it only if the guest stored to it since, so the earlier
+   * one has its copy already.
+   */
+  hold(keeper: PageKeeper, pages: ArrayLike<number>): void {
+    for (let i = 0; i < pages.length; i++) {
+      const p = pages[i];
+      if ((this.storeFlags[p] & FLAG_CLEAN) === 0) throw new Error(`page ${p} is held while dirty: its next store would not be seen`);
+      this.keepers[p] = keeper;
+    }
+  }
+
+  /** Does `keeper` still read page `p` from live memory (unchanged since it was held)? */
+  holds(keeper: PageKeeper, p: number): boolean {
+    return this.keepers[p] === keeper;
+  }
+
+  /** `keeper` is done with these pages (sent, or failed); `keptBytes` of its copies are freed. */
+  letGo(keeper: PageKeeper, pages: ArrayLike<number>, keptBytes: number): void {
+    for (let i = 0; i < pages.length; i++) if (this.keepers[pages[i]] === keeper) this.keepers[pages[i]] = undefined;
+    this.keptBytes -= keptBytes;
+    if (this.keptBytes < 0) throw new Error(`kept bytes went negative (${this.keptBytes})`);
+    this.braking = this.keptBytes >= this.keepLimitBytes;
+    if (!this.braking) for (const resolve of this.unbrake.splice(0)) resolve();
+  }
+
+  /** Resolves once memory is not braking: checkpoints in flight have let go of enough kept copies. */
+  unbraked(): Promise<void> {
+    if (!this.braking) return Promise.resolve();
+    return new Promise((resolve) => this.unbrake.push(resolve));
   }
 
   /** The decoded-instruction cache of a page, registering it for invalidation. */
@@ -181,6 +256,8 @@ export class Memory {
     for (let i = 0; i < pages.length; i++) {
       const p = pages[i];
       if (this.storeFlags[p] & FLAG_CLEAN) {
+        // Its next store will not take the slow path: a checkpoint still reading it live gets its copy now.
+        if (this.keepers[p] !== undefined) this.keepFor(p);
         this.dirtyList[this.dirtyCount++] = p;
         this.storeFlags[p] &= ~FLAG_CLEAN;
       }

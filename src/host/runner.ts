@@ -173,13 +173,15 @@ export class GuestRunner implements DeviceHost {
    * as bounding the instructions: a guest that syncs back to back is never
    * idle, and the host must hand the thread back between slices.
    */
-  runSlice(budget: number, maxEvents = EVENTS_PER_SLICE): Promise<void> {
+  async runSlice(budget: number, maxEvents = EVENTS_PER_SLICE): Promise<void> {
+    // Back-pressure: copies kept for checkpoints in flight reached their limit; run on once they land (not holding the guest).
+    await this.machine.memory.unbraked();
     return this.exclusive(async () => {
       this.changing();
       const m = this.machine;
       let left = budget;
       let events = 0;
-      while (left > 0 && m.runnable && events < maxEvents) {
+      while (left > 0 && m.runnable && events < maxEvents && !m.memory.braking) {
         const before = m.cpu.instret;
         const r = m.run(left);
         left -= m.cpu.instret - before;
@@ -199,7 +201,8 @@ export class GuestRunner implements DeviceHost {
    * for longer than a slice. Returns how many it executed: the caller asks
    * again for the rest.
    */
-  step(n: number, maxEvents = EVENTS_PER_SLICE): Promise<number> {
+  async step(n: number, maxEvents = EVENTS_PER_SLICE): Promise<number> {
+    await this.machine.memory.unbraked();
     return this.exclusive(async () => {
       this.changing();
       const m = this.machine;
@@ -207,7 +210,7 @@ export class GuestRunner implements DeviceHost {
       const start = m.cpu.instret;
       let left = Math.min(n, STEP_INSTRUCTIONS);
       let events = 0;
-      while (left > 0 && m.runnable && events < maxEvents) {
+      while (left > 0 && m.runnable && events < maxEvents && !m.memory.braking) {
         const before = m.cpu.instret;
         const r = m.run(left);
         left -= m.cpu.instret - before;

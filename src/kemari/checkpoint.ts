@@ -33,7 +33,7 @@ export const HEADER_BYTES = 36;
 const MACHINE_FIXED_BYTES = 32 * 4 + 4 + 8 + 4 + 4 + 4;
 const BINDING_BYTES = 8;
 export const ENTRY_HEADER_BYTES = 12;
-const TRAILER_BYTES = 4;
+export const TRAILER_BYTES = 4;
 
 export const FLAG_FULL = 1;
 export const FLAG_COMMIT = 2;

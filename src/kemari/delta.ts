@@ -110,22 +110,20 @@ export class PageHistory {
     return this.pages.get(page);
   }
 
-  /** Remember `data` (copied) as the version of `page` the secondary now holds. */
+  /**
+   * Remember `data` as the version of `page` the secondary now holds. The
+   * history takes it as it is (the caller passes a copy of its own) and never
+   * changes it: a checkpoint taken earlier may still hold the old version as
+   * its delta base, to be encoded later.
+   */
   set(page: number, data: Uint8Array): void {
     if (this.capacity <= 0) return; // remembers nothing (delta compression off)
-    const copy = this.pages.get(page);
-    if (copy) {
-      copy.set(data);
-      // Refresh its place: Map iteration order is insertion order, the oldest first.
-      this.pages.delete(page);
-      this.pages.set(page, copy);
-      return;
-    }
-    if (this.pages.size >= this.capacity) {
+    // Map iteration order is insertion order, the oldest first: a page set again moves to the end.
+    if (!this.pages.delete(page) && this.pages.size >= this.capacity) {
       const oldest = this.pages.keys().next().value as number;
       this.pages.delete(oldest);
     }
-    this.pages.set(page, data.slice());
+    this.pages.set(page, data);
   }
 
   clear(): void {

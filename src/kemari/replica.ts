@@ -69,7 +69,7 @@ export class Replica {
    */
   private fullImage: { memory: Uint8Array; pages: number[] } | null = null;
   /** Pages of an incremental checkpoint staged so far (a later delta in the same checkpoint builds on them). */
-  private readonly stagedPages = new Map<number, Uint8Array | null>();
+  private stagedPages = new Map<number, Uint8Array | null>();
   readonly stats = { committed: 0, refused: 0, bytes: 0 };
 
   constructor(
@@ -145,11 +145,13 @@ export class Replica {
     if (!frame.machine) return { ok: true, seq: frame.seq, committed: false };
     const frames = this.staged;
     const image = this.fullImage;
+    // An incremental checkpoint staged frame by frame has its pages resolved already: the commit need not do it again.
+    const resolved = this.store.stage && !single && !frame.full ? this.stagedPages : null;
     this.staged = [];
     this.fullImage = null;
-    this.stagedPages.clear();
+    this.stagedPages = new Map();
     try {
-      this.commit(frames, frame.machine, image);
+      this.commit(frames, frame.machine, image, resolved);
     } catch (e) {
       if (!(e instanceof CheckpointError)) throw e;
       return this.refuse("corrupt", e.reason);
@@ -169,7 +171,7 @@ export class Replica {
     const sectors: [number, Uint8Array][] = [];
     const outputs: Output[] = [];
     for (const e of frame.entries) {
-      if (e.space === Space.OUTPUT) outputs.push({ device: e.enc === 0 ? "console" : "net", index: e.index, data: e.data.slice() });
+      if (e.space === Space.OUTPUT) outputs.push(outputOf(e));
       else if (e.space === Space.SECTOR) sectors.push([e.index, e.data]);
       else if (e.enc === Enc.ZERO) pages.push([e.index, null]);
       else if (e.enc === Enc.RAW) pages.push([e.index, e.data]); // the frame is ours alone: no copy
@@ -217,7 +219,7 @@ export class Replica {
   }
 
   /** Build every new page first (deltas may fail), then store, then copy into RAM. */
-  private commit(frames: Frame[], machine: MachineState, image: Replica["fullImage"]): void {
+  private commit(frames: Frame[], machine: MachineState, image: Replica["fullImage"], resolved: Map<number, Uint8Array | null> | null): void {
     const head = frames[0];
     if (frames.some((f) => f.memoryPages !== head.memoryPages || f.diskSectors !== head.diskSectors)) {
       throw new CheckpointError("frames disagree on the guest's size");
@@ -230,6 +232,10 @@ export class Replica {
     const sectors: [number, Uint8Array][] = [];
     const outputs: Output[] = [];
     for (const f of frames) {
+      if (resolved) {
+        for (const e of f.entries) if (e.space === Space.OUTPUT) outputs.push(outputOf(e));
+        continue;
+      }
       const r = this.resolve(f, pages, base);
       for (const [p, data] of r.pages) pages.set(p, data);
       for (const [i, data] of r.sectors) sectors.push([i, data.slice()]);
@@ -237,6 +243,7 @@ export class Replica {
     }
     const meta: ReplicaMeta = { seq: head.seq, generation: this.generation, memoryPages: head.memoryPages, diskSectors: head.diskSectors, machine };
     // A store that staged each frame as it came only switches the copy over now.
+    if (resolved) for (const [p, data] of resolved) pages.set(p, data);
     const staged = !!this.store.stage && frames.length > 1;
     this.store.commit({ full: head.full, pages: staged ? [] : [...pages], sectors: staged ? [] : sectors, outputs, meta });
     // A full checkpoint's image is the new memory (its pages are in place already).
@@ -251,6 +258,11 @@ export class Replica {
     this.outputs = outputs;
     this.stats.committed++;
   }
+}
+
+/** An output entry as the copy holds it (its own bytes, not the frame's). */
+function outputOf(e: Entry): Output {
+  return { device: e.enc === 0 ? "console" : "net", index: e.index, data: e.data.slice() };
 }
 
 /** A store in RAM only, for tests and benchmarks of the plain logic. */

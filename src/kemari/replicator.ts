@@ -15,8 +15,8 @@
  */
 import type { Output } from "../devices/backend.ts";
 import type { Machine } from "../guest/machine.ts";
-import { PAGE_SIZE } from "../guest/memory.ts";
-import { Enc, Space, encodeFrame, frameBytes, machineBytes, ENTRY_HEADER_BYTES, HEADER_BYTES, type Entry, type Frame } from "./checkpoint.ts";
+import { PAGE_SIZE, type PageKeeper } from "../guest/memory.ts";
+import { Enc, Space, encodeFrame, machineBytes, ENTRY_HEADER_BYTES, HEADER_BYTES, TRAILER_BYTES, type Entry, type Frame } from "./checkpoint.ts";
 import { PageHistory, encodeDelta } from "./delta.ts";
 import { captureMachine } from "./state.ts";
 import { mutations } from "../protocol/mutations.ts";
@@ -84,26 +84,134 @@ export class SyncRefused extends Error {
   }
 }
 
-/** A checkpoint taken and not yet acknowledged: its frames (encoded, when taken for a pipeline) and what to remember once it is. */
-export interface Captured {
-  replicator: Replicator;
-  memory: Machine["memory"];
-  seq: number;
-  full: boolean;
-  pages: Int32Array;
-  frames: (Frame | Uint8Array)[];
-  /** Pages to remember as the secondary's versions (delta bases) once acknowledged (stop-and-wait; a pipelined one remembered them when taken). */
-  sent: [number, Uint8Array][];
-  deltaSaved: number;
-  /** Taken for a pipeline (encoded and copied): the guest ran on meanwhile. */
-  pipelined: boolean;
-}
+/**
+ * A checkpoint taken and not yet acknowledged. It is encoded frame by frame
+ * as it goes (`nextFrame`), its pages read from guest memory: stop-and-wait,
+ * nothing writes memory meanwhile; pipelined, the guest runs on and the
+ * checkpoint holds its pages copy-on-write (memory.ts), so a store to one
+ * first gives it the page as it was (`keep`). Taking one copies nothing but
+ * the pages to remember as delta bases.
+ */
+export class Captured implements PageKeeper {
+  /** Pages the guest has stored to since this was taken: their contents as taken. */
+  private readonly kept = new Map<number, Uint8Array>();
+  /** Next page (then tail entry) to encode. */
+  private cursor = 0;
+  private released = false;
+  private committed = false;
+  deltaSaved = 0;
+  frames = 0;
 
-/** The bytes a captured checkpoint holds (what a pipeline keeps in RAM while it is in flight). */
-export function capturedBytes(c: Captured): number {
-  let n = 0;
-  for (const f of c.frames) n += f instanceof Uint8Array ? f.length : frameBytes(f);
-  return n;
+  constructor(
+    readonly replicator: Replicator,
+    readonly memory: Machine["memory"],
+    readonly head: Omit<Frame, "part" | "machine" | "entries">,
+    readonly pages: Int32Array,
+    /** Per page, the version the secondary holds when this arrives (its delta base), fixed when taken; null: send pages whole. */
+    private readonly bases: (Uint8Array | undefined)[] | null,
+    /** Disk sectors and outputs, after the pages. */
+    private readonly tail: Entry[],
+    private readonly machine: Frame["machine"],
+    private readonly minFrames: number,
+    /** Pages to remember as the secondary's versions (delta bases) once acknowledged (stop-and-wait; a pipelined one remembered them when taken). */
+    readonly sent: [number, Uint8Array][],
+    /** Taken for a pipeline (held copy-on-write): the guest runs on meanwhile. */
+    readonly pipelined: boolean,
+  ) {
+    if (pipelined) memory.hold(this, pages);
+  }
+
+  get seq(): number {
+    return this.head.seq;
+  }
+
+  get full(): boolean {
+    return this.head.full;
+  }
+
+  /** Its size before encoding (pages whole, sectors, outputs): what the window of checkpoints in flight counts. */
+  get bytes(): number {
+    let n = this.pages.length * PAGE_SIZE;
+    for (const e of this.tail) n += e.data.length;
+    return n;
+  }
+
+  /** Bytes of pages copied because the guest stored to them while this was in flight. */
+  get keptBytes(): number {
+    return this.kept.size * PAGE_SIZE;
+  }
+
+  /** The memory hands over a page the guest is about to change. */
+  keep(page: number, before: Uint8Array): void {
+    this.kept.set(page, before);
+  }
+
+  /** Page `p` as it was when this was taken. */
+  private page(p: number): Uint8Array {
+    const k = this.kept.get(p);
+    if (k) return k;
+    if (this.pipelined && !this.memory.holds(this, p)) throw new InvariantError(`checkpoint ${this.seq}: page ${p} changed in memory and was not kept`);
+    return this.memory.page(p);
+  }
+
+  /** The commit frame (the last, with the machine state) is encoded. */
+  get done(): boolean {
+    return this.committed;
+  }
+
+  /**
+   * Encode the next frame: entries until the next would pass `limit` (at
+   * least one), the machine state on the last. Pages are encoded against
+   * their bases as they go; a zero page is sent as such (left out of a full
+   * checkpoint, which starts from zeros).
+   */
+  nextFrame(limit: number): Uint8Array {
+    const total = this.pages.length + this.tail.length;
+    const reserve = HEADER_BYTES + machineBytes(this.machine) + TRAILER_BYTES;
+    // So a mid-transfer fault has a middle: the frames before the last take half of what is left.
+    const cap = this.frames + 1 < this.minFrames ? this.cursor + ((total - this.cursor) >> 1) : total;
+    const entries: Entry[] = [];
+    let size = reserve;
+    while (this.cursor < cap) {
+      const e = this.entry(this.cursor);
+      if (e) {
+        const n = ENTRY_HEADER_BYTES + e.data.length;
+        if (entries.length > 0 && size + n > limit) break;
+        entries.push(e);
+        size += n;
+      }
+      this.cursor++;
+    }
+    const last = this.cursor >= total && this.frames + 1 >= this.minFrames;
+    const frame = encodeFrame({ ...this.head, part: this.frames++, machine: last ? this.machine : null, entries });
+    // Everything is encoded (into frames that own their bytes): memory may change freely now.
+    if (last) {
+      this.committed = true;
+      this.release();
+    }
+    return frame;
+  }
+
+  /** The entry at `i` (null: a zero page a full checkpoint leaves out). */
+  private entry(i: number): Entry | null {
+    if (i >= this.pages.length) return this.tail[i - this.pages.length];
+    const p = this.pages[i];
+    const page = this.page(p);
+    if (isZero(page)) return this.full ? null : { space: Space.PAGE, index: p, enc: Enc.ZERO, data: EMPTY };
+    const prev = this.bases?.[i];
+    const d = prev && worthADelta(prev, page) ? encodeDelta(prev, page) : null;
+    if (!d) return { space: Space.PAGE, index: p, enc: Enc.RAW, data: page };
+    this.deltaSaved += PAGE_SIZE - d.length;
+    return { space: Space.PAGE, index: p, enc: Enc.DELTA, data: d };
+  }
+
+  /** Done with guest memory (all encoded, or failed): the pages it held are the guest's alone again. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    if (this.pipelined) this.memory.letGo(this, this.pages, this.keptBytes);
+    this.kept.clear();
+  }
 }
 
 /**
@@ -186,44 +294,32 @@ export class Replicator {
     const seq = (this.flying > 0 ? this.taken : this.seq) + 1;
     this.taken = seq;
     const delta = this.options.delta !== false && !full;
-    const sent: [number, Uint8Array][] = [];
-    const entries: Entry[] = [];
-    let deltaSaved = 0;
+    // Each page's delta base is fixed now: history entries are replaced, never changed, so a later capture cannot move it.
+    const bases = delta ? Array.from(pages, (p) => this.history.get(p)) : null;
     // The history keeps at most `capacity` pages: only the last ones sent need remembering.
-    const rememberFrom = Math.max(0, pages.length - this.history.capacity);
-    for (let i = 0; i < pages.length; i++) {
-      const p = pages[i];
-      // Stop-and-wait needs no copy: nothing writes guest memory during a sync (the runner serialises every writer).
-      const view = mem.page(p);
-      const page = copy ? view.slice() : view;
-      if (isZero(page)) {
-        if (!full) entries.push({ space: Space.PAGE, index: p, enc: Enc.ZERO, data: EMPTY });
-      } else {
-        const prev = delta ? this.history.get(p) : undefined;
-        const d = prev && worthADelta(prev, page) ? encodeDelta(prev, page) : null;
-        if (d) {
-          deltaSaved += PAGE_SIZE - d.length;
-          entries.push({ space: Space.PAGE, index: p, enc: Enc.DELTA, data: d });
-        } else entries.push({ space: Space.PAGE, index: p, enc: Enc.RAW, data: page });
+    // Pipelined, they are copied now (the guest runs on); stop-and-wait, at the acknowledgement.
+    const sent: [number, Uint8Array][] = [];
+    if (this.history.capacity > 0) {
+      for (let i = Math.max(0, pages.length - this.history.capacity); i < pages.length; i++) {
+        const p = pages[i];
+        sent.push([p, copy ? mem.page(p).slice() : mem.page(p)]);
       }
-      if (this.history.capacity > 0 && i >= rememberFrom) sent.push([p, page]);
     }
+    const tail: Entry[] = [];
     if (opts.sectors) {
       // A full checkpoint starts from an empty disk, so zero sectors need not travel; in an
       // incremental one (Remus's epoch writes) a sector written with zeros must.
-      for (const [index, data] of opts.sectors) if (!full || !isZero(data)) entries.push({ space: Space.SECTOR, index, enc: Enc.RAW, data });
+      for (const [index, data] of opts.sectors) if (!full || !isZero(data)) tail.push({ space: Space.SECTOR, index, enc: Enc.RAW, data });
     }
-    for (const o of opts.outputs ?? []) entries.push({ space: Space.OUTPUT, index: o.index, enc: o.device === "console" ? 0 : 1, data: o.data });
-    const frames = this.split({ seq, generation: this.generation, full, memoryPages: mem.pages, diskSectors: opts.diskSectors }, entries, captureMachine(m), opts.minFrames ?? 1);
-    opts.captured?.(seq);
+    for (const o of opts.outputs ?? []) tail.push({ space: Space.OUTPUT, index: o.index, enc: o.device === "console" ? 0 : 1, data: o.data });
+    const head = { seq, generation: this.generation, full, memoryPages: mem.pages, diskSectors: opts.diskSectors };
     // A pipelined checkpoint's pages are the delta bases of the next one, taken before this one is
     // acknowledged (the secondary applies them in order). If it fails, the next is full (see transmit).
-    // Frames are encoded (and checksummed) one at a time as they go, even pipelined: their
-    // pages are copies already, and encoding a large checkpoint at once held the thread.
-    const encoded = frames;
     const atAck = !copy || mutations.deltaBaseAtAck;
-    if (!atAck) this.remember(full, sent);
-    return { replicator: this, memory: mem, seq, full, pages, frames: encoded, sent: atAck ? sent : [], deltaSaved, pipelined: copy };
+    const c = new Captured(this, mem, head, pages, bases, tail, captureMachine(m), opts.minFrames ?? 1, atAck ? sent : [], copy);
+    opts.captured?.(seq);
+    if (!atAck) this.remember(full, sent, true);
+    return c;
   }
 
   /**
@@ -237,6 +333,7 @@ export class Replicator {
     const expected = (this.flying > 0 ? this.lastSent : this.seq) + 1;
     if (seq !== expected || (!c.pipelined && this.flying > 0)) {
       // Its pages are already off the dirty set (and, pipelined, the next one's delta bases): give them back, and start again from a full one.
+      c.release();
       c.memory.markDirty(c.pages);
       this.needsFull = true;
       throw new InvariantError(`checkpoint ${seq} sent out of turn (expected ${expected}, ${this.flying} in flight)`);
@@ -265,17 +362,17 @@ export class Replicator {
   }
 
   private async transmit(c: Captured, opts: Pick<SyncOptions, "at">, out: () => void): Promise<SyncStats> {
-    const { seq, full, pages, frames, sent } = c;
+    const { seq, full, pages, sent } = c;
+    const limit = this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     let sentBytes = 0;
     let commitSent = false;
     try {
       await opts.at?.("before-transfer");
-      for (let i = 0; i < frames.length; i++) {
-        if (i === 1) await opts.at?.("mid-transfer");
-        const f = frames[i];
-        const bytes = f instanceof Uint8Array ? f : encodeFrame(f);
+      while (!c.done) {
+        if (c.frames === 1) await opts.at?.("mid-transfer");
+        const bytes = c.nextFrame(limit);
         sentBytes += bytes.length;
-        commitSent = i === frames.length - 1;
+        commitSent = c.done;
         const sending = this.link.send(bytes);
         // The final frame is out: the next checkpoint's frames may follow it.
         if (commitSent) out();
@@ -283,6 +380,7 @@ export class Replicator {
         if (!reply.ok) throw new SyncRefused(reply.code, reply.reason);
       }
     } catch (e) {
+      c.release();
       c.memory.markDirty(pages);
       // The commit frame went out and no answer came back: the secondary may or
       // may not hold this checkpoint. A retry under the same seq would be taken
@@ -304,16 +402,16 @@ export class Replicator {
     // Several in flight may be acknowledged out of turn: the seq only grows.
     this.seq = Math.max(this.seq, seq);
     if (!c.pipelined) this.needsFull = false;
-    this.remember(full, sent);
+    this.remember(full, sent, false);
     // (A pipelined one leaves needsFull alone: it was taken only when none was due, and a failure
     // of another in flight since then has asked for a full checkpoint, which stands.)
     return this.stats(c, sentBytes, opts);
   }
 
-  /** The secondary will hold these pages: the bases of the next checkpoint's deltas. */
-  private remember(full: boolean, sent: [number, Uint8Array][]): void {
+  /** The secondary will hold these pages: the bases of the next checkpoint's deltas (`owned`: copies to adopt, else views of memory to copy). */
+  private remember(full: boolean, sent: [number, Uint8Array][], owned: boolean): void {
     if (full) this.history.clear();
-    for (const [p, copy] of sent) this.history.set(p, copy);
+    for (const [p, page] of sent) this.history.set(p, owned ? page : page.slice());
   }
 
   private async stats(c: Captured, sentBytes: number, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
@@ -325,7 +423,7 @@ export class Replicator {
       dirtyBytes: pages.length * PAGE_SIZE,
       sentBytes,
       deltaSaved,
-      frames: frames.length,
+      frames,
       sentPages: Array.from(pages.subarray(0, MAX_LISTED_PAGES)),
     };
     this.totals.syncs++;
@@ -335,32 +433,6 @@ export class Replicator {
     this.totals.deltaSaved += deltaSaved;
     await opts.at?.("after-ack");
     return stats;
-  }
-
-  /** Cut entries into frames below the size limit; the machine state rides on the last. */
-  private split(head: Omit<Frame, "part" | "machine" | "entries">, entries: Entry[], machine: Frame["machine"], minFrames: number): Frame[] {
-    const limit = this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
-    const frames: Frame[] = [];
-    let cur: Entry[] = [];
-    let size = HEADER_BYTES + machineBytes(machine) + 4;
-    for (const e of entries) {
-      const n = ENTRY_HEADER_BYTES + e.data.length;
-      if (cur.length > 0 && size + n > limit) {
-        frames.push({ ...head, part: frames.length, machine: null, entries: cur });
-        cur = [];
-        size = HEADER_BYTES + machineBytes(machine) + 4;
-      }
-      cur.push(e);
-      size += n;
-    }
-    while (frames.length + 1 < minFrames) {
-      // Move half of what is left into its own frame (or send an empty one).
-      const half = cur.splice(0, Math.floor(cur.length / 2));
-      frames.push({ ...head, part: frames.length, machine: null, entries: half });
-    }
-    frames.push({ ...head, part: frames.length, machine, entries: cur });
-    for (const f of frames) if (frameBytes(f) > limit && f.entries.length > 1) throw new Error("checkpoint frame over the limit");
-    return frames;
   }
 }
 

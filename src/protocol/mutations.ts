@@ -28,6 +28,8 @@ export interface Mutations {
   staleIdleSave: boolean;
   /** An idle save is made before the secondary holds the guest's memory and disk: the resumed primary never sends what the secondary lacks. */
   idleSaveAhead: boolean;
+  /** Copy-on-write capture: a store to a page a checkpoint in flight still reads from live memory does not hand it the page first. */
+  keepNothing: boolean;
 }
 
 export const mutations: Mutations = {
@@ -43,6 +45,7 @@ export const mutations: Mutations = {
   fencedPrimarySends: false,
   staleIdleSave: false,
   idleSaveAhead: false,
+  keepNothing: false,
 };
 
 export type MutationName = keyof Mutations;

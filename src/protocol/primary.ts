@@ -29,7 +29,7 @@ import { PAGE_SIZE } from "../guest/memory.ts";
 import { defaultEnv } from "../guest/machine.ts";
 import type { InFlight, SyncSummary, HostPlace } from "../host/status.ts";
 import { DEFAULT_PROTECTION, Fenced, Protection, type ProtectionHost } from "../kemari/protection.ts";
-import { capturedBytes, frameBytesFor, InvariantError, type Replicator, type SyncStats } from "../kemari/replicator.ts";
+import { frameBytesFor, InvariantError, type Replicator, type SyncStats } from "../kemari/replicator.ts";
 import { Epoch } from "../remus/epoch.ts";
 import { EventTap, type Flight } from "./event-tap.ts";
 import { linkSpec } from "./link-model.ts";
@@ -257,7 +257,7 @@ export class Primary {
     });
     // Not awaited here: its owner awaits `landed` (an unobserved rejection would be reported twice).
     landed.catch(() => undefined);
-    return { landed, seq: c.seq, bytes: capturedBytes(c), pages: c.pages.length, takenAt: t0 };
+    return { landed, seq: c.seq, bytes: c.bytes, pages: c.pages.length, takenAt: t0 };
   }
 
   private synced(stats: SyncStats, pauseMs: number, flightMs: number): void {
