@@ -14,9 +14,9 @@ export default tseslint.config(
     },
   },
   {
-    files: ["scripts/**/*.mjs", "public/**/*.js"],
+    files: ["scripts/**/*.mjs", "bin/**/*.mjs", "public/**/*.js"],
     languageOptions: {
-      globals: { console: "readonly", process: "readonly", fetch: "readonly", URL: "readonly", setTimeout: "readonly", clearTimeout: "readonly", document: "readonly", window: "readonly", performance: "readonly", TextEncoder: "readonly", TextDecoder: "readonly", Response: "readonly", Request: "readonly", requestAnimationFrame: "readonly", atob: "readonly", btoa: "readonly", localStorage: "readonly", EventSource: "readonly", WebSocket: "readonly", AbortController: "readonly" },
+      globals: { console: "readonly", process: "readonly", fetch: "readonly", URL: "readonly", setTimeout: "readonly", clearTimeout: "readonly", document: "readonly", window: "readonly", performance: "readonly", TextEncoder: "readonly", TextDecoder: "readonly", Response: "readonly", Request: "readonly", requestAnimationFrame: "readonly", atob: "readonly", btoa: "readonly", localStorage: "readonly", EventSource: "readonly", WebSocket: "readonly", Buffer: "readonly", AbortController: "readonly" },
     },
   },
 );

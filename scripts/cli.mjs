@@ -1,0 +1,155 @@
+#!/usr/bin/env node
+// The `kemari` CLI's test (`npm run test:cli`): runs `bin/kemari.mjs` as a
+// user would, against `wrangler dev` on 127.0.0.1:8796, and checks its
+// output and exit codes (0 ok, 2 usage, 3 the API refused or is unreachable):
+// create an echo guest in mode kemari, send it packets, read them back, crash
+// its primary and see the guest go on, then usage errors, problems, `watch`,
+// and `rm`. The parsers (sizes, link models, image kinds) are checked on the
+// bundle first, without a server.
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { nodeBinary, startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const PORT = Number(process.env.CLI_PORT || 8796);
+const TOKEN = "cli-token";
+const URL_ = `http://127.0.0.1:${PORT}`;
+const stateDir = mkdtempSync(join(tmpdir(), "kemari-cli-"));
+const node = nodeBinary(root);
+const env = { ...process.env, KEMARI_URL: URL_, KEMARI_TOKEN: TOKEN };
+const failures = [];
+let server = null;
+let serverLog = "";
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function check(what, ok, detail = "") {
+  console.log(`${ok ? "ok  " : "FAIL"} ${what}${ok ? "" : `: ${detail}`}`);
+  if (!ok) failures.push(what);
+}
+
+/** Run the CLI; its exit code, stdout and stderr. */
+function kemari(args, extraEnv = {}) {
+  const r = spawnSync(node, [join(root, "bin/kemari.mjs"), ...args], { cwd: root, env: { ...env, ...extraEnv }, encoding: "utf8", timeout: 60_000 });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+async function cleanup() {
+  if (server && server.exitCode === null) {
+    try {
+      process.kill(-server.pid, "SIGKILL");
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(stateDir, { recursive: true, force: true });
+}
+
+async function serving() {
+  try {
+    return (await fetch(`${URL_}/api/examples`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: globalThis.AbortSignal.timeout(2000) })).ok;
+  } catch {
+    return false;
+  }
+}
+
+/** The parsers, on the bundle bin/kemari.mjs builds. */
+async function parsers() {
+  kemari(["--help"]); // builds .wrangler/cli/kemari.mjs
+  const cli = await import(pathToFileURL(join(root, ".wrangler/cli/kemari.mjs")).href);
+  check("--memory takes pages or a size", cli.parseMemory("256") === 256 && cli.parseMemory("4MiB") === 1024 && cli.parseMemory("64 KiB") === 16);
+  let refused = false;
+  try {
+    cli.parseMemory("3KiB");
+  } catch {
+    refused = true;
+  }
+  check("--memory refuses a size that is not whole pages", refused);
+  check("--latency takes none, by-region, RTT and RTT:MBPS", JSON.stringify([cli.parseLatency("none"), cli.parseLatency("by-region"), cli.parseLatency("80"), cli.parseLatency("80:1000")]) === JSON.stringify(["none", "by-region", { rttMs: 80 }, { rttMs: 80, mbps: 1000 }]));
+  check("--regions takes primary,secondary[,witness]", JSON.stringify(cli.parseRegions("weur,enam,apac")) === JSON.stringify({ primary: "weur", secondary: "enam", witness: "apac" }));
+  const elf = new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 1, 1, 1, 0]);
+  check("an image is told apart by content", "elf" in cli.imageOf(elf) && "asm" in cli.imageOf(new TextEncoder().encode("_start:\n\tj _start\n")) && "flat" in cli.imageOf(new Uint8Array([0x13, 0, 0, 0, 0xff, 0x01])));
+}
+
+const timer = stopAfter({ name: "cli", limitMs: 180_000, cleanup, onTimeout: () => console.log(serverLog.slice(-4000)) });
+try {
+  await parsers();
+  const down = kemari(["ls"], { KEMARI_URL: "http://127.0.0.1:1" });
+  check("no server: exit 3, and says so", down.code === 3 && /cannot reach/.test(down.err), JSON.stringify(down));
+
+  server = await startWranglerDev({
+    root, port: PORT, vars: { API_TOKEN: TOKEN }, persistTo: stateDir, timeoutMs: 60_000, what: "the API", serving,
+    onOutput: (chunk) => (serverLog = (serverLog + chunk.toString()).slice(-100_000)),
+  });
+
+  const made = kemari(["create", "guests/echo.s", "--mode", "kemari", "--regions", "weur,enam", "--memory", "1MiB", "--name", "cli echo", "--json"]);
+  const g = made.code === 0 ? JSON.parse(made.out) : null;
+  check("create an echo guest (exit 0, its status as JSON)", g?.mode === "kemari" && g?.memoryPages === 256 && g?.name === "cli echo", JSON.stringify(made));
+  const id = g.id;
+
+  check("send a text packet", kemari(["send", id, "hello"]).out.trim() === "sent 5 bytes");
+  check("send a hex packet", kemari(["send", id, "--hex", "0102ff"]).code === 0);
+  let recv = "";
+  for (let i = 0; i < 50 && recv.split("\n").filter(Boolean).length < 2; i++) {
+    await sleep(100);
+    recv = kemari(["recv", id]).out;
+  }
+  check("recv prints the echoed packets (index, hex)", recv === `0  ${Buffer.from("hello").toString("hex")}\n1  0102ff\n`, JSON.stringify(recv));
+
+  const crash = kemari(["crash", id, "primary"]);
+  check("crash the primary", crash.code === 0 && /accepted/.test(crash.out), JSON.stringify(crash));
+  let s = null;
+  for (let i = 0; i < 100; i++) {
+    await sleep(100);
+    const r = kemari(["status", id, "--json"]);
+    s = r.code === 0 ? JSON.parse(r.out) : null;
+    if (s && s.generation >= 1 && s.failovers.length >= 1 && s.protection === "protected") break;
+  }
+  check("the guest went on: a takeover (generation 1), protected again", s?.generation >= 1 && s?.failovers.length >= 1 && s?.protection === "protected", JSON.stringify(s));
+  kemari(["send", id, "again"]);
+  for (let i = 0; i < 50 && !recv.includes("2  "); i++) {
+    await sleep(100);
+    recv = kemari(["recv", id, "--from", "2"]).out;
+  }
+  check("after the takeover it still echoes (net-tx index 2)", recv === `2  ${Buffer.from("again").toString("hex")}\n`, JSON.stringify(recv));
+
+  // watch: the stream starts with a snapshot.
+  const watch = spawn(node, [join(root, "bin/kemari.mjs"), "watch", id], { cwd: root, env, stdio: ["ignore", "pipe", "pipe"] });
+  let watched = "";
+  watch.stdout.on("data", (c) => (watched += c));
+  for (let i = 0; i < 100 && !/snapshot/.test(watched); i++) await sleep(100);
+  kemari(["send", id, "seen"]);
+  for (let i = 0; i < 50 && !/output +net#3/.test(watched); i++) await sleep(100);
+  watch.kill("SIGKILL");
+  check("watch prints the snapshot, then live events (the next output)", /snapshot/.test(watched) && /output +net#3/.test(watched), watched.slice(0, 600));
+
+  const usage = kemari(["send", id]);
+  check("usage error: exit 2 and what to give", usage.code === 2 && /TEXT, --hex HEX or --file FILE/.test(usage.err), JSON.stringify(usage));
+  const badMode = kemari(["create", "guests/echo.s", "--mode", "lockstep"]);
+  check("usage error: an unknown mode is exit 2", badMode.code === 2 && /Allowed choices/.test(badMode.err), JSON.stringify(badMode));
+  const bad = join(stateDir, "bad.s");
+  writeFileSync(bad, "_start:\n  addi x1, x1\n");
+  const refused = kemari(["create", bad]);
+  check("the API refuses bad assembly: exit 3, detail and field printed", refused.code === 3 && /line 2/.test(refused.err) && /field: image\.asm/.test(refused.err), JSON.stringify(refused));
+  const missing = kemari(["status", "g-000000000000"]);
+  check("an unknown guest: exit 3 (not found)", missing.code === 3 && /404/.test(missing.err), JSON.stringify(missing));
+  const token = kemari(["ls", "--token", "wrong"]);
+  check("a wrong token: exit 3 (401)", token.code === 3 && /401/.test(token.err), JSON.stringify(token));
+
+  check("rm deletes it", kemari(["rm", id]).code === 0);
+  const listed = kemari(["ls", "--json"]);
+  check("ls no longer lists it", listed.code === 0 && !JSON.parse(listed.out).some((x) => x.id === id), listed.out.slice(0, 300));
+} catch (e) {
+  failures.push(String(e?.stack ?? e));
+  console.log(String(e?.stack ?? e));
+} finally {
+  clearTimeout(timer);
+  await cleanup();
+}
+if (failures.length > 0) {
+  console.log(`cli: FAILED (${failures.length}): ${failures.join("; ")}`);
+  process.exit(1);
+}
+console.log("cli: passed");

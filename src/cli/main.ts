@@ -1,0 +1,376 @@
+/**
+ * The `kemari` command line: every API call from a terminal, through the
+ * typed client (src/client.ts). Run it in a checkout as `npx kemari …`
+ * (bin/kemari.mjs bundles this file for Node and runs it).
+ *
+ * Exit codes: 0 ok; 1 a check found a difference (reserved for `kemari
+ * check`, not built yet); 2 usage (a wrong command, flag or value); 3 the API
+ * refused (its problem's detail and field are printed) or could not be
+ * reached.
+ */
+import { readFileSync } from "node:fs";
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import { ApiError, DEFAULT_TOKEN, DEFAULT_URL, KemariClient, type CreateGuestInput } from "../client.ts";
+import type { GuestStatus } from "../host/status.ts";
+import type { StreamMessage } from "../events/messages.ts";
+
+export const EXIT = { ok: 0, difference: 1, usage: 2, refused: 3 } as const;
+
+/** Where output goes (tests capture it). */
+export interface Io {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+const consoleIo: Io = { out: (l) => process.stdout.write(l + "\n"), err: (l) => process.stderr.write(l + "\n") };
+
+const MODES = ["kemari", "remus", "none"] as const;
+const TARGETS = ["primary", "secondary"] as const;
+const STEPS = ["now", "before-transfer", "mid-transfer", "after-ack", "after-release"] as const;
+const PAGE = 4096;
+
+/** `--memory`: pages ("256") or a size ("4MiB", "64 KiB", "1m"), in whole 4 KiB pages. */
+export function parseMemory(v: string): number {
+  const m = /^\s*(\d+)\s*(k|kb|kib|m|mb|mib)?\s*$/i.exec(v);
+  if (!m) throw new InvalidArgumentError("give pages (256) or a size (4MiB, 512KiB)");
+  const n = Number(m[1]);
+  if (!m[2]) return n;
+  const bytes = n * (m[2].toLowerCase().startsWith("k") ? 1024 : 1024 * 1024);
+  if (bytes % PAGE !== 0) throw new InvalidArgumentError(`${v} is not a whole number of 4 KiB pages`);
+  return bytes / PAGE;
+}
+
+/** `--regions weur,enam[,witness]`: the primary's, the secondary's and (optionally) the witness's location hints. */
+export function parseRegions(v: string): { primary: string; secondary: string; witness?: string } {
+  const parts = v.split(",").map((s) => s.trim()).filter(Boolean);
+  if (parts.length < 2 || parts.length > 3) throw new InvalidArgumentError("give primary,secondary[,witness], e.g. weur,enam");
+  return parts.length === 3 ? { primary: parts[0], secondary: parts[1], witness: parts[2] } : { primary: parts[0], secondary: parts[1] };
+}
+
+/** `--latency none | by-region | RTT[:MBPS]` (milliseconds of round trip, megabits per second). */
+export function parseLatency(v: string): "none" | "by-region" | { rttMs: number; mbps?: number } {
+  if (v === "none" || v === "by-region") return v;
+  const m = /^(\d+(?:\.\d+)?)(?:ms)?(?::(\d+(?:\.\d+)?))?$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError("give none, by-region, or a round trip in ms with an optional bandwidth: 80 or 80:1000");
+  return m[2] === undefined ? { rttMs: Number(m[1]) } : { rttMs: Number(m[1]), mbps: Number(m[2]) };
+}
+
+function parseCount(v: string): number {
+  if (!/^\d+$/.test(v)) throw new InvalidArgumentError("give a whole number");
+  return Number(v);
+}
+
+/** The image in a file, by its content: an ELF (magic), assembly (text), or a flat binary (anything else). */
+export function imageOf(bytes: Uint8Array): CreateGuestInput["image"] {
+  if (bytes[0] === 0x7f && bytes[1] === 0x45 && bytes[2] === 0x4c && bytes[3] === 0x46) return { elf: toBase64(bytes) };
+  const text = new TextDecoder("utf-8", { fatal: false }).decode(bytes);
+  // Text: valid UTF-8 with no control characters but tab, newline and carriage return.
+  const printable = !text.includes("\uFFFD") && ![...text].some((ch) => ch.charCodeAt(0) < 32 && !"\t\n\r".includes(ch));
+  return printable ? { asm: text } : { flat: toBase64(bytes) };
+}
+
+function toBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("base64");
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString("hex");
+}
+
+/** A short, readable line for a guest's status. */
+function statusLine(s: GuestStatus): string {
+  const sync = s.sync ? `, checkpoint ${s.sync.seq} (${s.sync.syncs} syncs)` : "";
+  const exit = s.state === "halted" && s.exitCode !== null ? ` (exit ${s.exitCode})` : "";
+  const crash = s.crash ? ` — ${s.crash.reason}` : "";
+  return `${s.id}  ${s.name}  ${s.mode}  ${s.state}${exit}${crash}  generation ${s.generation}, ${s.protection}${sync}, ${s.instructions} instructions`;
+}
+
+/** One stream event, readable at a glance. */
+export function eventLine(m: StreamMessage): string {
+  const at = new Date(m.t).toISOString().slice(11, 23);
+  switch (m.type) {
+    case "sync":
+      return `${at} sync      #${m.seq}${m.full ? " full" : ""}: ${m.pages} pages, ${m.bytes} bytes, pause ${m.pauseMs.toFixed(1)} ms, flight ${m.flightMs.toFixed(1)} ms`;
+    case "output":
+      return `${at} output    ${m.device}#${m.index}: ${m.text !== undefined ? JSON.stringify(m.text) : `${m.bytes} bytes`}`;
+    case "fault":
+      return `${at} fault     ${m.kind} ${m.target}${m.at !== "now" ? ` at ${m.at}` : ""}`;
+    case "failure":
+      return `${at} failure   ${m.host.name} (${m.host.region}): ${m.reason}`;
+    case "takeover":
+      return `${at} takeover  generation ${m.generation}: ${m.to.name} (${m.to.region}) took over from ${m.from.name} in ${m.takeoverMs} ms`;
+    case "protected":
+      return `${at} protected generation ${m.generation}: ${m.secondary.name} (${m.secondary.region}) holds a whole copy`;
+    case "guest":
+      return `${at} guest     ${m.state}, pc 0x${(m.pc >>> 0).toString(16)}, ${m.instructions} instructions, ${m.dirty.length} dirty pages`;
+    case "snapshot":
+      return `${at} snapshot  ${statusLine(m.status as GuestStatus)}`;
+    default:
+      return `${at} ${(m as { type: string }).type}`;
+  }
+}
+
+interface Globals {
+  url: string;
+  token: string;
+  json: boolean;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Build the program; `io` receives its output. */
+export function program(io: Io = consoleIo, env: Record<string, string | undefined> = process.env): Command {
+  const cli = new Command("kemari")
+    .description("Drive Kemari guests: create, watch, inject failures")
+    .option("--url <url>", "the API's origin (env KEMARI_URL)", env.KEMARI_URL ?? DEFAULT_URL)
+    .option("--token <token>", "the API token (env KEMARI_TOKEN)", env.KEMARI_TOKEN ?? DEFAULT_TOKEN)
+    .option("--json", "print JSON (for machines)", false)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.out(s.trimEnd()), writeErr: (s) => io.err(s.trimEnd()) })
+    .showHelpAfterError(false);
+
+  const client = (): { c: KemariClient; g: Globals } => {
+    const g = cli.opts<Globals>();
+    return { c: new KemariClient({ url: g.url, token: g.token }), g };
+  };
+  const print = (g: Globals, value: unknown, text: () => string) => io.out(g.json ? JSON.stringify(value) : text());
+
+  cli
+    .command("create")
+    .description("create a guest from a file: assembly, ELF or flat binary (told apart by content)")
+    .argument("<file>", "the guest's image")
+    .addOption(new Option("--mode <mode>", "protection").choices(MODES).default("kemari"))
+    .option("--regions <list>", "primary,secondary[,witness] location hints, e.g. weur,enam", parseRegions)
+    .option("--latency <model>", "link model: none, by-region, or RTT[:MBPS] (e.g. 80:1000)", parseLatency)
+    .option("--memory <pages|size>", "guest memory: pages, or a size like 4MiB", parseMemory)
+    .option("--disk <sectors>", "virtual disk in 512-byte sectors", parseCount)
+    .option("--name <name>", "a name for the guest")
+    .option("--epoch-ms <ms>", "mode remus: milliseconds between checkpoints", parseCount)
+    .addOption(new Option("--sync-on <events>", "mode kemari: which events need a checkpoint").choices(["outputs", "every-event"]))
+    .option("--no-pipeline", "mode kemari: stop-and-wait (Kemari v1.0)")
+    .option("--paused", "create it paused (resume it later)", false)
+    .action(async (file: string, o: Record<string, unknown>) => {
+      const { c, g } = client();
+      const body: CreateGuestInput = { image: imageOf(readFileSync(file)), mode: o.mode as (typeof MODES)[number], paused: o.paused as boolean };
+      if (o.regions) body.regions = o.regions as CreateGuestInput["regions"];
+      if (o.latency) body.latency = o.latency as CreateGuestInput["latency"];
+      if (o.memory !== undefined) body.memoryPages = o.memory as number;
+      if (o.disk !== undefined) body.diskSectors = o.disk as number;
+      if (o.name) body.name = o.name as string;
+      if (o.epochMs !== undefined) body.epochMs = o.epochMs as number;
+      if (o.syncOn !== undefined || o.pipeline === false) {
+        body.kemari = { ...(o.syncOn ? { syncOn: o.syncOn as "outputs" | "every-event" } : {}), ...(o.pipeline === false ? { pipeline: false } : {}) };
+      }
+      const s = await c.create(body);
+      print(g, s, () => statusLine(s));
+    });
+
+  cli
+    .command("ls")
+    .description("list the guests")
+    .action(async () => {
+      const { c, g } = client();
+      const { guests } = await c.list();
+      print(g, guests, () => (guests.length === 0 ? "no guests" : guests.map((x) => `${x.id}  ${x.name}  ${x.mode ?? ""}  ${x.state}`).join("\n")));
+    });
+
+  cli
+    .command("status")
+    .argument("<id>")
+    .description("a guest's status")
+    .action(async (id: string) => {
+      const { c, g } = client();
+      const s = await c.status(id);
+      print(g, s, () => statusLine(s));
+    });
+
+  for (const [name, what] of [["pause", "pause a guest"], ["resume", "resume a paused guest"]] as const) {
+    cli
+      .command(name)
+      .argument("<id>")
+      .description(what)
+      .action(async (id: string) => {
+        const { c, g } = client();
+        const s = name === "pause" ? await c.pause(id) : await c.resume(id);
+        print(g, s, () => statusLine(s));
+      });
+  }
+
+  cli
+    .command("step")
+    .argument("<id>")
+    .argument("[instructions]", "how many (a slice's worth at most per request)", parseCount, 1)
+    .description("run a paused guest for some instructions")
+    .action(async (id: string, n: number) => {
+      const { c, g } = client();
+      const r = await c.step(id, n);
+      print(g, r, () => `executed ${r.executed} instructions; ${statusLine(r as GuestStatus)}`);
+    });
+
+  cli
+    .command("rm")
+    .argument("<id>")
+    .description("delete a guest")
+    .action(async (id: string) => {
+      const { c, g } = client();
+      await c.remove(id);
+      print(g, { deleted: id }, () => `deleted ${id}`);
+    });
+
+  cli
+    .command("console")
+    .argument("<id>")
+    .option("--follow", "keep printing as the guest writes", false)
+    .description("the guest's console output")
+    .action(async (id: string, o: { follow: boolean }) => {
+      const { c, g } = client();
+      let from = 0;
+      for (;;) {
+        const page = await c.console(id, from);
+        if (page.text) {
+          if (g.json) io.out(JSON.stringify(page));
+          else process.stdout.write(page.text);
+        }
+        const moved = page.next !== from;
+        from = page.next;
+        if (moved) continue; // more may be there already
+        if (!o.follow) break;
+        const s = await c.status(id);
+        if (s.state === "halted" || s.state === "crashed") break;
+        await sleep(250);
+      }
+    });
+
+  cli
+    .command("send")
+    .argument("<id>")
+    .argument("[text]", "the packet as text")
+    .option("--hex <hex>", "the packet in hex")
+    .option("--file <file>", "the packet is this file")
+    .description("send the guest a packet (its net-rx device)")
+    .action(async (id: string, text: string | undefined, o: { hex?: string; file?: string }) => {
+      const given = [text !== undefined, o.hex !== undefined, o.file !== undefined].filter(Boolean).length;
+      if (given !== 1) throw new CommanderError(EXIT.usage, "kemari.usage", "give the packet one way: TEXT, --hex HEX or --file FILE");
+      let packet: Uint8Array;
+      if (o.hex !== undefined) {
+        if (!/^([0-9a-fA-F]{2})+$/.test(o.hex)) throw new CommanderError(EXIT.usage, "kemari.usage", "--hex: an even number of hex digits");
+        packet = Uint8Array.from(Buffer.from(o.hex, "hex"));
+      } else if (o.file !== undefined) packet = readFileSync(o.file);
+      else packet = new TextEncoder().encode(text);
+      const { c, g } = client();
+      const r = await c.send(id, packet);
+      print(g, r, () => `sent ${r.accepted} bytes`);
+    });
+
+  cli
+    .command("recv")
+    .argument("<id>")
+    .option("--follow", "keep printing packets as the guest sends them", false)
+    .option("--from <index>", "from this net-tx index", parseCount, 0)
+    .description("packets the guest sent (index, then hex)")
+    .action(async (id: string, o: { follow: boolean; from: number }) => {
+      const { c, g } = client();
+      let from = o.from;
+      for (;;) {
+        const r = await c.outbound(id, from);
+        for (const p of r.packets) print(g, { index: p.index, hex: hex(p.data) }, () => `${p.index}  ${hex(p.data)}`);
+        const moved = r.next !== from;
+        from = r.next;
+        if (moved) continue;
+        if (!o.follow) break;
+        const s = await c.status(id);
+        if (s.state === "halted" || s.state === "crashed") break;
+        await sleep(250);
+      }
+    });
+
+  cli
+    .command("crash")
+    .argument("<id>")
+    .addArgument(new Argument("<target>", "primary or secondary").choices(TARGETS))
+    .addOption(new Option("--at <step>", "at a protocol step of the next sync").choices(STEPS).default("now"))
+    .description("crash a host of the guest (now, or at a protocol step)")
+    .action(async (id: string, target: (typeof TARGETS)[number], o: { at: (typeof STEPS)[number] }) => {
+      const { c, g } = client();
+      const r = await c.fault(id, { target, kind: "crash", at: o.at });
+      print(g, r, () => `crash of the ${target}${o.at === "now" ? "" : ` at ${o.at}`}: accepted`);
+    });
+
+  cli
+    .command("partition")
+    .argument("<id>")
+    .addArgument(new Argument("<target>", "primary or secondary").choices(TARGETS))
+    .description("cut a host of the guest off from the network")
+    .action(async (id: string, target: (typeof TARGETS)[number]) => {
+      const { c, g } = client();
+      const r = await c.fault(id, { target, kind: "partition" });
+      print(g, r, () => `partition of the ${target}: accepted`);
+    });
+
+  cli
+    .command("heal")
+    .argument("<id>")
+    .addArgument(new Argument("[target]", "primary or secondary (default: both)").choices(TARGETS))
+    .description("end a partition")
+    .action(async (id: string, target: (typeof TARGETS)[number] | undefined) => {
+      const { c, g } = client();
+      const targets = target ? [target] : TARGETS;
+      const replies = [];
+      for (const t of targets) replies.push(await c.fault(id, { target: t, kind: "heal" }));
+      print(g, replies, () => `healed ${targets.join(" and ")}`);
+    });
+
+  cli
+    .command("watch")
+    .argument("<id>")
+    .description("the guest's live event stream: syncs, outputs, faults, takeovers, re-protection")
+    .action(async (id: string) => {
+      const { c, g } = client();
+      await c.status(id); // a clear problem for an unknown guest, before the socket
+      await new Promise<void>((resolve, reject) => {
+        const ws = new WebSocket(c.eventsUrl(id));
+        ws.addEventListener("open", () => ws.send(c.authMessage));
+        ws.addEventListener("message", (e) => {
+          const m = JSON.parse(String(e.data)) as StreamMessage;
+          io.out(g.json ? String(e.data) : eventLine(m));
+        });
+        ws.addEventListener("close", (e) => {
+          if (e.code === 4401) reject(new ApiError({ title: "Unauthorized", status: 401, detail: "the event stream refused the token" }));
+          else resolve();
+        });
+        ws.addEventListener("error", () => reject(new Error(`cannot reach ${c.eventsUrl(id)}`)));
+      });
+    });
+
+  return cli;
+}
+
+/** Run the CLI on `argv` (user arguments only); resolves to the exit code. */
+export async function main(argv: string[], io: Io = consoleIo, env: Record<string, string | undefined> = process.env): Promise<number> {
+  const cli = program(io, env);
+  try {
+    await cli.parseAsync(argv, { from: "user" });
+    return EXIT.ok;
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return EXIT.ok;
+      if (e.code === "kemari.usage") io.err(`kemari: ${e.message}`);
+      return EXIT.usage;
+    }
+    if (e instanceof ApiError) {
+      const p = e.problem;
+      io.err(`kemari: ${p.title} (${p.status})${p.detail ? `: ${p.detail}` : ""}${p.field ? ` [field: ${p.field}]` : ""}`);
+      if (cli.opts<Globals>().json) io.out(JSON.stringify(p));
+      return EXIT.refused;
+    }
+    if (e instanceof Error && /fetch failed|ECONNREFUSED|cannot reach/.test(`${e.message} ${String((e as { cause?: unknown }).cause ?? "")}`)) {
+      io.err(`kemari: cannot reach the API at ${cli.opts<Globals>().url} (start it with npm start, or give --url)`);
+      return EXIT.refused;
+    }
+    if (e instanceof Error && (e as NodeJS.ErrnoException).code === "ENOENT") {
+      io.err(`kemari: ${e.message}`);
+      return EXIT.usage;
+    }
+    throw e;
+  }
+}
