@@ -15,7 +15,7 @@ import type { Image } from "../src/image/image.ts";
 import { GuestError, outcome, type Outcome } from "../src/host/errors.ts";
 import type { GuestConfig } from "../src/host/guest-config.ts";
 import type { HostPlace, HostStatus } from "../src/host/status.ts";
-import type { FaultKind, FaultStep } from "../src/kemari/faults.ts";
+import type { FaultKind, FaultWhen } from "../src/kemari/faults.ts";
 import type { SyncReply } from "../src/kemari/replicator.ts";
 import { Host } from "../src/protocol/host.ts";
 import { FLAG_FULL } from "../src/kemari/checkpoint.ts";
@@ -118,7 +118,7 @@ export class GuestHost extends DurableObject<Env> {
     if (this.faults.partitioned) return { ok: false, code: "unreachable", reason: "host is cut off" };
     await this.holdReprotection(frame);
     const reply = this.host.receive(frame);
-    if (reply.ok && reply.committed) this.faults.acknowledged();
+    if (reply.ok && reply.committed) this.faults.acknowledged(this.host.holds().instructions ?? 0);
     return reply;
   }
 
@@ -157,7 +157,7 @@ export class GuestHost extends DurableObject<Env> {
     return !this.faults.partitioned && this.host.retire(generation);
   }
 
-  fault(kind: FaultKind, at: FaultStep): Promise<Outcome<void>> {
+  fault(kind: FaultKind, at: FaultWhen): Promise<Outcome<void>> {
     return outcome(() => this.faults.inject(kind, at));
   }
 

@@ -4,10 +4,12 @@
 // output and exit codes (0 ok, 2 usage, 3 the API refused or is unreachable):
 // create an echo guest in mode kemari, send it packets, read them back, crash
 // its primary and see the guest go on, then usage errors, problems, `watch`,
-// and `rm`. The parsers (sizes, link models, image kinds) are checked on the
-// bundle first, without a server.
+// and `rm`; then the README's failover walkthrough, its curl version and its
+// CLI twin, run by bash as written (only the port differs; the token is the
+// local default, dev). The parsers (sizes, link models, image kinds) are
+// checked on the bundle first, without a server.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -15,7 +17,7 @@ import { nodeBinary, startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const PORT = Number(process.env.CLI_PORT || 8796);
-const TOKEN = "cli-token";
+const TOKEN = "dev";
 const URL_ = `http://127.0.0.1:${PORT}`;
 const stateDir = mkdtempSync(join(tmpdir(), "kemari-cli-"));
 const node = nodeBinary(root);
@@ -73,7 +75,29 @@ async function parsers() {
   check("an image is told apart by content", "elf" in cli.imageOf(elf) && "asm" in cli.imageOf(new TextEncoder().encode("_start:\n\tj _start\n")) && "flat" in cli.imageOf(new Uint8Array([0x13, 0, 0, 0, 0xff, 0x01])));
 }
 
-const timer = stopAfter({ name: "cli", limitMs: 180_000, cleanup, onTimeout: () => console.log(serverLog.slice(-4000)) });
+/** The sh block after `marker` in the README. */
+function readmeBlock(marker) {
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const at = readme.indexOf(marker);
+  if (at < 0) throw new Error(`README: no "${marker}"`);
+  const m = /```sh\n([\s\S]*?)```/.exec(readme.slice(at));
+  return m[1];
+}
+
+/** The README's failover walkthrough, with curl and with the CLI: both end with the replies 1 1 1, 1 2 2, 1 3 3. */
+function walkthroughs() {
+  const run = (script) => spawnSync("bash", ["-e", "-c", script.replaceAll("127.0.0.1:8787", `127.0.0.1:${PORT}`)], { cwd: root, env, encoding: "utf8", timeout: 90_000 });
+  const curl = run(readmeBlock("### Try a failover with curl"));
+  const replies = curl.stdout.split("\n").map((l) => l.trim().split(/\s+/).join(" ")).filter((l) => /^\d+ \d+ \d+$/.test(l));
+  check("the README's curl walkthrough: a failover mid-transfer, replies 1 1 1, 1 2 2, 1 3 3", curl.status === 0 && JSON.stringify(replies.slice(0, 3)) === JSON.stringify(["1 1 1", "1 2 2", "1 3 3"]) && /"generation": 1/.test(curl.stdout), `${curl.status} ${curl.stdout.slice(-1500)} ${curl.stderr.slice(-800)}`);
+  const cli = run(readmeBlock("The same with the CLI"));
+  const hex = (a, b, c) => [a, b, c].map((n) => n.toString(16).padStart(2, "0") + "000000").join("");
+  const want = [1, 2, 3].map((n) => hex(1, n, n));
+  const lines = cli.stdout.split("\n").filter((l) => /^\d+ {2}[0-9a-f]+$/.test(l)).map((l) => l.split("  ")[1]);
+  check("the README's CLI twin: the same failover, the same replies", cli.status === 0 && JSON.stringify(lines.slice(0, 3)) === JSON.stringify(want) && /generation 1/.test(cli.stdout), `${cli.status} ${cli.stdout.slice(-1500)} ${cli.stderr.slice(-800)}`);
+}
+
+const timer = stopAfter({ name: "cli", limitMs: 300_000, cleanup, onTimeout: () => console.log(serverLog.slice(-4000)) });
 try {
   await parsers();
   const down = kemari(["ls"], { KEMARI_URL: "http://127.0.0.1:1" });
@@ -137,6 +161,13 @@ try {
   check("an unknown guest: exit 3 (not found)", missing.code === 3 && /404/.test(missing.err), JSON.stringify(missing));
   const token = kemari(["ls", "--token", "wrong"]);
   check("a wrong token: exit 3 (401)", token.code === 3 && /401/.test(token.err), JSON.stringify(token));
+
+  const armed = kemari(["crash", id, "secondary", "--at-instruction", "10"]);
+  check("crash --at-instruction arms a crash at an instruction count", armed.code === 0 && /at instruction 10: accepted/.test(armed.out), JSON.stringify(armed));
+  const both = kemari(["crash", id, "primary", "--at", "after-ack", "--at-instruction", "5"]);
+  check("--at and --at-instruction together: usage error", both.code === 2, JSON.stringify(both));
+
+  walkthroughs();
 
   check("rm deletes it", kemari(["rm", id]).code === 0);
   const listed = kemari(["ls", "--json"]);

@@ -254,6 +254,9 @@ describe("faults", () => {
     [{ target: "primary", kind: "explode" }, "kind"],
     [{ target: "primary", kind: "crash", at: "sometime" }, "at"],
     [{ target: "primary", kind: "partition", at: "mid-transfer" }, "at"],
+    [{ target: "primary", kind: "partition", at: { instruction: 5 } }, "at"],
+    [{ target: "primary", kind: "crash", at: { instruction: -1 } }, "at.instruction"],
+    [{ target: "primary", kind: "crash", at: { instruction: 5, step: "now" } }, "at"],
     [{ kind: "crash" }, "target"],
     [{ target: "primary", kind: "crash", extra: 1 }, "body"],
   ])("refuses %j, naming %s", async (body, field) => {

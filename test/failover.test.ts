@@ -121,6 +121,16 @@ describe.each(VARIANTS)("$name", ({ mode, extra }) => {
   });
 
   describe("crashes at random instruction counts", () => {
+    // The fault API's own trigger (`at: {instruction: n}`, what `kemari check` uses): the guest runs on its own, not stepped.
+    it.each(["primary", "secondary"] as const)("a %s crash armed at an instruction count changes nothing", async (target) => {
+      const n = 1 + Math.floor(prng(target === "primary" ? 5 : 6)() * 3000);
+      const { seen, final } = await run(mode, journal, [{ target, kind: "crash", at: { instruction: n } }]);
+      expect(seen, `n = ${n}`).toEqual(baseline.journal);
+      // The primary's crash is a failover; the secondary's, a re-protection under the same generation.
+      expect(final.generation).toBe(target === "primary" ? 1 : 0);
+      if (target === "primary") expect(final.failovers).toHaveLength(1);
+    });
+
     const seeds = [11, 2024, 77777];
     it.each(seeds)("seed %i: a primary crash after n instructions changes nothing", async (seed) => {
       const rand = prng(seed);

@@ -149,6 +149,11 @@ export const FaultRequest = z
   .strictObject({
     target: z.enum(FAULT_TARGETS),
     kind: z.enum(FAULT_KINDS),
-    at: z.enum(FAULT_STEPS).default("now").describe("a crash at a step happens at that step of the next sync"),
+    at: z
+      .union([z.enum(FAULT_STEPS), z.strictObject({ instruction: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER) })])
+      .default("now")
+      .describe(
+        "a crash at a step happens at that step of the next sync; at {instruction: n} the primary crashes when the guest has run n instructions, the secondary once it holds a checkpoint at or past n",
+      ),
   })
-  .refine((f) => f.kind === "crash" || f.at === "now", { message: "only a crash can wait for a protocol step", path: ["at"] });
+  .refine((f) => f.kind === "crash" || f.at === "now", { message: "only a crash can wait for a protocol step or an instruction", path: ["at"] });

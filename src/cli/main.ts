@@ -289,11 +289,14 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
     .argument("<id>")
     .addArgument(new Argument("<target>", "primary or secondary").choices(TARGETS))
     .addOption(new Option("--at <step>", "at a protocol step of the next sync").choices(STEPS).default("now"))
-    .description("crash a host of the guest (now, or at a protocol step)")
-    .action(async (id: string, target: (typeof TARGETS)[number], o: { at: (typeof STEPS)[number] }) => {
+    .addOption(new Option("--at-instruction <n>", "once the guest has run n instructions (the secondary: once it holds a checkpoint at or past n)").argParser(parseCount).conflicts("at"))
+    .description("crash a host of the guest (now, at a protocol step, or at an instruction count)")
+    .action(async (id: string, target: (typeof TARGETS)[number], o: { at: (typeof STEPS)[number]; atInstruction?: number }) => {
       const { c, g } = client();
-      const r = await c.fault(id, { target, kind: "crash", at: o.at });
-      print(g, r, () => `crash of the ${target}${o.at === "now" ? "" : ` at ${o.at}`}: accepted`);
+      const at = o.atInstruction !== undefined ? { instruction: o.atInstruction } : o.at;
+      const r = await c.fault(id, { target, kind: "crash", at });
+      const when = typeof at === "object" ? ` at instruction ${at.instruction}` : at === "now" ? "" : ` at ${at}`;
+      print(g, r, () => `crash of the ${target}${when}: accepted`);
     });
 
   cli

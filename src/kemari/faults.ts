@@ -17,8 +17,25 @@ export type FaultKind = (typeof FAULT_KINDS)[number];
 export const FAULT_STEPS = ["now", "before-transfer", "mid-transfer", "after-ack", "after-release"] as const;
 export type FaultStep = (typeof FAULT_STEPS)[number];
 
+/**
+ * Or when the guest reaches an instruction count (`kemari check` crashes at
+ * random ones). The primary stops its slice exactly there and crashes; the
+ * secondary, which runs no instructions, crashes once it has acknowledged a
+ * checkpoint of the guest at or past that count.
+ */
+export interface AtInstruction {
+  instruction: number;
+}
+
+export type FaultWhen = FaultStep | AtInstruction;
+
 export interface Fault {
   target: FaultTarget;
   kind: FaultKind;
-  at: FaultStep;
+  at: FaultWhen;
+}
+
+/** How a fault's `at` reads in events and messages. */
+export function describeWhen(at: FaultWhen): string {
+  return typeof at === "string" ? at : `instruction ${at.instruction}`;
 }

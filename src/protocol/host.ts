@@ -350,7 +350,11 @@ export class Host {
           // Modelled messages due by now are delivered here, without waiting for the event loop to go idle.
           this.links.arrivals.release(this.io.clock.now());
           const ms = this.sliceMs();
-          await p.runner.runSlice(this.io.sliceInstructions ?? budget.next(p.machine.cpu.instret, this.io.clock.now(), ms));
+          const slice = this.io.sliceInstructions ?? budget.next(p.machine.cpu.instret, this.io.clock.now(), ms);
+          // A crash armed for an instruction count (fault injection): the slice stops exactly there.
+          const left = this.io.faults.instructionsLeft?.(p.machine.cpu.instret) ?? Infinity;
+          await p.runner.runSlice(Math.min(slice, left));
+          this.io.faults.ran?.(p.machine.cpu.instret);
           budget.ran(p.machine.cpu.instret, this.io.clock.now());
           this.io.observer?.changed?.();
           if (p.epochDue()) await p.commitEpoch();

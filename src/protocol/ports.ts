@@ -15,7 +15,7 @@ import type { Image } from "../image/image.ts";
 import type { SyncReply, SyncStats, SyncStep } from "../kemari/replicator.ts";
 import type { ReplicaStore } from "../kemari/replica.ts";
 import type { Outcome } from "../host/errors.ts";
-import type { FaultStep } from "../kemari/faults.ts";
+import type { FaultWhen } from "../kemari/faults.ts";
 import type { Fault } from "../guest/cpu.ts";
 import type { RunnerCounters } from "../host/runner.ts";
 
@@ -120,6 +120,10 @@ export interface StepFaults {
   minFrames(): number;
   /** The secondary is about to apply a checkpoint: a crash may be armed for the middle of it. */
   applying?(): void;
+  /** The primary: instructions the guest may run before an armed crash (none armed: Infinity). */
+  instructionsLeft?(instret: number): number;
+  /** The primary's guest ran to `instret`: a crash armed for that count happens here (may not return). */
+  ran?(instret: number): void;
 }
 
 /** What a host tells whoever watches it (the live stream); optional. */
@@ -173,6 +177,6 @@ export interface HostLink {
   holds(): Promise<HoldReply>;
   ping(generation: number): Promise<PingReply>;
   retire(generation: number): Promise<boolean>;
-  fault(kind: "crash" | "partition" | "heal", at: FaultStep): Promise<Outcome<void>>;
+  fault(kind: "crash" | "partition" | "heal", at: FaultWhen): Promise<Outcome<void>>;
   destroy(): Promise<void>;
 }

@@ -22,7 +22,7 @@ import { GuestError, unwrap, type Outcome } from "../host/errors.ts";
 import { isProtected, withDefaults, witnessRegion, type GuestConfig } from "../host/guest-config.ts";
 import { lostHostStatus, type LinkStatus, type FailoverRecord, type GuestStatus, type HostPlace, type HostStatus, type Protection } from "../host/status.ts";
 import type { Image } from "../image/image.ts";
-import type { Fault } from "../kemari/faults.ts";
+import { describeWhen, type Fault } from "../kemari/faults.ts";
 import { pickSecondaryRegion, type Region } from "../kemari/placement.ts";
 import { event, type StreamEvent } from "../events/messages.ts";
 import { LinkTable, linkSpec, overLink, type Link } from "./link-model.ts";
@@ -398,7 +398,7 @@ export class Witness<L extends HostLink> {
       hosts = [host];
       if (f.kind === "partition") this.io.store.setPartitioned(host);
     }
-    this.emit(() => [event({ type: "fault", target: f.target, kind: f.kind, at: f.at, hosts }, this.io.clock.now())]);
+    this.emit(() => [event({ type: "fault", target: f.target, kind: f.kind, at: describeWhen(f.at), hosts }, this.io.clock.now())]);
     for (const h of hosts) unwrap(await this.io.host(h).fault(f.kind, f.at));
     // A crash now is noticed at the next heartbeat; make that soon.
     if (isProtected(meta.config.mode)) this.heartbeatSoon(f.kind === "crash" && f.at === "now" ? 20 : meta.config.heartbeat.intervalMs);

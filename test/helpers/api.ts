@@ -67,7 +67,7 @@ export async function sendPacket(id: string, data: Uint8Array): Promise<void> {
 export interface FaultBody {
   target: "primary" | "secondary";
   kind: "crash" | "partition" | "heal";
-  at?: "now" | "before-transfer" | "mid-transfer" | "after-ack" | "after-release";
+  at?: "now" | "before-transfer" | "mid-transfer" | "after-ack" | "after-release" | { instruction: number };
 }
 
 export async function fault(id: string, body: FaultBody): Promise<void> {
