@@ -31,7 +31,7 @@ import { machineFromJson, machineToJson } from "../src/kemari/state.ts";
 
 export const REPLICA_FORMAT = 2;
 
-/** Superseded rows deleted per write, at most: cleaning up never blocks for long either (a frame writes ≤ 256 pages, so it keeps pace). */
+/** Superseded rows deleted per write, at most this or as many rows as the write wrote: cleaning up keeps pace, and never blocks for long either. */
 const CLEANUP_BATCH = 512;
 
 const TABLES = [["replica_pages", "idx"], ["replica_disk", "sector"]] as const;
@@ -82,7 +82,8 @@ export class SqlReplicaStore implements ReplicaStore {
 
   stage(first: boolean, pages: [number, Uint8Array | null][], sectors: [number, Uint8Array][]): void {
     this.storage.transactionSync(() => this.writeRows(first, pages, sectors));
-    this.tidy();
+    // At least as many as it wrote: cleaning up keeps pace with writing, however small the entries.
+    this.tidy(Math.max(CLEANUP_BATCH, pages.length + sectors.length));
   }
 
   /** Rows of the checkpoint being staged, under its version (inside the caller's transaction). */
@@ -107,8 +108,9 @@ export class SqlReplicaStore implements ReplicaStore {
     const sql = this.storage.sql;
     const prev = this.meta();
     this.storage.transactionSync(() => {
-      // Nothing staged (a checkpoint of one frame): its rows go in with the switch, in the same transaction.
-      const fresh = this.stagingVer <= (prev?.ver ?? 0);
+      // Not staged (a checkpoint of one frame): its rows go in with the switch, in the same transaction,
+      // and whatever a torn checkpoint staged before it goes (first = true).
+      const fresh = !b.staged || this.stagingVer <= (prev?.ver ?? 0);
       if (fresh || b.pages.length > 0 || b.sectors.length > 0) this.writeRows(fresh, b.pages, b.sectors);
       sql.exec("DELETE FROM replica_outputs");
       b.outputs.forEach((o, i) => sql.exec("INSERT INTO replica_outputs (seq, device, idx, data) VALUES (?, ?, ?, ?)", i, o.device, o.index, o.data));
@@ -124,7 +126,7 @@ export class SqlReplicaStore implements ReplicaStore {
       this.cached = meta;
     });
     if (b.full) this.untidy = true;
-    this.tidy();
+    this.tidy(Math.max(CLEANUP_BATCH, b.pages.length + b.sectors.length));
   }
 
   private cleanedUpTo(): number {

@@ -1304,3 +1304,20 @@ describe("copy-on-write capture: a pipelined checkpoint copies only what the gue
     }
   });
 });
+
+describe("statistics", () => {
+  it("deltaSaved counts each delta entry once, however the checkpoint is cut into frames (an entry that does not fit is encoded again)", async () => {
+    const r = rig({ maxFrameBytes: 1 }, 32); // about one entry per frame
+    for (let p = 2; p < 10; p++) r.m.memory.writeU32(p * PAGE_SIZE, p);
+    await r.rep.sync(r.m, SYNC);
+    for (let p = 2; p < 10; p++) r.m.memory.writeU32(p * PAGE_SIZE + 8, p);
+    const before = r.sent.length;
+    const stats = await r.rep.send(r.rep.capture(r.m, SYNC), {});
+    let onWire = 0;
+    for (const b of r.sent.slice(before)) for (const e of decodeFrame(b).entries) if (e.enc === Enc.DELTA) onWire += PAGE_SIZE - e.data.length;
+    expect(stats.frames).toBeGreaterThanOrEqual(8);
+    expect(onWire).toBeGreaterThan(0);
+    expect(stats.deltaSaved).toBe(onWire);
+    expectInSync(r);
+  });
+});

@@ -9,6 +9,8 @@
 import { env, runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { Replica } from "../src/kemari/replica.ts";
+import { Replicator, type SyncReply } from "../src/kemari/replicator.ts";
+import { PAGE_SIZE } from "../src/guest/memory.ts";
 import { captureMachine, machineToJson } from "../src/kemari/state.ts";
 import { Machine } from "../src/guest/machine.ts";
 import { REPLICA_FORMAT, SqlReplicaStore } from "../durable-objects/replica-store.ts";
@@ -73,7 +75,7 @@ describe("upgrades", () => {
       // Checkpoint 2 sent again whole, and committed: page 2 is zero now, page 1 and sector 3 new.
       reopened.stage(true, [[1, page(3)]], []);
       reopened.stage(false, [[2, null]], [[3, new Uint8Array(512).fill(3)]]);
-      reopened.commit({ full: false, pages: [], sectors: [], outputs: [], meta: meta(2) });
+      reopened.commit({ full: false, pages: [], sectors: [], outputs: [], meta: meta(2), staged: true });
       const after = new SqlReplicaStore(state.storage).load()!;
       expect(after.meta.seq).toBe(2);
       const p2 = after.pages as Map<number, Uint8Array>;
@@ -100,7 +102,7 @@ describe("upgrades", () => {
       expect(rows()).toBe(2000);
       // Checkpoint 2 rewrites every page, in 8 frames of 250: each frame deletes at most a batch.
       for (let f = 0; f < 8; f++) store.stage(f === 0, all(2).slice(f * 250, (f + 1) * 250), []);
-      store.commit({ full: false, pages: [], sectors: [], outputs: [], meta: meta(2) });
+      store.commit({ full: false, pages: [], sectors: [], outputs: [], meta: meta(2), staged: true });
       // Its commit deleted one batch (512) of the 2000 rows it superseded, not all of them.
       expect(rows()).toBe(4000 - 512);
       // The copy is checkpoint 2 all the same (the newest row per page).
@@ -112,6 +114,57 @@ describe("upgrades", () => {
       const pages = reopened.load()!.pages as Map<number, Uint8Array>;
       expect(pages.size).toBe(2000);
       expect([pages.get(5)![0], pages.get(1999)![0]]).toEqual([6, 2]);
+    });
+  });
+
+  it("keeps pace however small the entries: single-frame checkpoints of 1,024 delta pages each leave no superseded rows behind", async () => {
+    const stub = env.HOST.get(env.HOST.idFromName("cleanup/pace"));
+    await runInDurableObject(stub, (_instance, state) => {
+      const rows = () => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM replica_pages").one().n;
+      const page = (v: number) => new Uint8Array(4096).fill(v);
+      const meta = (seq: number) => ({ seq, generation: 0, memoryPages: 2048, diskSectors: 64, machine: captureMachine(new Machine(2048)) });
+      const all = (v: number): [number, Uint8Array][] => Array.from({ length: 1024 }, (_, i) => [i, page(v)]);
+      const store = new SqlReplicaStore(state.storage);
+      store.commit({ full: true, pages: all(1), sectors: [], outputs: [], meta: meta(1) });
+      // A guest changing a word in each of 1,024 pages per checkpoint: deltas, one small frame each.
+      // Cleaning 512 rows a commit fell behind by 512 a checkpoint (11,264 rows after 20).
+      for (let seq = 2; seq <= 21; seq++) store.commit({ full: false, pages: all(seq), sectors: [], outputs: [], meta: meta(seq) });
+      expect(rows()).toBeLessThanOrEqual(2 * 1024);
+    });
+  });
+
+  it("a torn checkpoint's staged rows never become part of the next one, committed in one frame", async () => {
+    // Found by review: part 0 of an incremental checkpoint staged page 7, its commit frame's reply was
+    // lost, the guest zeroed page 7, and the next (full, one frame) checkpoint left that zero page out —
+    // while the torn row stayed above the pointer and was switched in with it: the durable copy (what a
+    // restart or a takeover after one reads) had the old page 7.
+    const stub = env.HOST.get(env.HOST.idFromName("cleanup/torn"));
+    await runInDurableObject(stub, async (_instance, state) => {
+      const m = new Machine(16);
+      const store = new SqlReplicaStore(state.storage);
+      const replica = new Replica(store, 1);
+      let loseSecondReply = false;
+      let n = 0;
+      const rep = new Replicator(1, {
+        send: async (b): Promise<SyncReply> => {
+          // The commit frame is lost on its way: what the first frame staged stays torn.
+          if (loseSecondReply && n++ === 1) throw new Error("the commit frame was lost");
+          return replica.receive(b);
+        },
+      });
+      await rep.sync(m, { diskSectors: 8 });
+      m.memory.writeU32(7 * PAGE_SIZE, 0xdead);
+      m.memory.writeU32(9 * PAGE_SIZE, 1);
+      loseSecondReply = true;
+      // Two frames: the first staged, the second (the commit) lost.
+      await expect(rep.sync(m, { diskSectors: 8, minFrames: 2 })).rejects.toThrow(/lost/);
+      loseSecondReply = false;
+      expect(rep.needsFull).toBe(true);
+      m.memory.writeU32(7 * PAGE_SIZE, 0);
+      await rep.sync(m, { diskSectors: 8 }); // full, one frame: page 7 (zero) left out
+      const loaded = new Replica(new SqlReplicaStore(state.storage), 1);
+      expect(Array.from(loaded.memory!.subarray(7 * PAGE_SIZE, 7 * PAGE_SIZE + 4))).toEqual([0, 0, 0, 0]);
+      expect(Array.from(loaded.memory!.subarray(9 * PAGE_SIZE, 9 * PAGE_SIZE + 4))).toEqual([1, 0, 0, 0]);
     });
   });
 });

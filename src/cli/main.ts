@@ -3,16 +3,19 @@
  * typed client (src/client.ts). Run it in a checkout as `npx kemari …`
  * (bin/kemari.mjs bundles this file for Node and runs it).
  *
- * Exit codes: 0 ok; 1 a check found a difference (reserved for `kemari
- * check`, not built yet); 2 usage (a wrong command, flag or value); 3 the API
- * refused (its problem's detail and field are printed) or could not be
- * reached.
+ * Exit codes: 0 ok; 1 `kemari check` found a difference (or a guest that
+ * differs from itself without failures); 2 usage (a wrong command, flag or
+ * value); 3 the API refused (its problem's detail and field are printed) or
+ * could not be reached.
  */
 import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ApiError, DEFAULT_TOKEN, DEFAULT_URL, KemariClient, type CreateGuestInput } from "../client.ts";
 import type { GuestStatus } from "../host/status.ts";
 import type { StreamMessage } from "../events/messages.ts";
+import { check, parseInputs, type Mode } from "./check.ts";
 
 export const EXIT = { ok: 0, difference: 1, usage: 2, refused: 3 } as const;
 
@@ -121,8 +124,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Build the program; `io` receives its output. */
 export function program(io: Io = consoleIo, env: Record<string, string | undefined> = process.env): Command {
   const cli = new Command("kemari")
-    .description("Drive Kemari guests: create, watch, inject failures")
-    .option("--url <url>", "the API's origin (env KEMARI_URL)", env.KEMARI_URL ?? DEFAULT_URL)
+    .description("Drive Kemari guests: create, watch, inject failures; check that a guest survives them")
+    .addOption(new Option("--url <url>", "the API's origin (env KEMARI_URL)").default(env.KEMARI_URL ?? DEFAULT_URL))
     .option("--token <token>", "the API token (env KEMARI_TOKEN)", env.KEMARI_TOKEN ?? DEFAULT_TOKEN)
     .option("--json", "print JSON (for machines)", false)
     .exitOverride()
@@ -345,7 +348,63 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
       });
     });
 
+  cli
+    .command("check")
+    .description("does the guest survive its hosts dying? Runs it without failures, then with crashes, and compares what came out")
+    .argument("<file>", "the guest's image: assembly, ELF or flat binary")
+    .addOption(new Option("--mode <mode>", "protection").choices(MODES).default("kemari"))
+    .option("--runs <n>", "runs with a crash", parseCount, 5)
+    .option("--seed <s>", "the seed of the crashes (printed; give it to replay)", parseCount)
+    .option("--input <file>", "inbound packets, one per line: text, or hex:0102…")
+    .option("--memory <pages|size>", "guest memory: pages, or a size like 4MiB", parseMemory)
+    .action(async (file: string, o: { mode: Mode; runs: number; seed?: number; input?: string; memory?: number }) => {
+      const g = cli.opts<Globals>();
+      const image = imageOf(readFileSync(file));
+      const inputs = o.input ? parseInputs(readFileSync(o.input, "utf8")) : [];
+      const seed = o.seed ?? Math.floor(Math.random() * 0x7fffffff);
+      // A server the user named (--url or KEMARI_URL) is used; otherwise a local runtime of our own, started here.
+      const own = env.KEMARI_URL === undefined && cli.getOptionValueSource("url") === "default";
+      const runtime = own ? await startRuntime(g.token, io) : null;
+      try {
+        const c = new KemariClient({ url: runtime?.url ?? g.url, token: g.token });
+        const tty = !g.json && process.stderr.isTTY;
+        io.out(`kemari check ${file}`);
+        const r = await check(c, image, {
+          mode: o.mode,
+          runs: o.runs,
+          seed,
+          inputs,
+          create: o.memory !== undefined ? { memoryPages: o.memory } : {},
+          out: (line) => {
+            if (tty) process.stderr.write("\r\x1b[K");
+            if (!g.json) io.out(line);
+          },
+          progress: tty ? (line) => process.stderr.write(`\r${line}`) : null,
+        });
+        if (tty) process.stderr.write("\r\x1b[K");
+        if (g.json) io.out(JSON.stringify({ file, mode: o.mode, runs: o.runs, seed, ...r }));
+        if (r.verdict !== "survives") throw new CommanderError(EXIT.difference, "kemari.difference", r.verdict);
+      } finally {
+        await runtime?.stop();
+      }
+    });
+
   return cli;
+}
+
+/** A local runtime of our own (workerd through wrangler, on a free port of 127.0.0.1), for `check`. */
+async function startRuntime(token: string, io: Io): Promise<{ url: string; stop: () => Promise<void> }> {
+  const { unstable_dev } = await import("wrangler");
+  const root = fileURLToPath(new URL("../..", import.meta.url));
+  io.err("starting a local runtime…");
+  const worker = await unstable_dev(join(root, "src/index.ts"), {
+    config: join(root, "wrangler.toml"),
+    vars: { API_TOKEN: token },
+    ip: "127.0.0.1",
+    logLevel: "none",
+    experimental: { disableExperimentalWarning: true },
+  });
+  return { url: `http://${worker.address}:${worker.port}`, stop: () => worker.stop() };
 }
 
 /** Run the CLI on `argv` (user arguments only); resolves to the exit code. */
@@ -357,6 +416,7 @@ export async function main(argv: string[], io: Io = consoleIo, env: Record<strin
   } catch (e) {
     if (e instanceof CommanderError) {
       if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return EXIT.ok;
+      if (e.code === "kemari.difference") return EXIT.difference;
       if (e.code === "kemari.usage") io.err(`kemari: ${e.message}`);
       return EXIT.usage;
     }

@@ -31,6 +31,12 @@ export interface CommitBatch {
   pages: [number, Uint8Array | null][];
   sectors: [number, Uint8Array][];
   meta: ReplicaMeta;
+  /**
+   * The checkpoint's frames were staged (`stage`): the commit only switches
+   * over. Otherwise whatever is staged is a torn checkpoint's and must not
+   * become part of this one (it may hold pages this one, full, leaves out as zero).
+   */
+  staged?: boolean;
 }
 
 /** Durable storage of a replica; `commit` must be all or nothing. */
@@ -245,7 +251,7 @@ export class Replica {
     // A store that staged each frame as it came only switches the copy over now.
     if (resolved) for (const [p, data] of resolved) pages.set(p, data);
     const staged = !!this.store.stage && frames.length > 1;
-    this.store.commit({ full: head.full, pages: staged ? [] : [...pages], sectors: staged ? [] : sectors, outputs, meta });
+    this.store.commit({ full: head.full, pages: staged ? [] : [...pages], sectors: staged ? [] : sectors, outputs, meta, staged });
     // A full checkpoint's image is the new memory (its pages are in place already).
     const memory = head.full ? (image?.memory ?? new Uint8Array(head.memoryPages * PAGE_SIZE)) : (this.memory ?? new Uint8Array(head.memoryPages * PAGE_SIZE));
     this.ram = memory;

@@ -99,6 +99,7 @@ export class Captured implements PageKeeper {
   private cursor = 0;
   private released = false;
   private committed = false;
+  /** Bytes delta compression saved, counted for the entries that went into frames. */
   deltaSaved = 0;
   frames = 0;
 
@@ -173,12 +174,15 @@ export class Captured implements PageKeeper {
     const entries: Entry[] = [];
     let size = reserve;
     while (this.cursor < cap) {
+      // An entry that does not fit is encoded again for the next frame, not kept: a raw page is a
+      // view of live memory, which the guest may change (the page then kept) before that frame goes.
       const e = this.entry(this.cursor);
       if (e) {
         const n = ENTRY_HEADER_BYTES + e.data.length;
         if (entries.length > 0 && size + n > limit) break;
         entries.push(e);
         size += n;
+        if (e.enc === Enc.DELTA && e.space === Space.PAGE) this.deltaSaved += PAGE_SIZE - e.data.length;
       }
       this.cursor++;
     }
@@ -201,7 +205,6 @@ export class Captured implements PageKeeper {
     const prev = this.bases?.[i];
     const d = prev && worthADelta(prev, page) ? encodeDelta(prev, page) : null;
     if (!d) return { space: Space.PAGE, index: p, enc: Enc.RAW, data: page };
-    this.deltaSaved += PAGE_SIZE - d.length;
     return { space: Space.PAGE, index: p, enc: Enc.DELTA, data: d };
   }
 

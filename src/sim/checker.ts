@@ -41,6 +41,12 @@ export function watch(w: World, config: GuestConfig, violate: (s: string) => voi
    * whoever takes over from it — else a takeover from it would lose that output.
    */
   const onCommit = (copy: Copy) => {
+    // Every durable commit, not only the copies hosts are promoted from: a restart reads this one.
+    const key = `${copy.meta.generation}/${copy.meta.seq}`;
+    const want = captured.get(key);
+    if (want !== undefined && !want.has(hashCopy(copy.pages, config.memoryPages, copy.meta.machine.pc, copy.meta.machine.instret))) {
+      violate(`atomicity: a durable copy of checkpoint ${key} is not what its primary captured`);
+    }
     for (const [sector, data] of copy.sectors) {
       const set = ackedValues.get(sector) ?? new Set<number>();
       set.add(hashBytes(data));

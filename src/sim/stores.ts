@@ -79,8 +79,9 @@ export class HostDurable {
         },
         commit: (given: CommitBatch) => {
           guard.check();
-          // What was staged frame by frame, then whatever the commit itself carries.
-          const b = { ...given, pages: [...this.staging.pages, ...given.pages], sectors: [...this.staging.sectors, ...given.sectors] };
+          // What was staged frame by frame (if this checkpoint was: else it is a torn one's), then whatever the commit itself carries.
+          const staged = given.staged ? this.staging : { pages: [], sectors: [] };
+          const b = { ...given, pages: [...staged.pages, ...given.pages], sectors: [...staged.sectors, ...given.sectors] };
           this.staging = { pages: [], sectors: [] };
           const prev = this.copy;
           const pages = b.full || !prev ? new Map<number, Uint8Array>() : new Map(prev.pages);

@@ -1,0 +1,232 @@
+/**
+ * `kemari check FILE`: does my guest survive its hosts dying?
+ *
+ * The project's own transparency oracle, handed to its users. The guest runs
+ * once without failures (twice, to see it is deterministic), then `runs`
+ * times with a crash — of the primary or the secondary, at a random
+ * instruction count (`at: {instruction: n}`) or at a protocol step — in the
+ * chosen mode, fed the same inbound packets in the same order. Each run's
+ * console, packets, exit code and disk digest must equal the failure-free
+ * run's. A guest that never halts is compared once its inputs are consumed,
+ * it waits, and its outputs are drained.
+ */
+import { createHash } from "node:crypto";
+import type { ApiError, CreateGuestInput, KemariClient } from "../client.ts";
+import type { GuestStatus } from "../host/status.ts";
+
+export type Mode = "kemari" | "remus" | "none";
+const STEPS = ["before-transfer", "mid-transfer", "after-ack", "after-release"] as const;
+/** Fast failure detection, so a run with a crash takes a second, not the default's three. */
+const HEARTBEAT = { intervalMs: 20, timeoutMs: 300 };
+const RUN_TIMEOUT_MS = 120_000;
+
+export interface Observed {
+  state: string;
+  exitCode: number | null;
+  console: string;
+  packets: string[];
+  disk: string;
+}
+
+export interface Crash {
+  target: "primary" | "secondary";
+  at: (typeof STEPS)[number] | { instruction: number };
+}
+
+export interface CheckOptions {
+  mode: Mode;
+  runs: number;
+  seed: number;
+  inputs: Uint8Array[];
+  /** Extra create options (memory, disk, kemari…). */
+  create?: Partial<CreateGuestInput>;
+  out: (line: string) => void;
+  /** Redraw the progress line (a terminal), or null. */
+  progress: ((line: string) => void) | null;
+}
+
+export interface CheckResult {
+  verdict: "survives" | "differs" | "non-deterministic";
+  differences: string[];
+}
+
+/** xorshift32: a run's choices follow from its seed, so a failing run can be replayed. */
+export function prng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    return (x >>> 0) / 0x100000000;
+  };
+}
+
+/** The crash of run `i`: primary and secondary alternate (mode none: the primary only); half at an instruction count, half at a protocol step. */
+export function crashFor(rand: () => number, i: number, mode: Mode, instructions: number): Crash {
+  const target = mode === "none" || i % 2 === 0 ? "primary" : "secondary";
+  // Unprotected, there are no syncs, so no protocol steps: an instruction count always.
+  if (mode === "none" || rand() < 0.5) return { target, at: { instruction: 1 + Math.floor(rand() * Math.max(1, instructions - 1)) } };
+  return { target, at: STEPS[Math.floor(rand() * STEPS.length)] };
+}
+
+export function describeCrash(c: Crash): string {
+  return `crash ${c.target} at ${typeof c.at === "object" ? `instruction ${c.at.instruction}` : c.at}`;
+}
+
+/** The first way two runs differ, in words (null: the same). */
+export function firstDifference(want: Observed, got: Observed): string | null {
+  if (want.state !== got.state || want.exitCode !== got.exitCode) {
+    return `the guest ended ${got.state}${got.exitCode !== null ? ` (exit ${got.exitCode})` : ""}, not ${want.state}${want.exitCode !== null ? ` (exit ${want.exitCode})` : ""}`;
+  }
+  if (want.console !== got.console) {
+    let i = 0;
+    while (i < want.console.length && want.console[i] === got.console[i]) i++;
+    const around = (s: string) => JSON.stringify(s.slice(Math.max(0, i - 20), i + 40));
+    return `console differs at byte ${i}: expected ${around(want.console)}, got ${around(got.console)}`;
+  }
+  for (let i = 0; i < Math.max(want.packets.length, got.packets.length); i++) {
+    if (want.packets[i] !== got.packets[i]) return `packet ${i} differs: expected ${want.packets[i] ?? "none"}, got ${got.packets[i] ?? "none"}`;
+  }
+  if (want.disk !== got.disk) return `the disk differs (sha-256 ${want.disk.slice(0, 12)}… expected, ${got.disk.slice(0, 12)}… got)`;
+  return null;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const netRx = (s: GuestStatus) => s.devices.find((d) => d.kind === "net-rx");
+const ended = (s: GuestStatus) => s.state === "halted" || s.state === "crashed";
+/** Nothing more will come out: ended or waiting, no output on its way, no epoch holding any, no takeover under way. */
+const drained = (s: GuestStatus) =>
+  (ended(s) || s.state === "waiting") && s.outputsInFlight === 0 && (s.sync?.heldOutputs ?? 0) === 0 && !s.sync?.inFlight && s.protection !== "failing-over";
+
+/** One run: create, arm the crash, resume, feed the inputs, wait until drained; what the outside world saw. */
+export async function runOnce(c: KemariClient, image: CreateGuestInput["image"], o: Pick<CheckOptions, "mode" | "inputs" | "create">, crash: Crash | null): Promise<{ seen: Observed; final: GuestStatus }> {
+  const g = await c.create({ ...o.create, image, mode: o.mode, paused: true, ...(o.mode === "none" ? {} : { heartbeat: HEARTBEAT }) });
+  try {
+    if (crash) await c.fault(g.id, { target: crash.target, kind: "crash", at: crash.at });
+    await c.resume(g.id);
+    const deadline = Date.now() + RUN_TIMEOUT_MS;
+    let s = await c.status(g.id);
+    for (let k = 1; k <= o.inputs.length; k++) {
+      // Each packet after the guest has taken the one before and waits for more.
+      s = await settle(c, g.id, deadline);
+      if (ended(s)) break;
+      let generation = s.generation;
+      await c.send(g.id, o.inputs[k - 1]);
+      for (;;) {
+        s = await c.status(g.id);
+        if (ended(s) || ((netRx(s)?.rspProd ?? 0) >= k && drained(s))) break;
+        // A takeover resumed the guest from a checkpoint that never held the packet: send it again, as a client would.
+        if (s.generation !== generation && s.state === "waiting" && drained(s) && (netRx(s)?.rspProd ?? 0) < k) {
+          generation = s.generation;
+          await c.send(g.id, o.inputs[k - 1]);
+        }
+        if (Date.now() > deadline) throw new Error(`input ${k} was not consumed within ${RUN_TIMEOUT_MS / 1000} s`);
+        await sleep(20);
+      }
+    }
+    s = await settle(c, g.id, deadline);
+    return { seen: await observe(c, g.id, s), final: s };
+  } finally {
+    await c.remove(g.id).catch(() => undefined);
+  }
+}
+
+/** Wait until the guest has ended or waits with its outputs drained (twice in a row: a flight may be about to land). */
+async function settle(c: KemariClient, id: string, deadline: number): Promise<GuestStatus> {
+  let calm = 0;
+  let last = -1;
+  for (;;) {
+    const s = await c.status(id);
+    calm = drained(s) && s.instructions === last ? calm + 1 : 0;
+    last = s.instructions;
+    if (calm >= 2) return s;
+    if (Date.now() > deadline) throw new Error(`the guest did not settle within ${RUN_TIMEOUT_MS / 1000} s (state ${s.state})`);
+    await sleep(30);
+  }
+}
+
+async function observe(c: KemariClient, id: string, s: GuestStatus): Promise<Observed> {
+  let text = "";
+  for (let from = 0; ; ) {
+    const page = await c.console(id, from);
+    text += page.text;
+    if (page.next === from) break;
+    from = page.next;
+  }
+  const packets: string[] = [];
+  for (let from = 0; ; ) {
+    const r = await c.outbound(id, from);
+    for (const p of r.packets) packets.push(Buffer.from(p.data).toString("hex"));
+    if (r.next === from) break;
+    from = r.next;
+  }
+  const hash = createHash("sha256");
+  const per = 2048;
+  // A guest lost with its host (mode none) has no disk to read: its digest is that of nothing.
+  if (s.state !== "crashed" || !/lost/.test(s.crash?.reason ?? "")) {
+    for (let sector = 0; sector < s.diskSectors; sector += per) hash.update(await c.disk(id, sector, Math.min(per, s.diskSectors - sector)));
+  }
+  return { state: s.state, exitCode: s.exitCode, console: text, packets, disk: hash.digest("hex") };
+}
+
+function bar(done: number, total: number): string {
+  const width = 24;
+  const full = Math.round((done / Math.max(1, total)) * width);
+  return `[${"#".repeat(full)}${".".repeat(width - full)}] ${done}/${total}`;
+}
+
+/** The whole check; prints as it goes. */
+export async function check(c: KemariClient, image: CreateGuestInput["image"], o: CheckOptions): Promise<CheckResult> {
+  const total = o.runs + 2;
+  let done = 0;
+  const tick = () => o.progress?.(bar(++done, total));
+  o.out(`mode ${o.mode}, ${o.runs} runs with a crash, seed ${o.seed} (replay: --seed ${o.seed}), ${o.inputs.length} input packet(s)`);
+  const a = await runOnce(c, image, o, null);
+  tick();
+  const b = await runOnce(c, image, o, null);
+  tick();
+  const nd = firstDifference(a.seen, b.seen);
+  if (nd) {
+    o.out(`non-deterministic: two failure-free runs differ — ${nd}. Not judged (a guest that reads TIME or RANDOM, or races its inputs, differs from itself).`);
+    return { verdict: "non-deterministic", differences: [nd] };
+  }
+  const ref = a.seen;
+  o.out(`failure-free: ${ref.state}${ref.exitCode !== null ? ` (exit ${ref.exitCode})` : ""} after ${a.final.instructions} instructions; ${ref.console.length} console bytes, ${ref.packets.length} packets, disk ${ref.disk.slice(0, 12)}…; the same twice`);
+  const rand = prng(o.seed);
+  const differences: string[] = [];
+  for (let i = 0; i < o.runs; i++) {
+    const crash = crashFor(rand, i, o.mode, a.final.instructions);
+    let verdict: string;
+    try {
+      const r = await runOnce(c, image, o, crash);
+      const d = firstDifference(ref, r.seen);
+      const takeover = r.final.generation > 0 ? `, generation ${r.final.generation}` : "";
+      verdict = d ? `DIFFERS: ${d}` : `same${takeover}`;
+      if (d) differences.push(`${describeCrash(crash)}: ${d}`);
+    } catch (e) {
+      if ((e as ApiError).name !== "ApiError" && !(e instanceof Error && /within/.test(e.message))) throw e;
+      verdict = `DIFFERS: ${(e as Error).message}`;
+      differences.push(`${describeCrash(crash)}: ${(e as Error).message}`);
+    }
+    tick();
+    o.out(`run ${i + 1}/${o.runs}: ${describeCrash(crash)} — ${verdict}`);
+  }
+  if (differences.length === 0) {
+    o.out(`survives: ${o.runs} of ${o.runs} runs with a crash gave the same console, packets, exit code and disk`);
+    return { verdict: "survives", differences };
+  }
+  o.out(`differs: ${differences.length} of ${o.runs} runs; the first: ${differences[0]}`);
+  return { verdict: "differs", differences };
+}
+
+/** `--input FILE`: one packet per line, as text, or as hex after `hex:` (e.g. hex:0100000001000000). */
+export function parseInputs(text: string): Uint8Array[] {
+  const lines = text.split("\n");
+  if (lines.at(-1) === "") lines.pop();
+  return lines.map((line, i) => {
+    if (!line.startsWith("hex:")) return new TextEncoder().encode(line);
+    const h = line.slice(4).trim();
+    if (!/^([0-9a-fA-F]{2})+$/.test(h)) throw new Error(`--input line ${i + 1}: hex: needs an even number of hex digits`);
+    return Uint8Array.from(Buffer.from(h, "hex"));
+  });
+}
