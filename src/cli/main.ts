@@ -15,7 +15,7 @@ import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 
 import { ApiError, DEFAULT_TOKEN, DEFAULT_URL, KemariClient, type CreateGuestInput } from "../client.ts";
 import type { GuestStatus } from "../host/status.ts";
 import type { StreamMessage } from "../events/messages.ts";
-import { check, parseInputs, type Mode } from "./check.ts";
+import { check, parseInputs, RUN_TIMEOUT_MS, type Mode } from "./check.ts";
 
 export const EXIT = { ok: 0, difference: 1, usage: 2, refused: 3 } as const;
 
@@ -357,7 +357,8 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
     .option("--seed <s>", "the seed of the crashes (printed; give it to replay)", parseCount)
     .option("--input <file>", "inbound packets, one per line: text, or hex:0102…")
     .option("--memory <pages|size>", "guest memory: pages, or a size like 4MiB", parseMemory)
-    .action(async (file: string, o: { mode: Mode; runs: number; seed?: number; input?: string; memory?: number }) => {
+    .option("--timeout <seconds>", "how long one run may take to halt or settle", parseCount, RUN_TIMEOUT_MS / 1000)
+    .action(async (file: string, o: { mode: Mode; runs: number; seed?: number; input?: string; memory?: number; timeout: number }) => {
       const g = cli.opts<Globals>();
       const image = imageOf(readFileSync(file));
       const inputs = o.input ? parseInputs(readFileSync(o.input, "utf8")) : [];
@@ -375,6 +376,7 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
           seed,
           inputs,
           create: o.memory !== undefined ? { memoryPages: o.memory } : {},
+          timeoutMs: o.timeout * 1000,
           out: (line) => {
             if (tty) process.stderr.write("\r\x1b[K");
             if (!g.json) io.out(line);
