@@ -5,7 +5,8 @@ import { workers } from "./vitest.workers.ts";
 const assemblyAsText = {
   name: "assembly-as-text",
   transform(code: string, id: string) {
-    return id.endsWith(".s") ? { code: `export default ${JSON.stringify(code)};`, map: null } : undefined;
+    const text = id.endsWith(".s") || id.endsWith("swagger-ui-bundle.js") || id.endsWith("swagger-ui.css");
+    return text ? { code: `export default ${JSON.stringify(code)};`, map: null } : undefined;
   },
 };
 
@@ -18,11 +19,16 @@ export default defineConfig({
     projects: [
       {
         plugins: [workers()],
-        test: { name: "workers", include: ["test/**/*.test.ts"], exclude: ["test/sim/**"], testTimeout: 30_000 },
+        test: { name: "workers", include: ["test/**/*.test.ts"], exclude: ["test/sim/**", "test/node/**"], testTimeout: 30_000 },
       },
       {
         plugins: [assemblyAsText],
         test: { name: "sim", include: ["test/sim/**/*.test.ts"], environment: "node", testTimeout: 60_000 },
+      },
+      {
+        // What needs Node rather than workerd (the OpenAPI validator compiles schemas to code).
+        plugins: [assemblyAsText],
+        test: { name: "node", include: ["test/node/**/*.test.ts"], environment: "node" },
       },
     ],
   },

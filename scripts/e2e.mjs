@@ -300,6 +300,29 @@ async function main() {
     await demo.close();
   });
 
+  await step("the API reference (/api/docs) is linked from the dashboard and works offline, under its CSP", async () => {
+    const docs = await context.newPage();
+    watch(docs);
+    // Offline: any request that leaves this server fails.
+    const outside = [];
+    await docs.route("**/*", (route) => {
+      const url = route.request().url();
+      if (url.startsWith(BASE)) return route.continue();
+      outside.push(url);
+      return route.abort();
+    });
+    await docs.goto(`${BASE}/`);
+    await docs.click("#api-docs");
+    await docs.waitForURL(`${BASE}/api/docs`);
+    await docs.waitForSelector(".opblock", { timeout: 15_000 });
+    const operations = await docs.locator(".opblock").count();
+    if (operations < 15) throw new Error(`only ${operations} operations rendered`);
+    if (!(await docs.locator("button.authorize").count())) throw new Error("no Authorize button (the page asks for a token to try requests)");
+    if (outside.length) throw new Error(`the page asked outside the server: ${outside.join(", ")}`);
+    console.log(`    (${operations} operations rendered, nothing fetched from outside)`);
+    await docs.close();
+  });
+
   if (cspViolations.length) {
     results.push({ name: "nothing the page needs is blocked by its CSP", ok: false });
     throw new Error(`blocked by the CSP: ${cspViolations.join("; ")}`);

@@ -3,3 +3,13 @@ declare module "*.s" {
   const source: string;
   export default source;
 }
+
+/** Swagger UI's script and stylesheet, bundled as text for /api/docs (wrangler.toml `[[rules]]`). */
+declare module "swagger-ui-dist/swagger-ui-bundle.js" {
+  const source: string;
+  export default source;
+}
+declare module "swagger-ui-dist/swagger-ui.css" {
+  const source: string;
+  export default source;
+}

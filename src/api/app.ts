@@ -3,10 +3,12 @@
  * Object; input is validated here, in the Worker, before any object is
  * touched, so bad input never reaches an existing guest.
  */
-import { Hono, type Context } from "hono";
+import { OpenAPIHono, type Hook, type z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bearerAuth } from "hono/bearer-auth";
 import { bodyLimit } from "hono/body-limit";
+import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
-import type { z } from "zod";
 import type { Env } from "../env.ts";
 import { ERROR_STATUS, GuestError, unwrap } from "../host/errors.ts";
 import { DEFAULT_KEMARI, type GuestConfig } from "../host/guest-config.ts";
@@ -14,49 +16,34 @@ import { DEFAULT_PRIMARY_REGION, DEFAULT_SECONDARY_REGION } from "../kemari/plac
 import { ImageError } from "../image/image.ts";
 import { buildImage, encodeBase64 } from "../image/load.ts";
 import { PAGE_SIZE } from "../guest/memory.ts";
-import { requireToken } from "./auth.ts";
+import { tokensEqual } from "./auth.ts";
+import { mountDocs } from "./docs.ts";
 import { EXAMPLES } from "./examples.ts";
-import { openApiDocument } from "./openapi.ts";
 import { problem } from "./problem.ts";
-import { checkCreate, CreateGuest, heartbeatFor, DiskQuery, FaultRequest, FromQuery, GuestId, LIMITS, MemoryQuery, Step } from "./schemas.ts";
+import type { GuestList } from "./responses.ts";
+import { routes } from "./routes.ts";
+import { checkCreate, heartbeatFor, LIMITS } from "./schemas.ts";
 
 type App = { Bindings: Env };
 type C = Context<App>;
-
-/** A validation failure, turned into a problem naming the field at fault. */
-class Invalid extends Error {
-  constructor(readonly response: Response) {
-    super("invalid request");
-  }
-}
 
 function fieldOf(path: PropertyKey[]): string {
   return path.map(String).join(".");
 }
 
-function validate<S extends z.ZodType>(schema: S, input: unknown, where: "body" | "query"): z.infer<S> {
-  const r = schema.safeParse(input);
-  if (r.success) return r.data;
-  const errors = r.error.issues.map((i) => ({ field: fieldOf(i.path) || where, message: i.message }));
+/**
+ * A request that fails its route's schema: an RFC 9457 problem naming the
+ * field at fault (every issue in `errors`). A malformed guest id is a guest
+ * that does not exist: 404, as before any object is touched.
+ */
+const invalid: Hook<unknown, App, string, Response | undefined> = (result, c) => {
+  if (result.success) return undefined;
+  if (result.target === "param") return problem(404, `no guest '${c.req.param("id") ?? ""}'`, { field: "id" });
+  const where = result.target === "json" ? "body" : "query";
+  const errors = result.error.issues.map((i) => ({ field: fieldOf(i.path) || where, message: i.message }));
   const first = errors[0];
-  throw new Invalid(problem(400, `${first.field}: ${first.message}`, { field: first.field, errors }));
-}
-
-async function jsonBody(c: C): Promise<unknown> {
-  const type = c.req.header("content-type") ?? "";
-  if (!/^application\/(.+\+)?json\b/i.test(type)) throw new Invalid(problem(415, "the body must be JSON (Content-Type: application/json)"));
-  try {
-    return await c.req.json();
-  } catch {
-    throw new Invalid(problem(400, "the body is not valid JSON", { field: "body" }));
-  }
-}
-
-function guestId(c: C): string {
-  const id = c.req.param("id") ?? "";
-  if (!GuestId.safeParse(id).success) throw new Invalid(problem(404, `no guest '${id}'`, { field: "id" }));
-  return id;
-}
+  return problem(400, `${first.field}: ${first.message}`, { field: first.field, errors });
+};
 
 function switchOf(c: C, id: string) {
   return c.env.SWITCH.get(c.env.SWITCH.idFromName(id));
@@ -72,8 +59,13 @@ function newGuestId(): string {
 
 const tooLarge = (limit: number) => () => problem(413, `the body is larger than ${limit} bytes`);
 
-export function createApp(): Hono<App> {
-  const app = new Hono<App>();
+/** Refuse the request with a problem (thrown, so a handler's return type stays the route's documented one). */
+function fail(status: 400 | 404 | 409, detail: string, extra: Parameters<typeof problem>[2] = {}): never {
+  throw new HTTPException(status, { res: problem(status, detail, extra) });
+}
+
+export function createApp(): OpenAPIHono<App> {
+  const app = new OpenAPIHono<App>({ defaultHook: invalid });
 
   // Every API response: JSON and problems only, so a CSP that allows nothing; never framed;
   // no sniffing; no referrer. (The dashboard's assets get theirs from public/_headers.)
@@ -86,13 +78,25 @@ export function createApp(): Hono<App> {
     crossOriginResourcePolicy: "same-origin",
     strictTransportSecurity: false,
   });
-  app.use("*", async (c, next) => (c.req.header("upgrade")?.toLowerCase() === "websocket" ? next() : headers(c, next)));
+  // (Nor on /api/docs, whose page and assets carry their own, which allow this origin's scripts and styles.)
+  app.use("*", async (c, next) => (c.req.header("upgrade")?.toLowerCase() === "websocket" || c.req.path.startsWith("/api/docs") ? next() : headers(c, next)));
+  mountDocs(app);
 
-  app.get("/api/openapi.json", (c) => c.json(openApiDocument()));
+  // The document, generated from the routes below; it needs no token.
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
+  app.doc31("/api/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "Kemari on Durable Objects",
+      version: "0.1.0",
+      description: "Run RV32IM guests on Durable Objects, protected by Kemari or Remus. Every route except this document, /api/docs and GET / needs `Authorization: Bearer <API_TOKEN>`.",
+    },
+  });
+
   // The live event stream: a browser cannot set an Authorization header on a
   // WebSocket, so the token comes as the socket's first message (see src/events/messages.ts).
-  app.get("/api/guests/:id/events", async (c) => {
-    const id = guestId(c);
+  app.openapi(routes.events, async (c) => {
+    const { id } = c.req.valid("param");
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return problem(426, "this is a WebSocket endpoint (Upgrade: websocket)");
     // Before any token (it comes as the socket's first message): a stranger's request for an id
     // that is not a guest must not create its switch, and with it a database.
@@ -100,14 +104,28 @@ export function createApp(): Hono<App> {
     return switchOf(c, id).fetch(c.req.raw);
   });
 
-  app.use("/api/*", requireToken());
+  // Bearer tokens (hono/bearer-auth), compared in constant time; with no API_TOKEN configured, fail closed.
+  app.use("/api/*", async (c, next) => {
+    if (!c.env.API_TOKEN) return problem(401, "the API has no token configured (set the API_TOKEN secret); every request is refused");
+    return next();
+  });
+  app.use(
+    "/api/*",
+    bearerAuth({
+      verifyToken: (token, c: C) => tokensEqual(token, c.env.API_TOKEN ?? ""),
+      noAuthenticationHeader: { message: () => problem(401, "missing 'Authorization: Bearer <token>' header") },
+      invalidAuthenticationHeader: { message: () => problem(401, "the Authorization header must be 'Bearer <token>'") },
+      invalidToken: { message: () => problem(401, "invalid token") },
+    }),
+  );
 
-  app.get("/api/examples", (c) => c.json({ examples: EXAMPLES }));
+  app.openapi(routes.examples, (c) => c.json({ examples: EXAMPLES }, 200));
 
-  app.post("/api/guests", bodyLimit({ maxSize: LIMITS.createBodyBytes, onError: tooLarge(LIMITS.createBodyBytes) }), async (c) => {
-    const body = validate(CreateGuest, await jsonBody(c), "body");
+  app.on("POST", "/api/guests", bodyLimit({ maxSize: LIMITS.createBodyBytes, onError: tooLarge(LIMITS.createBodyBytes) }));
+  app.openapi(routes.create, async (c) => {
+    const body = c.req.valid("json");
     const wrong = checkCreate(body);
-    if (wrong) return problem(400, wrong.message, { field: wrong.field });
+    if (wrong) fail(400, wrong.message, { field: wrong.field });
     const memoryBytes = body.memoryPages * PAGE_SIZE;
     let image;
     try {
@@ -115,7 +133,7 @@ export function createApp(): Hono<App> {
     } catch (e) {
       if (!(e instanceof ImageError)) throw e;
       const field = `image.${Object.keys(body.image)[0]}`;
-      return problem(400, e.message, { field, ...e.detail });
+      fail(400, e.message, { field, ...e.detail });
     }
     const id = newGuestId();
     const config: GuestConfig = {
@@ -136,99 +154,97 @@ export function createApp(): Hono<App> {
     return c.json(status, 201, { location: `/api/guests/${id}` });
   });
 
-  app.get("/api/guests", async (c) => {
+  app.openapi(routes.list, async (c) => {
     const entries = await directory(c).list();
     const guests = await Promise.all(
       entries.map((e) =>
         switchOf(c, e.id)
           .status()
           .then(unwrap)
-          .catch((err: unknown) => ({ id: e.id, name: e.name, state: "unknown", error: String(err) })),
+          .catch((err: unknown) => ({ id: e.id, name: e.name, state: "unknown" as const, error: String(err) })),
       ),
     );
-    return c.json({ guests });
+    return c.json({ guests } as z.infer<typeof GuestList>, 200);
   });
 
-  app.get("/api/guests/:id", async (c) => c.json(unwrap(await switchOf(c, guestId(c)).status())));
+  app.openapi(routes.status, async (c) => c.json(unwrap(await switchOf(c, c.req.valid("param").id).status()), 200));
 
-  app.delete("/api/guests/:id", async (c) => {
-    const id = guestId(c);
+  app.openapi(routes.remove, async (c) => {
+    const { id } = c.req.valid("param");
     unwrap(await switchOf(c, id).destroy());
     await directory(c).remove(id);
     return c.body(null, 204);
   });
 
-  const json = bodyLimit({ maxSize: LIMITS.jsonBodyBytes, onError: tooLarge(LIMITS.jsonBodyBytes) });
-  app.post("/api/guests/:id/pause", async (c) => c.json(unwrap(await switchOf(c, guestId(c)).pause())));
-  app.post("/api/guests/:id/resume", async (c) => c.json(unwrap(await switchOf(c, guestId(c)).resume())));
-  app.post("/api/guests/:id/step", json, async (c) => {
-    const id = guestId(c);
-    const hasBody = (c.req.header("content-length") ?? "0") !== "0" || c.req.header("transfer-encoding");
-    const { instructions } = validate(Step, hasBody ? await jsonBody(c) : {}, "body");
-    return c.json(unwrap(await switchOf(c, id).step(instructions)));
+  const jsonLimit = bodyLimit({ maxSize: LIMITS.jsonBodyBytes, onError: tooLarge(LIMITS.jsonBodyBytes) });
+  app.openapi(routes.pause, async (c) => c.json(unwrap(await switchOf(c, c.req.valid("param").id).pause()), 200));
+  app.openapi(routes.resume, async (c) => c.json(unwrap(await switchOf(c, c.req.valid("param").id).resume()), 200));
+  app.on("POST", "/api/guests/:id/step", jsonLimit);
+  app.openapi(routes.step, async (c) => {
+    // No body (or no Content-Type): one instruction.
+    const { instructions = 1 } = c.req.valid("json");
+    return c.json(unwrap(await switchOf(c, c.req.valid("param").id).step(instructions)), 200);
   });
 
-  app.post("/api/guests/:id/faults", json, async (c) => {
-    const id = guestId(c);
-    const fault = validate(FaultRequest, await jsonBody(c), "body");
-    const { hosts } = unwrap(await switchOf(c, id).fault(fault));
+  app.on("POST", "/api/guests/:id/faults", jsonLimit);
+  app.openapi(routes.fault, async (c) => {
+    const fault = c.req.valid("json");
+    const { hosts } = unwrap(await switchOf(c, c.req.valid("param").id).fault(fault));
     return c.json({ ...fault, hosts }, 202);
   });
 
-  app.get("/api/guests/:id/console", async (c) => {
-    const id = guestId(c);
-    const { from } = validate(FromQuery, c.req.query(), "query");
-    return c.json(unwrap(await switchOf(c, id).console(from)));
+  app.openapi(routes.console, async (c) => c.json(unwrap(await switchOf(c, c.req.valid("param").id).console(c.req.valid("query").from)), 200));
+
+  app.on("POST", "/api/guests/:id/inbound", bodyLimit({ maxSize: LIMITS.packetBytes, onError: tooLarge(LIMITS.packetBytes) }));
+  app.openapi(routes.inbound, async (c) => {
+    const { id } = c.req.valid("param");
+    const packet = new Uint8Array(await c.req.arrayBuffer());
+    if (packet.length === 0) fail(400, "a packet must have at least one byte", { field: "body" });
+    unwrap(await switchOf(c, id).inbound(packet));
+    return c.json({ accepted: packet.length }, 202);
   });
 
-  app.post(
-    "/api/guests/:id/inbound",
-    bodyLimit({ maxSize: LIMITS.packetBytes, onError: tooLarge(LIMITS.packetBytes) }),
-    async (c) => {
-      const id = guestId(c);
-      const packet = new Uint8Array(await c.req.arrayBuffer());
-      if (packet.length === 0) return problem(400, "a packet must have at least one byte", { field: "body" });
-      unwrap(await switchOf(c, id).inbound(packet));
-      return c.json({ accepted: packet.length }, 202);
-    },
-  );
-
-  app.get("/api/guests/:id/outbound", async (c) => {
-    const id = guestId(c);
-    const { from } = validate(FromQuery, c.req.query(), "query");
-    const { packets, next } = unwrap(await switchOf(c, id).outbound(from));
-    return c.json({ packets: packets.map((p) => ({ index: p.index, data: encodeBase64(p.data) })), next });
+  app.openapi(routes.outbound, async (c) => {
+    const { packets, next } = unwrap(await switchOf(c, c.req.valid("param").id).outbound(c.req.valid("query").from));
+    return c.json({ packets: packets.map((p) => ({ index: p.index, data: encodeBase64(p.data) })), next }, 200);
   });
 
-  app.get("/api/guests/:id/memory", async (c) => {
-    const id = guestId(c);
-    const { addr, len } = validate(MemoryQuery, c.req.query(), "query");
-    return octets(unwrap(await switchOf(c, id).memory(addr, len)));
+  app.openapi(routes.memory, async (c) => {
+    const { addr, len } = c.req.valid("query");
+    return octets(unwrap(await switchOf(c, c.req.valid("param").id).memory(addr, len)));
   });
 
-  app.get("/api/guests/:id/disk", async (c) => {
-    const id = guestId(c);
-    const { sector, count, view } = validate(DiskQuery, c.req.query(), "query");
-    return octets(unwrap(await switchOf(c, id).disk(sector, count, view)));
+  app.openapi(routes.disk, async (c) => {
+    const { sector, count, view } = c.req.valid("query");
+    return octets(unwrap(await switchOf(c, c.req.valid("param").id).disk(sector, count, view)));
   });
 
   // A path the API has, asked with a method it does not take: 405, with the methods it does.
-  const routes = app.routes.filter((r) => r.method !== "ALL").map((r) => ({ method: r.method, pattern: routePattern(r.path) }));
+  const known = app.routes.filter((r) => r.method !== "ALL").map((r) => ({ method: r.method, pattern: routePattern(r.path) }));
   app.all("/api/*", (c) => {
     const path = new URL(c.req.url).pathname;
-    const allowed = [...new Set(routes.filter((r) => r.pattern.test(path)).map((r) => r.method))].sort();
+    const allowed = [...new Set(known.filter((r) => r.pattern.test(path)).map((r) => r.method))].sort();
     if (allowed.length > 0) return problem(405, `${path} does not take ${c.req.method}; it takes ${allowed.join(", ")}`, {}, { allow: allowed.join(", ") });
     return problem(404, `no route ${c.req.method} ${path}`);
   });
 
   app.onError((err, _c) => {
-    if (err instanceof Invalid) return err.response;
+    if (err instanceof HTTPException) return httpProblem(err);
     if (err instanceof GuestError) return problem(ERROR_STATUS[err.code], err.detail, err.field ? { field: err.field } : {});
     console.error("unhandled error", err instanceof Error ? err.stack : err);
     return problem(500, "internal error");
   });
 
   return app;
+}
+
+/** Hono's own exceptions (a bad Content-Type, malformed JSON, a refused token) as problems. */
+function httpProblem(err: HTTPException): Response {
+  const res = err.getResponse();
+  if (res.headers.get("content-type")?.startsWith("application/problem+json")) return res;
+  if (err.status === 415) return problem(415, "the body must be JSON (Content-Type: application/json)");
+  if (err.status === 400) return problem(400, /json/i.test(err.message) ? "the body is not valid JSON" : err.message, { field: "body" });
+  return problem(err.status, err.message || res.statusText);
 }
 
 /** A Hono route path ("/api/guests/:id/step") as a regular expression for one request path. */
