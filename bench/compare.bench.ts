@@ -7,12 +7,12 @@
  * Prints a table and a line `COMPARE_JSON {...}` that `npm run bench` turns
  * into bench/results.json and the chart bench/results.svg.
  */
-import { expect, it } from "vitest";
+import { it } from "vitest";
 import counter from "../guests/counter.s?raw";
 import journal from "../guests/journal.s?raw";
 import stress from "../guests/stress.s?raw";
 import type { GuestStatus } from "../src/host/status.ts";
-import { call, createGuest, outbound, status } from "../test/helpers/api.ts";
+import { client, createGuest, outbound, status } from "../test/helpers/api.ts";
 import { sleep, tune } from "../test/helpers/guests.ts";
 import { COMPUTE } from "./compute-guest.ts";
 
@@ -52,14 +52,14 @@ const done = (s: GuestStatus) => (s.state === "halted" || s.state === "crashed")
 async function runBatch(source: string, mode: Mode): Promise<{ ms: number; s: GuestStatus }> {
   const g = await createGuest({ asm: source }, { mode, paused: true, memoryPages: 256 });
   const t0 = Date.now();
-  await call("POST", `/api/guests/${g.id}/resume`);
+  await client.resume(g.id);
   let s = await status(g.id);
   while (!done(s)) {
     await sleep(2);
     s = await status(g.id);
   }
   const ms = Date.now() - t0;
-  await call("DELETE", `/api/guests/${g.id}`); // its memory, and its hosts', go back
+  await client.remove(g.id); // its memory, and its hosts', go back
   return { ms, s };
 }
 
@@ -75,8 +75,7 @@ async function runService(mode: Mode, requests = 40, intervalMs = 25): Promise<{
   const t0 = Date.now();
   for (let i = 1; i <= requests; i++) {
     const sent = Date.now();
-    const res = await call("POST", `/api/guests/${g.id}/inbound`, { raw: new Uint8Array(new Uint32Array([1, i]).buffer) });
-    expect(res.status).toBe(202);
+    await client.send(g.id, new Uint8Array(new Uint32Array([1, i]).buffer));
     for (;;) {
       const got = await outbound(g.id, i - 1);
       if (got.length > 0) break;
@@ -88,7 +87,7 @@ async function runService(mode: Mode, requests = 40, intervalMs = 25): Promise<{
   }
   const ms = Date.now() - t0;
   const final = await status(g.id);
-  await call("DELETE", `/api/guests/${g.id}`);
+  await client.remove(g.id);
   return { ms, s: final, latencies };
 }
 

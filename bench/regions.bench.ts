@@ -15,7 +15,7 @@ import counter from "../guests/counter.s?raw";
 import streamer from "../guests/streamer.s?raw";
 import workload from "../guests/workload.s?raw";
 import type { GuestStatus } from "../src/host/status.ts";
-import { call, createGuest, outbound, status, TOKEN } from "../test/helpers/api.ts";
+import { call, client, createGuest, outbound, status, TOKEN } from "../test/helpers/api.ts";
 import { decodeMessage, type StreamMessage } from "../src/events/messages.ts";
 import { sleep, tune } from "../test/helpers/guests.ts";
 import { COMPUTE, COMPUTE_ASYNC } from "./compute-guest.ts";
@@ -51,7 +51,7 @@ async function create(source: string, setup: Setup, rttMs: number, more: Record<
 async function batch(source: string, setup: Setup, rttMs: number): Promise<{ ms: number; s: GuestStatus }> {
   const g = await create(source, setup, rttMs, { paused: true });
   const t0 = Date.now();
-  await call("POST", `/api/guests/${g.id}/resume`);
+  await client.resume(g.id);
   let s = await status(g.id);
   while (!finished(s)) {
     await sleep(20);
@@ -59,7 +59,7 @@ async function batch(source: string, setup: Setup, rttMs: number): Promise<{ ms:
   }
   const ms = Date.now() - t0;
   if (VERBOSE) console.error(`${setup.name} at ${rttMs} ms: ${ms} ms, ${s.sync?.syncs ?? 0} syncs`);
-  await call("DELETE", `/api/guests/${g.id}`);
+  await client.remove(g.id);
   return { ms, s };
 }
 
@@ -84,8 +84,7 @@ async function service(setup: Setup, rttMs: number, requests: number): Promise<{
     for (let i = 1; i <= requests; i++) {
       const seen = replies.next(i - 1);
       const sent = Date.now();
-      const res = await call("POST", `/api/guests/${g.id}/inbound`, { raw: new Uint8Array(new Uint32Array([1, i]).buffer) });
-      expect(res.status).toBe(202);
+      await client.send(g.id, new Uint8Array(new Uint32Array([1, i]).buffer));
       const timeout = sleep(30_000).then(() => false);
       if (!(await Promise.race([seen.then(() => true), timeout]))) throw new Error(`${setup.name} at ${rttMs} ms: no reply to request ${i}; ${JSON.stringify(await status(g.id))}`);
       latencies.push(Date.now() - sent);
@@ -96,7 +95,7 @@ async function service(setup: Setup, rttMs: number, requests: number): Promise<{
   s = await status(g.id);
   // What the stream said is what the switch holds.
   expect((await outbound(g.id, 0)).length).toBe(requests);
-  await call("DELETE", `/api/guests/${g.id}`);
+  await client.remove(g.id);
   return { latencies, s };
 }
 
@@ -128,7 +127,7 @@ async function replyStream(id: string): Promise<{ next(index: number): Promise<v
 /** The streamer for `ms`: packets per second that reached the switch. */
 async function stream(setup: Setup, rttMs: number, ms: number): Promise<{ pps: number; s: GuestStatus }> {
   const g = await create(streamer, setup, rttMs, { paused: true });
-  await call("POST", `/api/guests/${g.id}/resume`);
+  await client.resume(g.id);
   await sleep(500); // past the start
   const a = await status(g.id);
   const t0 = Date.now();
@@ -136,7 +135,7 @@ async function stream(setup: Setup, rttMs: number, ms: number): Promise<{ pps: n
   const b = await status(g.id);
   const out = (s: GuestStatus) => s.counters.packetsOut - s.outputsInFlight;
   const pps = (out(b) - out(a)) / ((Date.now() - t0) / 1000);
-  await call("DELETE", `/api/guests/${g.id}`);
+  await client.remove(g.id);
   return { pps, s: b };
 }
 
@@ -148,7 +147,7 @@ async function stream(setup: Setup, rttMs: number, ms: number): Promise<{ pps: n
  */
 async function rate(source: string, setup: Setup, rttMs: number, ms: number): Promise<number> {
   const g = await create(source, setup, rttMs, { paused: true });
-  await call("POST", `/api/guests/${g.id}/resume`);
+  await client.resume(g.id);
   await sleep(300);
   const a = await status(g.id);
   const t0 = Date.now();
@@ -156,7 +155,7 @@ async function rate(source: string, setup: Setup, rttMs: number, ms: number): Pr
   const b = await status(g.id);
   const r = (b.instructions - a.instructions) / ((Date.now() - t0) / 1000);
   if (b.state !== "running" && b.state !== "waiting") throw new Error(`${setup.name}: the guest ended inside the window (${b.state}); make it longer`);
-  await call("DELETE", `/api/guests/${g.id}`);
+  await client.remove(g.id);
   return r;
 }
 

@@ -1,9 +1,18 @@
-/** Test helpers: call the Worker's API in-process, the way a client would. */
+/**
+ * Test helpers: the Worker's API in-process, the way a client would reach it
+ * — through the typed client (src/client.ts) the CLI uses, its fetch routed to
+ * the Worker; `call` stays for tests of the HTTP layer itself (statuses,
+ * headers, problems).
+ */
 import { exports } from "cloudflare:workers";
 import { expect } from "vitest";
+import { KemariClient, type CreateGuestInput, type FaultInput } from "../../src/client.ts";
 import type { GuestStatus } from "../../src/host/status.ts";
 
 export const TOKEN = "test-token";
+
+/** The typed client, its requests handled by the Worker in this process. */
+export const client = new KemariClient({ url: "http://localhost", token: TOKEN, fetch: (input, init) => exports.default.fetch(new Request(input, init)) });
 
 export interface CallOptions {
   body?: unknown;
@@ -31,11 +40,11 @@ export async function json<T = Record<string, unknown>>(res: Response, status: n
 
 /** Create a guest from assembly (or another image) and return its status. */
 export async function createGuest(image: object, extra: Record<string, unknown> = {}): Promise<GuestStatus> {
-  return json<GuestStatus>(await call("POST", "/api/guests", { body: { image, ...extra } }), 201);
+  return client.create({ image, ...extra } as CreateGuestInput);
 }
 
 export async function status(id: string): Promise<GuestStatus> {
-  return json<GuestStatus>(await call("GET", `/api/guests/${id}`), 200);
+  return client.status(id);
 }
 
 /** Poll the guest's status until `done` holds (the guest runs on its own alarm). */
@@ -51,39 +60,29 @@ export async function waitFor(id: string, done: (s: GuestStatus) => boolean, tim
 }
 
 export async function consoleText(id: string): Promise<string> {
-  return (await json<{ text: string }>(await call("GET", `/api/guests/${id}/console`), 200)).text;
+  return (await client.console(id)).text;
 }
 
 export async function outbound(id: string, from = 0): Promise<{ index: number; data: Uint8Array }[]> {
-  const r = await json<{ packets: { index: number; data: string }[] }>(await call("GET", `/api/guests/${id}/outbound?from=${from}`), 200);
-  return r.packets.map((p) => ({ index: p.index, data: Uint8Array.from(atob(p.data), (c) => c.charCodeAt(0)) }));
+  return (await client.outbound(id, from)).packets;
 }
 
 export async function sendPacket(id: string, data: Uint8Array): Promise<void> {
-  const res = await call("POST", `/api/guests/${id}/inbound`, { raw: data, headers: { "content-type": "application/octet-stream" } });
-  expect(res.status, await res.clone().text()).toBe(202);
+  await client.send(id, data);
 }
 
-export interface FaultBody {
-  target: "primary" | "secondary";
-  kind: "crash" | "partition" | "heal";
-  at?: "now" | "before-transfer" | "mid-transfer" | "after-ack" | "after-release" | { instruction: number };
-}
+export type FaultBody = FaultInput;
 
 export async function fault(id: string, body: FaultBody): Promise<void> {
-  const res = await call("POST", `/api/guests/${id}/faults`, { body });
-  expect(res.status, await res.clone().text()).toBe(202);
+  await client.fault(id, body);
 }
 
 export async function diskBytes(id: string, sector: number, count: number): Promise<Uint8Array> {
-  const res = await call("GET", `/api/guests/${id}/disk?sector=${sector}&count=${count}`);
-  expect(res.status).toBe(200);
-  return new Uint8Array(await res.arrayBuffer());
+  return client.disk(id, sector, count);
 }
 
 export async function resume(id: string): Promise<void> {
-  const res = await call("POST", `/api/guests/${id}/resume`);
-  expect(res.status, await res.clone().text()).toBe(200);
+  await client.resume(id);
 }
 
 /** Everything the outside world can see of a finished guest, to compare runs. */
