@@ -13,3 +13,9 @@ declare module "swagger-ui-dist/swagger-ui.css" {
   const source: string;
   export default source;
 }
+
+/** Built guest ELF files, bundled as bytes (wrangler.toml `[[rules]] type = "Data"`). */
+declare module "*.elf" {
+  const bytes: ArrayBuffer;
+  export default bytes;
+}
