@@ -1,8 +1,10 @@
 /**
- * A typed client for the HTTP API: what the `kemari` CLI uses, and any
- * program that drives guests. Request types come from the API's own zod
- * schemas (src/api/schemas.ts), responses from the types the API returns
- * (src/host/status.ts), so a change to either shows up here at compile time.
+ * A typed client for the HTTP API: what the `kemari` CLI, the tests, the
+ * bench and the soak use, and any program that drives guests. Its types are
+ * the routes' own schemas — requests from src/api/schemas.ts, responses from
+ * src/api/responses.ts, the ones the OpenAPI document is generated from and
+ * real responses are tested against — so a change to a route shows up here
+ * at compile time.
  * It runs wherever `fetch` does (Node ≥ 18, browsers, Workers); pass
  * `fetch` to route it elsewhere (a test's in-process Worker).
  *
@@ -10,8 +12,15 @@
  * answered (its title, detail and, where one is at fault, the field).
  */
 import type { z } from "zod";
+import type * as R from "./api/responses.ts";
 import type { CreateGuest, FaultRequest } from "./api/schemas.ts";
-import type { GuestStatus } from "./host/status.ts";
+
+export type GuestStatus = z.infer<typeof R.GuestStatus>;
+export type StepResult = z.infer<typeof R.StepResult>;
+export type ListedGuest = z.infer<typeof R.ListedGuest>;
+export type ConsolePage = z.infer<typeof R.ConsolePage>;
+export type FaultAccepted = z.infer<typeof R.FaultAccepted>;
+export type Examples = z.infer<typeof R.Examples>;
 
 /** The body of POST /api/guests, as a caller writes it (defaults may be left out). */
 export type CreateGuestInput = z.input<typeof CreateGuest>;
@@ -46,31 +55,9 @@ export interface ClientOptions {
   fetch?: typeof fetch;
 }
 
-export interface ListedGuest {
-  id: string;
-  name: string;
-  state: string;
-  mode?: string;
-  generation?: number;
-  protection?: string;
-  error?: string;
-}
-
-export interface ConsolePage {
-  text: string;
-  next: number;
-}
-
 export interface Packet {
   index: number;
   data: Uint8Array;
-}
-
-export interface FaultAccepted {
-  target: string;
-  kind: string;
-  at: string;
-  hosts: unknown;
 }
 
 export const DEFAULT_URL = "http://127.0.0.1:8787";
@@ -117,7 +104,7 @@ export class KemariClient {
     return (await res.json()) as T;
   }
 
-  examples(): Promise<{ examples: unknown[] }> {
+  examples(): Promise<Examples> {
     return this.json("GET", "/api/examples");
   }
 
@@ -146,7 +133,7 @@ export class KemariClient {
   }
 
   /** Run up to `instructions` of a paused guest (the API stops at a slice's worth: ask again for more). */
-  step(id: string, instructions = 1): Promise<{ executed: number } & Partial<GuestStatus>> {
+  step(id: string, instructions = 1): Promise<StepResult> {
     return this.json("POST", `/api/guests/${encodeURIComponent(id)}/step`, { instructions });
   }
 

@@ -12,7 +12,7 @@
  */
 import { createHash } from "node:crypto";
 import type { ApiError, CreateGuestInput, KemariClient } from "../client.ts";
-import type { GuestStatus } from "../host/status.ts";
+import type { GuestStatus } from "../client.ts";
 
 export type Mode = "kemari" | "remus" | "none";
 const STEPS = ["before-transfer", "mid-transfer", "after-ack", "after-release"] as const;

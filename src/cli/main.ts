@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { ApiError, DEFAULT_TOKEN, DEFAULT_URL, KemariClient, type CreateGuestInput } from "../client.ts";
-import type { GuestStatus } from "../host/status.ts";
+import type { GuestStatus } from "../client.ts";
 import type { StreamMessage } from "../events/messages.ts";
 import { check, parseInputs, RUN_TIMEOUT_MS, type Mode } from "./check.ts";
 
@@ -174,7 +174,7 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
     .action(async () => {
       const { c, g } = client();
       const { guests } = await c.list();
-      print(g, guests, () => (guests.length === 0 ? "no guests" : guests.map((x) => `${x.id}  ${x.name}  ${x.mode ?? ""}  ${x.state}`).join("\n")));
+      print(g, guests, () => (guests.length === 0 ? "no guests" : guests.map((x) => `${x.id}  ${x.name}  ${"mode" in x ? x.mode : ""}  ${x.state}`).join("\n")));
     });
 
   cli
