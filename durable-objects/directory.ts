@@ -1,35 +1,68 @@
-/** The list of guests: one object for the whole deployment, holding ids and names only. */
+/**
+ * The list of guests, sharded: guest ids are spread over DIRECTORY_SHARDS
+ * objects by a hash (src/api/directory.ts), so no single object takes every
+ * create, delete and list (a Durable Object serves ~1,000 requests a second).
+ * Each entry is a summary the guest's switch keeps up to date on coarse
+ * changes only — mode, generation, protection, and whether it runs, halted or
+ * crashed — never on a running/waiting flip: listing guests reads these
+ * summaries and calls no guest. Pages go newest first, by (createdAt, id).
+ */
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env.ts";
+import type { GuestSummary, SummaryChange } from "../src/api/summary.ts";
 
-export interface DirectoryEntry {
+type Row = {
   id: string;
   name: string;
-  createdAt: number;
-}
+  created_at: number;
+  mode: string | null;
+  generation: number | null;
+  protection: string | null;
+  state: GuestSummary["state"];
+};
 
 export class Directory extends DurableObject<Env> {
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS guests (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL)");
+    const sql = ctx.storage.sql;
+    sql.exec("CREATE TABLE IF NOT EXISTS guests (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL)");
+    // Summaries (2026-12): a directory stored before them gains the columns, empty until the guest's switch reports.
+    const columns = new Set(sql.exec<{ name: string }>("PRAGMA table_info(guests)").toArray().map((c) => c.name));
+    for (const [name, type] of [["mode", "TEXT"], ["generation", "INTEGER"], ["protection", "TEXT"], ["state", "TEXT"]]) {
+      if (!columns.has(name)) sql.exec(`ALTER TABLE guests ADD COLUMN ${name} ${type}`);
+    }
+    sql.exec("CREATE INDEX IF NOT EXISTS guests_newest ON guests (created_at DESC, id DESC)");
   }
 
-  add(entry: DirectoryEntry): void {
-    this.ctx.storage.sql.exec("INSERT INTO guests (id, name, created_at) VALUES (?, ?, ?)", entry.id, entry.name, entry.createdAt);
+  add(entry: GuestSummary): void {
+    this.ctx.storage.sql.exec(
+      "INSERT INTO guests (id, name, created_at, mode, generation, protection, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
+      entry.id, entry.name, entry.createdAt, entry.mode, entry.generation, entry.protection, entry.state,
+    );
   }
 
-  remove(id: string): void {
-    this.ctx.storage.sql.exec("DELETE FROM guests WHERE id = ?", id);
+  /** The guest's switch reports a coarse change. False: no such entry here. */
+  update(id: string, change: SummaryChange): boolean {
+    return this.ctx.storage.sql.exec(
+      "UPDATE guests SET mode = ?, generation = ?, protection = ?, state = ? WHERE id = ?",
+      change.mode, change.generation, change.protection, change.state, id,
+    ).rowsWritten > 0;
+  }
+
+  remove(id: string): boolean {
+    return this.ctx.storage.sql.exec("DELETE FROM guests WHERE id = ?", id).rowsWritten > 0;
   }
 
   has(id: string): boolean {
     return this.ctx.storage.sql.exec("SELECT 1 FROM guests WHERE id = ?", id).toArray().length > 0;
   }
 
-  list(): DirectoryEntry[] {
-    return this.ctx.storage.sql
-      .exec<{ id: string; name: string; created_at: number }>("SELECT id, name, created_at FROM guests ORDER BY created_at, id")
-      .toArray()
-      .map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at }));
+  /** Up to `limit` entries older than `before` (newest first; null: from the newest). */
+  page(limit: number, before: { createdAt: number; id: string } | null): GuestSummary[] {
+    const sql = this.ctx.storage.sql;
+    const rows = before
+      ? sql.exec<Row>("SELECT * FROM guests WHERE created_at < ? OR (created_at = ? AND id < ?) ORDER BY created_at DESC, id DESC LIMIT ?", before.createdAt, before.createdAt, before.id, limit)
+      : sql.exec<Row>("SELECT * FROM guests ORDER BY created_at DESC, id DESC LIMIT ?", limit);
+    return rows.toArray().map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at, mode: r.mode, generation: r.generation, protection: r.protection, state: r.state }));
   }
 }

@@ -23,6 +23,8 @@ import { tokensEqual } from "../src/api/auth.ts";
 import { OutputLog } from "./output-log.ts";
 import { encodeBase64 } from "../src/image/load.ts";
 import { Timeline, encodeMessage, event, type StreamEvent } from "../src/events/messages.ts";
+import { updateGuest } from "../src/api/directory.ts";
+import { SummaryReporter } from "../src/api/summary.ts";
 
 
 /** How long a new socket has to send its token. */
@@ -35,6 +37,10 @@ export class GuestSwitch extends DurableObject<Env> {
   private readonly outputs: OutputLog;
   /** The recent events, for dashboards that join late. */
   private readonly timeline = new Timeline();
+  /** The guest's summary in the directory, sent on coarse changes (src/api/summary.ts). */
+  private readonly summary = new SummaryReporter((change) => updateGuest(this.env, this.witness.meta?.config.id ?? "", change));
+  /** The guest's state as last seen (a status, or the stream): the summary's running/halted/crashed. */
+  private lastState: GuestStatus["state"] = "running";
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -62,7 +68,10 @@ export class GuestSwitch extends DurableObject<Env> {
         const m = JSON.parse(row.v) as SwitchMeta;
         return { ...m, takeover: m.takeover ?? null, formerSecondaries: m.formerSecondaries ?? [] };
       },
-      saveMeta: (meta) => void sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('switch', ?)", JSON.stringify(meta)),
+      saveMeta: (meta) => {
+        sql.exec("INSERT OR REPLACE INTO meta (k, v) VALUES ('switch', ?)", JSON.stringify(meta));
+        this.reportSummary(meta);
+      },
       recordOutputs: (outputs) => this.outputs.record(outputs),
       partitioned: () => sql.exec<{ name: string; region: string | null }>("SELECT name, region FROM partitioned").toArray().map((r) => ({ name: r.name, region: r.region })),
       setPartitioned: (h) => void (h ? sql.exec("INSERT OR REPLACE INTO partitioned (name, region) VALUES (?, ?)", h.name, h.region) : sql.exec("DELETE FROM partitioned")),
@@ -134,6 +143,17 @@ export class GuestSwitch extends DurableObject<Env> {
   publish(generation: number, events: StreamEvent[]): void {
     if (this.witness.meta?.generation !== generation) return;
     this.broadcast(events);
+    const states = events.filter((e) => e.type === "guest");
+    if (states.length > 0) {
+      this.lastState = states[states.length - 1].state as GuestStatus["state"];
+      this.reportSummary(this.witness.meta);
+    }
+  }
+
+  /** The directory's summary follows coarse changes (mode, generation, protection, halted/crashed); the reporter sends only those. */
+  private reportSummary(meta: SwitchMeta | null): void {
+    if (!meta) return;
+    this.summary.seen({ mode: meta.config.mode, generation: meta.generation, protection: meta.protection, state: meta.lost ? "crashed" : this.lastState });
   }
 
   private broadcast(events: StreamEvent[]): void {
@@ -227,8 +247,11 @@ export class GuestSwitch extends DurableObject<Env> {
     });
   }
 
-  private describe(): Promise<GuestStatus> {
-    return this.witness.describe((h) => h.status());
+  private async describe(): Promise<GuestStatus> {
+    const s = await this.witness.describe((h) => h.status());
+    this.lastState = s.state;
+    this.summary.seen(s);
+    return s;
   }
 
   status(): Promise<Outcome<GuestStatus>> {

@@ -30,7 +30,8 @@ export function makeApi(getToken) {
   const g = (id) => `/guests/${encodeURIComponent(id)}`;
   return {
     examples: () => request("GET", "/examples"),
-    guests: () => request("GET", "/guests"),
+    // A page of guests, newest first; `next` is the following page's cursor (null at the end).
+    guests: (cursor) => request("GET", `/guests?limit=50${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),
     create: (spec) => request("POST", "/guests", { json: spec }),
     status: (id, signal) => request("GET", g(id), { signal }),
     pause: (id) => request("POST", `${g(id)}/pause`),

@@ -115,9 +115,26 @@ $("create").addEventListener("submit", async (e) => {
 // ---- the guest list ----
 
 let guestList = [];
+/** The cursor of the list's next page (null: all shown). The list pages through the directory, 50 at a time. */
+let guestsNext = null;
 async function refreshGuests() {
   try {
-    guestList = (await api.guests()).guests;
+    const page = await api.guests();
+    guestList = page.guests;
+    guestsNext = page.next;
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  renderGuestList();
+}
+
+async function moreGuests() {
+  if (!guestsNext) return;
+  try {
+    const page = await api.guests(guestsNext);
+    guestList = guestList.concat(page.guests);
+    guestsNext = page.next;
   } catch (err) {
     showError(err);
     return;
@@ -127,7 +144,7 @@ async function refreshGuests() {
 
 function renderGuestList() {
   const ul = $("guests");
-  const items = [...guestList].sort((a, b) => (b.createdAt ?? 0) - (a.createdAt ?? 0));
+  const items = guestList; // newest first, as the API pages them
   ul.replaceChildren(
     ...items.map((g) => {
       const li = document.createElement("li");
@@ -137,7 +154,7 @@ function renderGuestList() {
       name.textContent = g.name;
       const meta = document.createElement("span");
       meta.className = "meta";
-      meta.textContent = `${g.mode ?? "?"} · ${g.state}${g.generation ? ` · gen ${g.generation}` : ""}`;
+      meta.textContent = `${g.mode ?? "?"} · ${g.state ?? "?"}${g.generation ? ` · gen ${g.generation}` : ""}`;
       li.append(name, meta);
       li.addEventListener("click", () => select(g.id));
       return li;
@@ -147,6 +164,16 @@ function renderGuestList() {
     const li = document.createElement("li");
     li.className = "none";
     li.textContent = "no guests yet";
+    ul.append(li);
+  }
+  if (guestsNext) {
+    const li = document.createElement("li");
+    const more = document.createElement("button");
+    more.id = "guests-more";
+    more.className = "small";
+    more.textContent = "more…";
+    more.addEventListener("click", () => void moreGuests());
+    li.append(more);
     ul.append(li);
   }
 }

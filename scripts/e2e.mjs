@@ -300,6 +300,25 @@ async function main() {
     await demo.close();
   });
 
+  await step("the guest list pages through the directory (50 at a time, then more…)", async () => {
+    const headers = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
+    const made = [];
+    for (let i = 0; i < 55; i++) {
+      const res = await fetch(`${BASE}/api/guests`, { method: "POST", headers, body: JSON.stringify({ image: { asm: "_start:\n  li a7, 0\n  ecall\n" }, mode: "none", name: `page ${i}` }) });
+      if (res.status !== 201) throw new Error(`create: ${res.status} ${await res.text()}`);
+      made.push((await res.json()).id);
+    }
+    await page.click("#refresh");
+    await page.waitForFunction(() => document.querySelectorAll("#guests li[data-id]").length === 50, null, { timeout: 10_000 });
+    await page.click("#guests-more");
+    await page.waitForFunction(() => document.querySelectorAll("#guests li[data-id]").length > 50, null, { timeout: 10_000 });
+    const shown = await page.locator("#guests li[data-id]").count();
+    const newest = await page.locator("#guests li[data-id] b").first().innerText();
+    if (newest !== "page 54") throw new Error(`the newest guest is not first: ${newest}`);
+    console.log(`    (${shown} guests shown after one "more…")`);
+    for (const id of made) await fetch(`${BASE}/api/guests/${id}`, { method: "DELETE", headers });
+  });
+
   await step("the API reference (/api/docs) is linked from the dashboard and works offline, under its CSP", async () => {
     const docs = await context.newPage();
     watch(docs);

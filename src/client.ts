@@ -112,8 +112,12 @@ export class KemariClient {
     return this.json("POST", "/api/guests", body);
   }
 
-  list(): Promise<{ guests: ListedGuest[] }> {
-    return this.json("GET", "/api/guests");
+  /** A page of guests, newest first; `next` is the cursor of the following page (null at the end). */
+  list(options: { limit?: number; cursor?: string } = {}): Promise<{ guests: ListedGuest[]; next: string | null }> {
+    const q = new URLSearchParams();
+    if (options.limit !== undefined) q.set("limit", String(options.limit));
+    if (options.cursor) q.set("cursor", options.cursor);
+    return this.json("GET", `/api/guests${q.size ? `?${q}` : ""}`);
   }
 
   status(id: string): Promise<GuestStatus> {

@@ -22,6 +22,9 @@ import { EXAMPLES } from "./examples.ts";
 import { problem } from "./problem.ts";
 import type { GuestList } from "./responses.ts";
 import { routes } from "./routes.ts";
+import { decodeCursor } from "./cursor.ts";
+import { addGuest, hasGuest, listGuests, removeGuest } from "./directory.ts";
+import { summaryOf } from "./summary.ts";
 import { checkCreate, heartbeatFor, LIMITS } from "./schemas.ts";
 
 type App = { Bindings: Env };
@@ -49,9 +52,6 @@ function switchOf(c: C, id: string) {
   return c.env.SWITCH.get(c.env.SWITCH.idFromName(id));
 }
 
-function directory(c: C) {
-  return c.env.DIRECTORY.get(c.env.DIRECTORY.idFromName("directory"));
-}
 
 function newGuestId(): string {
   return `g-${crypto.randomUUID().replaceAll("-", "").slice(0, 12)}`;
@@ -100,7 +100,7 @@ export function createApp(): OpenAPIHono<App> {
     if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return problem(426, "this is a WebSocket endpoint (Upgrade: websocket)");
     // Before any token (it comes as the socket's first message): a stranger's request for an id
     // that is not a guest must not create its switch, and with it a database.
-    if (!(await directory(c).has(id))) return problem(404, `no guest '${id}'`, { field: "id" });
+    if (!(await hasGuest(c.env, id))) return problem(404, `no guest '${id}'`, { field: "id" });
     return switchOf(c, id).fetch(c.req.raw);
   });
 
@@ -150,21 +150,14 @@ export function createApp(): OpenAPIHono<App> {
       kemari: { ...DEFAULT_KEMARI, ...body.kemari },
     };
     const status = unwrap(await switchOf(c, id).create(config, image, body.paused));
-    await directory(c).add({ id, name: config.name, createdAt: config.createdAt });
+    await addGuest(c.env, { id, name: config.name, createdAt: config.createdAt, ...summaryOf(status) });
     return c.json(status, 201, { location: `/api/guests/${id}` });
   });
 
   app.openapi(routes.list, async (c) => {
-    const entries = await directory(c).list();
-    const guests = await Promise.all(
-      entries.map((e) =>
-        switchOf(c, e.id)
-          .status()
-          .then(unwrap)
-          .catch((err: unknown) => ({ id: e.id, name: e.name, state: "unknown" as const, error: String(err) })),
-      ),
-    );
-    return c.json({ guests } as z.infer<typeof GuestList>, 200);
+    const { limit, cursor } = c.req.valid("query");
+    const page = await listGuests(c.env, limit, cursor ? decodeCursor(cursor) : null);
+    return c.json(page as z.infer<typeof GuestList>, 200);
   });
 
   app.openapi(routes.status, async (c) => c.json(unwrap(await switchOf(c, c.req.valid("param").id).status()), 200));
@@ -172,7 +165,7 @@ export function createApp(): OpenAPIHono<App> {
   app.openapi(routes.remove, async (c) => {
     const { id } = c.req.valid("param");
     unwrap(await switchOf(c, id).destroy());
-    await directory(c).remove(id);
+    await removeGuest(c.env, id);
     return c.body(null, 204);
   });
 

@@ -121,10 +121,22 @@ export const GuestStatus = z
 
 export const StepResult = z.strictObject({ ...GuestStatus.shape, executed: z.number().int().describe("instructions executed by this request (ask again for more)") }).openapi("StepResult");
 
-/** A guest in the list: its status, or what could not be read of it. */
-export const ListedGuest = z.union([GuestStatus, z.strictObject({ id: z.string(), name: z.string(), state: z.literal("unknown"), error: z.string() })]);
+/** A guest in the list: the summary its switch keeps in the directory (null: not reported yet, a guest listed before summaries). */
+export const ListedGuest = z
+  .strictObject({
+    id: z.string(),
+    name: z.string(),
+    createdAt: z.number(),
+    mode: z.enum(["none", "kemari", "remus"]).nullable(),
+    generation: z.number().int().nullable(),
+    protection: z.enum(["protected", "unprotected", "failing-over", "reprotecting"]).nullable(),
+    state: z.enum(["running", "halted", "crashed"]).nullable().describe("coarse: running also covers waiting, paused and a breakpoint (see the guest's status)"),
+  })
+  .openapi("ListedGuest");
 
-export const GuestList = z.strictObject({ guests: z.array(ListedGuest) }).openapi("GuestList");
+export const GuestList = z
+  .strictObject({ guests: z.array(ListedGuest).describe("newest first"), next: z.string().nullable().describe("the cursor of the next page; null at the end") })
+  .openapi("GuestList");
 
 export const Examples = z
   .strictObject({ examples: z.array(z.strictObject({ name: z.string(), title: z.string(), source: z.string().describe("assembly") })) })

@@ -6,7 +6,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { Accepted, ConsolePage, Examples, FaultAccepted, GuestList, GuestStatus, Outbound, Problem, StepResult } from "./responses.ts";
-import { CreateGuest, DiskQuery, FaultRequest, FromQuery, GuestId, MemoryQuery, Step } from "./schemas.ts";
+import { CreateGuest, DiskQuery, FaultRequest, FromQuery, GuestId, ListQuery, MemoryQuery, Step } from "./schemas.ts";
 
 const problem = (description: string) => ({ description, content: { "application/problem+json": { schema: Problem } } });
 const json = <S extends z.ZodType>(schema: S, description: string) => ({ description, content: { "application/json": { schema } } });
@@ -61,9 +61,10 @@ export const routes = {
   list: createRoute({
     method: "get",
     path: "/api/guests",
-    summary: "Every guest, with its status",
+    summary: "The guests, newest first, a page at a time (each a summary: no guest is called)",
     security,
-    responses: { 200: json(GuestList, "The guests"), 401: errors[401] },
+    request: { query: ListQuery },
+    responses: { 200: json(GuestList, "A page of guests, and the cursor of the next"), 400: errors[400], 401: errors[401] },
   }),
   status: createRoute({
     method: "get",

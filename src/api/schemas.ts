@@ -9,6 +9,7 @@ import { DEFAULT_EPOCH_MS, DEFAULT_HEARTBEAT, DEFAULT_KEMARI } from "../host/gue
 import { linkSpec } from "../protocol/link-model.ts";
 import { FAULT_KINDS, FAULT_STEPS, FAULT_TARGETS } from "../kemari/faults.ts";
 import { DEFAULT_PRIMARY_REGION, DEFAULT_SECONDARY_REGION, REGIONS } from "../kemari/placement.ts";
+import { decodeCursor, PAGE_DEFAULT, PAGE_MAX } from "./cursor.ts";
 
 export const LIMITS = {
   /** Decoded size of an ELF or flat image. */
@@ -144,6 +145,16 @@ export const DiskQuery = z.strictObject({
 });
 
 export const GuestId = z.string().regex(/^g-[0-9a-f]{12}$/);
+
+export const ListQuery = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(PAGE_MAX).default(PAGE_DEFAULT).describe(`guests per page (at most ${PAGE_MAX})`),
+  cursor: z
+    .string()
+    .max(128)
+    .refine((c) => decodeCursor(c) !== null, "not a cursor this API gave (use `next` from the page before)")
+    .optional()
+    .describe("where to go on: the previous page's `next`"),
+});
 
 export const FaultRequest = z
   .strictObject({

@@ -170,11 +170,25 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
 
   cli
     .command("ls")
-    .description("list the guests")
-    .action(async () => {
+    .description("list the guests, newest first, a page at a time")
+    .option("--limit <n>", "guests per page (at most 500)", parseCount, 50)
+    .option("--cursor <cursor>", "go on from a page's next")
+    .option("--all", "follow the pages to the end", false)
+    .action(async (o: { limit: number; cursor?: string; all: boolean }) => {
       const { c, g } = client();
-      const { guests } = await c.list();
-      print(g, guests, () => (guests.length === 0 ? "no guests" : guests.map((x) => `${x.id}  ${x.name}  ${"mode" in x ? x.mode : ""}  ${x.state}`).join("\n")));
+      let cursor = o.cursor;
+      for (;;) {
+        const { guests, next } = await c.list({ limit: o.limit, cursor });
+        if (g.json) io.out(JSON.stringify({ guests, next }));
+        else if (guests.length === 0 && !cursor) io.out("no guests");
+        else for (const x of guests) io.out(`${x.id}  ${x.name}  ${x.mode ?? "?"}  ${x.state ?? "?"}${x.generation ? `  generation ${x.generation}` : ""}`);
+        if (!next) break;
+        if (!o.all) {
+          if (!g.json) io.out(`more: kemari ls --cursor ${next}`);
+          break;
+        }
+        cursor = next;
+      }
     });
 
   cli
