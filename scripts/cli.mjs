@@ -171,7 +171,7 @@ try {
 
   check("rm deletes it", kemari(["rm", id]).code === 0);
   const listed = kemari(["ls", "--json"]);
-  check("ls no longer lists it", listed.code === 0 && !JSON.parse(listed.out).some((x) => x.id === id), listed.out.slice(0, 300));
+  check("ls no longer lists it", listed.code === 0 && !JSON.parse(listed.out).guests.some((x) => x.id === id), listed.out.slice(0, 300));
 } catch (e) {
   failures.push(String(e?.stack ?? e));
   console.log(String(e?.stack ?? e));
