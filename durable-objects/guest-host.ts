@@ -158,7 +158,24 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   fault(kind: FaultKind, at: FaultWhen): Promise<Outcome<void>> {
-    return outcome(() => this.faults.inject(kind, at));
+    return outcome(() => {
+      // A count the guest has already passed (the primary's, or the copy's on a secondary): the crash is now.
+      const reached = typeof at === "object" && at.instruction <= this.reachedInstructions();
+      this.faults.inject(kind, reached ? "now" : at);
+    });
+  }
+
+  /** The instruction count this host's guest (or its copy) has reached: where a crash at a count is measured. */
+  private reachedInstructions(): number {
+    const held = this.host.holds();
+    if (held.role === "primary") {
+      try {
+        return this.host.status().instructions;
+      } catch {
+        return 0;
+      }
+    }
+    return held.instructions ?? 0;
   }
 
   private cutOff(): void {

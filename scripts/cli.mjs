@@ -72,6 +72,13 @@ async function parsers() {
   check("--latency takes none, by-region, RTT and RTT:MBPS", JSON.stringify([cli.parseLatency("none"), cli.parseLatency("by-region"), cli.parseLatency("80"), cli.parseLatency("80:1000")]) === JSON.stringify(["none", "by-region", { rttMs: 80 }, { rttMs: 80, mbps: 1000 }]));
   check("--regions takes primary,secondary[,witness]", JSON.stringify(cli.parseRegions("weur,enam,apac")) === JSON.stringify({ primary: "weur", secondary: "enam", witness: "apac" }));
   const elf = new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 1, 1, 1, 0]);
+  let emptyRefused = false;
+  try {
+    cli.parseInputs("a\n\nb\n");
+  } catch (e) {
+    emptyRefused = /line 2/.test(e.message);
+  }
+  check("--input: CRLF lines, hex:, and an empty line refused naming it", emptyRefused && JSON.stringify(cli.parseInputs("ab\r\nhex:0102\r\n").map((p) => [...p])) === JSON.stringify([[97, 98], [1, 2]]));
   check("an image is told apart by content", "elf" in cli.imageOf(elf) && "asm" in cli.imageOf(new TextEncoder().encode("_start:\n\tj _start\n")) && "flat" in cli.imageOf(new Uint8Array([0x13, 0, 0, 0, 0xff, 0x01])));
 }
 

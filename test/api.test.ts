@@ -293,7 +293,17 @@ describe("examples", () => {
 
 describe("headers, methods and problem titles (#11)", () => {
   it("sends the security headers on every API response, answers and problems alike", async () => {
-    for (const res of [await call("GET", "/api/examples"), await call("GET", "/api/guests/g-000000000000"), await call("GET", "/api/examples", { token: null }), await call("GET", "/api/openapi.json")]) {
+    for (const res of [
+      await call("GET", "/api/examples"),
+      await call("GET", "/api/guests/g-000000000000"),
+      await call("GET", "/api/examples", { token: null }),
+      await call("GET", "/api/openapi.json"),
+      // Paths next to the API reference's own (which carry their own policy), and a refused WebSocket upgrade.
+      await call("GET", "/api/docsx", { token: null }),
+      await call("POST", "/api/docs", { token: null }),
+      await call("GET", "/api/docs/nothing", { token: null }),
+      await call("GET", "/api/guests/g-000000000000/events", { headers: { upgrade: "websocket" } }),
+    ]) {
       const csp = res.headers.get("content-security-policy") ?? "";
       expect(csp).toContain("default-src 'none'");
       expect(csp).toContain("frame-ancestors 'none'");

@@ -131,6 +131,16 @@ describe.each(VARIANTS)("$name", ({ mode, extra }) => {
       if (target === "primary") expect(final.failovers).toHaveLength(1);
     });
 
+    it("a step stops at a crash armed for an instruction count, and the crash happens there", async () => {
+      const g = await createGuest({ asm: journal }, { ...HEARTBEAT, mode, paused: true });
+      await fault(g.id, { target: "primary", kind: "crash", at: { instruction: 50 } });
+      // The host crashes at instruction 50, inside the step (the switch then asks the new primary to step).
+      const res = await call("POST", `/api/guests/${g.id}/step`, { body: { instructions: 200 } });
+      expect(res.status).toBe(200);
+      const s = await waitFor(g.id, reprotected(1));
+      expect(s.failovers).toHaveLength(1);
+    });
+
     const seeds = [11, 2024, 77777];
     it.each(seeds)("seed %i: a primary crash after n instructions changes nothing", async (seed) => {
       const rand = prng(seed);

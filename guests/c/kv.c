@@ -99,7 +99,7 @@ static void serve(u32 n) {
   if (clen == 3 && packet[cmd] == 'S' && packet[cmd + 1] == 'E' && packet[cmd + 2] == 'T') {
     if (at < n) at++; /* the one space before the value */
     u32 vlen = n - at;
-    if (vlen > VALUE_MAX) return reply("ERR value: at most 400 bytes");
+    if (vlen == 0 || vlen > VALUE_MAX) return reply("ERR value: 1..400 bytes"); /* an empty reply packet could not be sent */
     if (s == 0) return reply("ERR full");
     fill(&sector, 0, sizeof sector);
     sector.used = 1;

@@ -4,8 +4,8 @@
  * Hypercalls are ECALLs (number in a7); devices are Xen-style split drivers:
  * a ring is one 4 KiB page of guest memory holding 64 request/response slots,
  * the guest posts a request (submit), notifies the backend (kick), and waits
- * for its event channel (wait) until the backend has answered (rsp_prod moved
- * past the request). The backend's own cursors are not guest state: after a
+ * for its event channel (wait_events) until the backend has answered (rsp_prod
+ * moved past the request; reclaim takes the answered slots back). The backend's own cursors are not guest state: after a
  * failover the new primary's backend rebuilds them from the ring, so a guest
  * written against this header survives its host dying without knowing it.
  *
@@ -95,9 +95,24 @@ static inline u32 submit(struct ring *r, u32 op, const void *addr, u32 len, u32 
   return n;
 }
 
-/* Has request `n` been answered? */
+/* Has request `n` been answered? (If so, what the backend wrote — the response, a received packet — is read only after.) */
 static inline int answered(const struct ring *r, u32 n) {
-  return (i32)(r->rsp_prod - n) > 0;
+  int done = (i32)(r->rsp_prod - n) > 0;
+  __asm__ volatile("" ::: "memory");
+  return done;
+}
+
+/*
+ * Reclaim answered requests, as a driver that keeps its ring full does: the
+ * responses from *seen up to rsp_prod (that many slots are free again); *seen
+ * moves on. Their statuses are status_of(r, i) for i in the old *seen .. new.
+ */
+static inline u32 reclaim(const struct ring *r, u32 *seen) {
+  u32 upto = r->rsp_prod;
+  __asm__ volatile("" ::: "memory");
+  u32 n = upto - *seen;
+  *seen = upto;
+  return n;
 }
 
 /* The status of answered request `n`. */

@@ -17,7 +17,7 @@ import { ImageError } from "../image/image.ts";
 import { buildImage, encodeBase64 } from "../image/load.ts";
 import { PAGE_SIZE } from "../guest/memory.ts";
 import { tokensEqual } from "./auth.ts";
-import { mountDocs } from "./docs.ts";
+import { DOC_PATHS, mountDocs } from "./docs.ts";
 import { EXAMPLES } from "./examples.ts";
 import { problem } from "./problem.ts";
 import type { GuestList } from "./responses.ts";
@@ -59,6 +59,21 @@ function newGuestId(): string {
 
 const tooLarge = (limit: number) => () => problem(413, `the body is larger than ${limit} bytes`);
 
+/** The headers secureHeaders gives an API answer, for one built where the middleware cannot run (a refused WebSocket upgrade). */
+const SECURITY_HEADERS: Record<string, string> = {
+  "content-security-policy": "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+  "x-frame-options": "DENY",
+  "x-content-type-options": "nosniff",
+  "referrer-policy": "no-referrer",
+  "cross-origin-resource-policy": "same-origin",
+};
+
+function secured(res: Response): Response {
+  const out = new Response(res.body, res);
+  for (const [k, v] of Object.entries(SECURITY_HEADERS)) out.headers.set(k, v);
+  return out;
+}
+
 /** Refuse the request with a problem (thrown, so a handler's return type stays the route's documented one). */
 function fail(status: 400 | 404 | 409, detail: string, extra: Parameters<typeof problem>[2] = {}): never {
   throw new HTTPException(status, { res: problem(status, detail, extra) });
@@ -78,8 +93,13 @@ export function createApp(): OpenAPIHono<App> {
     crossOriginResourcePolicy: "same-origin",
     strictTransportSecurity: false,
   });
-  // (Nor on /api/docs, whose page and assets carry their own, which allow this origin's scripts and styles.)
-  app.use("*", async (c, next) => (c.req.header("upgrade")?.toLowerCase() === "websocket" || c.req.path.startsWith("/api/docs") ? next() : headers(c, next)));
+  // (Nor on the API reference's page and assets, which carry their own, allowing this origin's scripts and styles.)
+  app.use("*", async (c, next) => {
+    if (c.req.method === "GET" && DOC_PATHS.has(c.req.path)) return next();
+    if (c.req.header("upgrade")?.toLowerCase() !== "websocket") return headers(c, next);
+    await next();
+    if (c.res.status !== 101) c.res = secured(c.res); // a refused upgrade is an ordinary answer
+  });
   mountDocs(app);
 
   // The document, generated from the routes below; it needs no token.
@@ -114,7 +134,7 @@ export function createApp(): OpenAPIHono<App> {
     bearerAuth({
       verifyToken: (token, c: C) => tokensEqual(token, c.env.API_TOKEN ?? ""),
       noAuthenticationHeader: { message: () => problem(401, "missing 'Authorization: Bearer <token>' header") },
-      invalidAuthenticationHeader: { message: () => problem(401, "the Authorization header must be 'Bearer <token>'") },
+      invalidAuthenticationHeader: { message: () => problem(401, "the Authorization header must be 'Bearer <token>', the token in RFC 6750's characters (letters, digits, - . _ ~ + /, trailing =)") },
       invalidToken: { message: () => problem(401, "invalid token") },
     }),
   );

@@ -53,6 +53,9 @@ function serve(body: string, type: string): Response {
   });
 }
 
+/** The page and its assets: public, and with their own security headers. */
+export const DOC_PATHS = new Set(["/api/docs", "/api/docs/swagger-ui.css", "/api/docs/swagger-ui-bundle.js", "/api/docs/start.js"]);
+
 /** Mount the page and its assets (before the token check: they are public). */
 export function mountDocs<E extends object>(app: Hono<E>): void {
   app.get("/api/docs", () => serve(PAGE, "text/html; charset=utf-8"));

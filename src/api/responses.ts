@@ -41,6 +41,7 @@ const SyncStats = z.strictObject({
   deltaSaved: z.number().int(),
   frames: z.number().int(),
   sentPages: z.array(z.number().int()).describe("the page numbers sent (the first 1024)"),
+  instructions: z.number().int().describe("the guest's instruction count the checkpoint holds"),
 });
 
 const Sync = z

@@ -51,6 +51,8 @@ export interface CheckOptions {
 export interface CheckResult {
   verdict: "survives" | "differs" | "non-deterministic" | "unsettled";
   differences: string[];
+  /** Runs whose crash never happened (a primary crash with no takeover): neither passed nor failed. */
+  unexercised: number;
 }
 
 /** xorshift32: a run's choices follow from its seed, so a failing run can be replayed. */
@@ -64,12 +66,22 @@ export function prng(seed: number): () => number {
   };
 }
 
-/** The crash of run `i`: primary and secondary alternate (mode none: the primary only); half at an instruction count, half at a protocol step. */
-export function crashFor(rand: () => number, i: number, mode: Mode, instructions: number): Crash {
-  const target = mode === "none" || i % 2 === 0 ? "primary" : "secondary";
-  // Unprotected, there are no syncs, so no protocol steps: an instruction count always.
-  if (mode === "none" || rand() < 0.5) return { target, at: { instruction: 1 + Math.floor(rand() * Math.max(1, instructions - 1)) } };
-  return { target, at: STEPS[Math.floor(rand() * STEPS.length)] };
+/**
+ * The crash of random run `i`, at an instruction count: primary and secondary
+ * alternate (mode none: the primary only). The primary's count is any the
+ * guest reaches; the secondary's is within the last checkpoint the
+ * failure-free run had acknowledged (`acked`), so that the secondary does
+ * reach it (it crashes once it holds a checkpoint at or past the count).
+ */
+export function crashFor(rand: () => number, i: number, mode: Mode, instructions: number, acked: number): Crash {
+  const secondary = mode !== "none" && i % 2 === 1 && acked > 0;
+  const upTo = secondary ? acked : instructions;
+  return { target: secondary ? "secondary" : "primary", at: { instruction: 1 + Math.floor(rand() * Math.max(1, upTo - 1)) } };
+}
+
+/** A crash at each protocol step, of each host: the runs that follow the random ones (protected modes, when the guest syncs at all). */
+export function stepCrashes(): Crash[] {
+  return (["primary", "secondary"] as const).flatMap((target) => STEPS.map((at) => ({ target, at })));
 }
 
 export function describeCrash(c: Crash): string {
@@ -101,6 +113,18 @@ const ended = (s: GuestStatus) => s.state === "halted" || s.state === "crashed";
 const drained = (s: GuestStatus) =>
   (ended(s) || s.state === "waiting") && s.outputsInFlight === 0 && (s.sync?.heldOutputs ?? 0) === 0 && !s.sync?.inFlight && s.protection !== "failing-over";
 
+/** A request the API refuses with 503 (the guest is moving to a new primary): asked again until `deadline`, as a client would. */
+async function retrying<T>(deadline: number, f: () => Promise<T>): Promise<T> {
+  for (;;) {
+    try {
+      return await f();
+    } catch (e) {
+      if ((e as ApiError).name !== "ApiError" || (e as ApiError).status !== 503 || Date.now() > deadline) throw e;
+      await sleep(50);
+    }
+  }
+}
+
 /** One run: create, arm the crash, resume, feed the inputs, wait until drained; what the outside world saw. */
 export async function runOnce(c: KemariClient, image: CreateGuestInput["image"], o: Pick<CheckOptions, "mode" | "inputs" | "create" | "timeoutMs">, crash: Crash | null): Promise<{ seen: Observed; final: GuestStatus }> {
   const timeoutMs = o.timeoutMs ?? RUN_TIMEOUT_MS;
@@ -109,20 +133,20 @@ export async function runOnce(c: KemariClient, image: CreateGuestInput["image"],
     if (crash) await c.fault(g.id, { target: crash.target, kind: "crash", at: crash.at });
     await c.resume(g.id);
     const deadline = Date.now() + timeoutMs;
-    let s = await c.status(g.id);
+    let s = await retrying(deadline, () => c.status(g.id));
     for (let k = 1; k <= o.inputs.length; k++) {
       // Each packet after the guest has taken the one before and waits for more.
       s = await settle(c, g.id, deadline, timeoutMs);
       if (ended(s)) break;
       let generation = s.generation;
-      await c.send(g.id, o.inputs[k - 1]);
+      await retrying(deadline, () => c.send(g.id, o.inputs[k - 1]));
       for (;;) {
-        s = await c.status(g.id);
+        s = await retrying(deadline, () => c.status(g.id));
         if (ended(s) || ((netRx(s)?.rspProd ?? 0) >= k && drained(s))) break;
         // A takeover resumed the guest from a checkpoint that never held the packet: send it again, as a client would.
         if (s.generation !== generation && s.state === "waiting" && drained(s) && (netRx(s)?.rspProd ?? 0) < k) {
           generation = s.generation;
-          await c.send(g.id, o.inputs[k - 1]);
+          await retrying(deadline, () => c.send(g.id, o.inputs[k - 1]));
         }
         if (Date.now() > deadline) throw new Error(`input ${k} was not consumed within ${timeoutMs / 1000} s`);
         await sleep(20);
@@ -140,7 +164,7 @@ async function settle(c: KemariClient, id: string, deadline: number, timeoutMs: 
   let calm = 0;
   let last = -1;
   for (;;) {
-    const s = await c.status(id);
+    const s = await retrying(deadline, () => c.status(id));
     calm = drained(s) && s.instructions === last ? calm + 1 : 0;
     last = s.instructions;
     if (calm >= 2) return s;
@@ -181,10 +205,10 @@ function bar(done: number, total: number): string {
 
 /** The whole check; prints as it goes. */
 export async function check(c: KemariClient, image: CreateGuestInput["image"], o: CheckOptions): Promise<CheckResult> {
-  const total = o.runs + 2;
   let done = 0;
+  let total = o.runs + 2;
   const tick = () => o.progress?.(bar(++done, total));
-  o.out(`mode ${o.mode}, ${o.runs} runs with a crash, seed ${o.seed} (replay: --seed ${o.seed}), ${o.inputs.length} input packet(s)`);
+  o.out(`mode ${o.mode}, ${o.runs} runs with a crash at a random instruction count, seed ${o.seed} (replay: --seed ${o.seed}), ${o.inputs.length} input packet(s)`);
   let a: Awaited<ReturnType<typeof runOnce>>;
   let b: typeof a;
   try {
@@ -196,47 +220,68 @@ export async function check(c: KemariClient, image: CreateGuestInput["image"], o
     if (!(e instanceof Error && /within/.test(e.message))) throw e;
     // A guest that streams forever (or waits with outputs never drained) has no end to compare.
     o.out(`unsettled: without failures ${e.message}; a guest is compared once it halts, or waits with its inputs consumed and its outputs out. Not judged.`);
-    return { verdict: "unsettled", differences: [e.message] };
+    return { verdict: "unsettled", differences: [e.message], unexercised: 0 };
   }
   const nd = firstDifference(a.seen, b.seen);
   if (nd) {
     o.out(`non-deterministic: two failure-free runs differ — ${nd}. Not judged (a guest that reads TIME or RANDOM, or races its inputs, differs from itself).`);
-    return { verdict: "non-deterministic", differences: [nd] };
+    return { verdict: "non-deterministic", differences: [nd], unexercised: 0 };
   }
   const ref = a.seen;
+  const acked = a.final.sync?.last?.instructions ?? 0;
+  // Syncs after the first (full) checkpoint: the protocol steps have somewhere to happen.
+  const syncs = (a.final.sync?.syncs ?? 0) > 1;
   o.out(`failure-free: ${ref.state}${ref.exitCode !== null ? ` (exit ${ref.exitCode})` : ""} after ${a.final.instructions} instructions; ${ref.console.length} console bytes, ${ref.packets.length} packets, disk ${ref.disk.slice(0, 12)}…; the same twice`);
   const rand = prng(o.seed);
+  const plan: Crash[] = Array.from({ length: o.runs }, (_, i) => crashFor(rand, i, o.mode, a.final.instructions, acked));
+  if (o.mode !== "none") {
+    if (syncs) plan.push(...stepCrashes());
+    else o.out("no checkpoint after the first: the protocol steps are not exercised (the guest makes no output)");
+  }
+  total = plan.length + 2;
   const differences: string[] = [];
-  for (let i = 0; i < o.runs; i++) {
-    const crash = crashFor(rand, i, o.mode, a.final.instructions);
+  let unexercised = 0;
+  for (const [i, crash] of plan.entries()) {
     let verdict: string;
     try {
       const r = await runOnce(c, image, o, crash);
       const d = firstDifference(ref, r.seen);
-      const takeover = r.final.generation > 0 ? `, generation ${r.final.generation}` : "";
-      verdict = d ? `DIFFERS: ${d}` : `same${takeover}`;
-      if (d) differences.push(`${describeCrash(crash)}: ${d}`);
+      // A primary's crash shows: a takeover (a new generation), or, unprotected, the guest lost.
+      const fired = crash.target === "secondary" || r.final.generation > 0 || (o.mode === "none" && r.final.state === "crashed");
+      if (d) {
+        verdict = `DIFFERS: ${d}`;
+        differences.push(`${describeCrash(crash)}: ${d}`);
+      } else if (!fired) {
+        verdict = "not exercised: the crash never happened (no takeover)";
+        unexercised++;
+      } else verdict = `same${r.final.generation > 0 ? `, generation ${r.final.generation}` : ""}`;
     } catch (e) {
       if ((e as ApiError).name !== "ApiError" && !(e instanceof Error && /within/.test(e.message))) throw e;
       verdict = `DIFFERS: ${(e as Error).message}`;
       differences.push(`${describeCrash(crash)}: ${(e as Error).message}`);
     }
     tick();
-    o.out(`run ${i + 1}/${o.runs}: ${describeCrash(crash)} — ${verdict}`);
+    o.out(`run ${i + 1}/${plan.length}: ${describeCrash(crash)} — ${verdict}`);
+  }
+  const judged = plan.length - unexercised;
+  if (differences.length === 0 && judged === 0) {
+    o.out(`not judged: none of the ${plan.length} crashes happened`);
+    return { verdict: "unsettled", differences: ["no crash happened"], unexercised };
   }
   if (differences.length === 0) {
-    o.out(`survives: ${o.runs} of ${o.runs} runs with a crash gave the same console, packets, exit code and disk`);
-    return { verdict: "survives", differences };
+    o.out(`survives: ${judged} of ${plan.length} runs with a crash gave the same console, packets, exit code and disk${unexercised ? ` (${unexercised} crash${unexercised > 1 ? "es" : ""} never happened: not counted)` : ""}`);
+    return { verdict: "survives", differences, unexercised };
   }
-  o.out(`differs: ${differences.length} of ${o.runs} runs; the first: ${differences[0]}`);
-  return { verdict: "differs", differences };
+  o.out(`differs: ${differences.length} of ${plan.length} runs; the first: ${differences[0]}`);
+  return { verdict: "differs", differences, unexercised };
 }
 
 /** `--input FILE`: one packet per line, as text, or as hex after `hex:` (e.g. hex:0100000001000000). */
 export function parseInputs(text: string): Uint8Array[] {
-  const lines = text.split("\n");
+  const lines = text.split("\n").map((l) => l.replace(/\r$/, "")); // CRLF files too
   if (lines.at(-1) === "") lines.pop();
   return lines.map((line, i) => {
+    if (line === "" || line === "hex:") throw new Error(`--input line ${i + 1}: an empty packet (a packet has 1..4096 bytes)`);
     if (!line.startsWith("hex:")) return new TextEncoder().encode(line);
     const h = line.slice(4).trim();
     if (!/^([0-9a-fA-F]{2})+$/.test(h)) throw new Error(`--input line ${i + 1}: hex: needs an even number of hex digits`);

@@ -17,6 +17,8 @@ import type { GuestStatus } from "../client.ts";
 import type { StreamMessage } from "../events/messages.ts";
 import { check, parseInputs, RUN_TIMEOUT_MS, type Mode } from "./check.ts";
 
+export { parseInputs };
+
 export const EXIT = { ok: 0, difference: 1, usage: 2, refused: 3 } as const;
 
 /** Where output goes (tests capture it). */
@@ -61,6 +63,22 @@ export function parseLatency(v: string): "none" | "by-region" | { rttMs: number;
 function parseCount(v: string): number {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError("give a whole number");
   return Number(v);
+}
+
+function parsePositive(v: string): number {
+  const n = parseCount(v);
+  if (n < 1) throw new InvalidArgumentError("give at least 1");
+  return n;
+}
+
+function parseUrl(v: string): string {
+  try {
+    const u = new URL(v);
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error();
+  } catch {
+    throw new InvalidArgumentError("give an http(s) URL, e.g. http://127.0.0.1:8787");
+  }
+  return v;
 }
 
 /** The image in a file, by its content: an ELF (magic), assembly (text), or a flat binary (anything else). */
@@ -125,7 +143,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 export function program(io: Io = consoleIo, env: Record<string, string | undefined> = process.env): Command {
   const cli = new Command("kemari")
     .description("Drive Kemari guests: create, watch, inject failures; check that a guest survives them")
-    .addOption(new Option("--url <url>", "the API's origin (env KEMARI_URL)").default(env.KEMARI_URL ?? DEFAULT_URL))
+    .addOption(new Option("--url <url>", "the API's origin (env KEMARI_URL)").argParser(parseUrl).default(env.KEMARI_URL ?? DEFAULT_URL))
     .option("--token <token>", "the API token (env KEMARI_TOKEN)", env.KEMARI_TOKEN ?? DEFAULT_TOKEN)
     .option("--json", "print JSON (for machines)", false)
     .exitOverride()
@@ -367,7 +385,7 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
     .description("does the guest survive its hosts dying? Runs it without failures, then with crashes, and compares what came out")
     .argument("<file>", "the guest's image: assembly, ELF or flat binary")
     .addOption(new Option("--mode <mode>", "protection").choices(MODES).default("kemari"))
-    .option("--runs <n>", "runs with a crash", parseCount, 5)
+    .option("--runs <n>", "runs with a crash at a random instruction count (then one at each protocol step, of each host)", parsePositive, 5)
     .option("--seed <s>", "the seed of the crashes (printed; give it to replay)", parseCount)
     .option("--input <file>", "inbound packets, one per line: text, or hex:0102…")
     .option("--memory <pages|size>", "guest memory: pages, or a size like 4MiB", parseMemory)
@@ -375,7 +393,12 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
     .action(async (file: string, o: { mode: Mode; runs: number; seed?: number; input?: string; memory?: number; timeout: number }) => {
       const g = cli.opts<Globals>();
       const image = imageOf(readFileSync(file));
-      const inputs = o.input ? parseInputs(readFileSync(o.input, "utf8")) : [];
+      let inputs: Uint8Array[];
+      try {
+        inputs = o.input ? parseInputs(readFileSync(o.input, "utf8")) : [];
+      } catch (e) {
+        throw new CommanderError(EXIT.usage, "kemari.usage", (e as Error).message);
+      }
       const seed = o.seed ?? Math.floor(Math.random() * 0x7fffffff);
       // A server the user named (--url or KEMARI_URL) is used; otherwise a local runtime of our own, started here.
       const own = env.KEMARI_URL === undefined && cli.getOptionValueSource("url") === "default";
@@ -383,7 +406,7 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
       try {
         const c = new KemariClient({ url: runtime?.url ?? g.url, token: g.token });
         const tty = !g.json && process.stderr.isTTY;
-        io.out(`kemari check ${file}`);
+        if (!g.json) io.out(`kemari check ${file}`);
         const r = await check(c, image, {
           mode: o.mode,
           runs: o.runs,
@@ -431,7 +454,9 @@ export async function main(argv: string[], io: Io = consoleIo, env: Record<strin
     return EXIT.ok;
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === "commander.helpDisplayed" || e.code === "commander.version" || e.code === "commander.help") return EXIT.ok;
+      if (e.code === "commander.helpDisplayed" || e.code === "commander.version") return EXIT.ok;
+      // `kemari` with no command prints the help, and is a usage error.
+      if (e.code === "commander.help") return EXIT.usage;
       if (e.code === "kemari.difference") return EXIT.difference;
       if (e.code === "kemari.usage") io.err(`kemari: ${e.message}`);
       return EXIT.usage;
@@ -446,7 +471,8 @@ export async function main(argv: string[], io: Io = consoleIo, env: Record<strin
       io.err(`kemari: cannot reach the API at ${cli.opts<Globals>().url} (start it with npm start, or give --url)`);
       return EXIT.refused;
     }
-    if (e instanceof Error && (e as NodeJS.ErrnoException).code === "ENOENT") {
+    // A file that cannot be read (missing, a directory, not allowed): the command line named it.
+    if (e instanceof Error && ["ENOENT", "EISDIR", "EACCES", "ENOTDIR"].includes((e as NodeJS.ErrnoException).code ?? "")) {
       io.err(`kemari: ${e.message}`);
       return EXIT.usage;
     }

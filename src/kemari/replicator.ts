@@ -63,6 +63,8 @@ export interface SyncStats {
   frames: number;
   /** The page numbers sent, ascending (the first MAX_LISTED_PAGES: enough for a picture). */
   sentPages: number[];
+  /** The guest's instruction count the checkpoint holds. */
+  instructions: number;
 }
 
 /**
@@ -124,6 +126,11 @@ export class Captured implements PageKeeper {
 
   get seq(): number {
     return this.head.seq;
+  }
+
+  /** The guest's instruction count as taken. */
+  get instructions(): number {
+    return this.machine?.instret ?? 0;
   }
 
   get full(): boolean {
@@ -428,6 +435,7 @@ export class Replicator {
       deltaSaved,
       frames,
       sentPages: Array.from(pages.subarray(0, MAX_LISTED_PAGES)),
+      instructions: c.instructions,
     };
     this.totals.syncs++;
     this.totals.pages += stats.pages;

@@ -457,7 +457,10 @@ export class Host {
     }
     let executed = 0;
     await this.drive(async () => {
-      executed = await p.runner.step(instructions);
+      // A crash armed for an instruction count stops a step there too.
+      const left = this.io.faults.instructionsLeft?.(p.machine.cpu.instret) ?? Infinity;
+      executed = await p.runner.step(Math.min(instructions, left));
+      this.io.faults.ran?.(p.machine.cpu.instret);
     });
     this.touched();
     return { executed };
