@@ -16,7 +16,8 @@
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { execFileSync } from "node:child_process";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { chromium } from "playwright-core";
 import { startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
 
@@ -301,13 +302,12 @@ async function main() {
   });
 
   await step("the guest list pages through the directory (50 at a time, then more…)", async () => {
-    const headers = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" };
+    // Through the typed client (src/client.ts), as the CLI reaches the API: bin/kemari.mjs bundles it.
+    execFileSync(process.execPath, [join(root, "bin/kemari.mjs"), "--help"], { stdio: "ignore" });
+    const { KemariClient } = await import(pathToFileURL(join(root, ".wrangler/cli/kemari.mjs")).href);
+    const client = new KemariClient({ url: BASE, token: TOKEN });
     const made = [];
-    for (let i = 0; i < 55; i++) {
-      const res = await fetch(`${BASE}/api/guests`, { method: "POST", headers, body: JSON.stringify({ image: { asm: "_start:\n  li a7, 0\n  ecall\n" }, mode: "none", name: `page ${i}` }) });
-      if (res.status !== 201) throw new Error(`create: ${res.status} ${await res.text()}`);
-      made.push((await res.json()).id);
-    }
+    for (let i = 0; i < 55; i++) made.push((await client.create({ image: { asm: "_start:\n  li a7, 0\n  ecall\n" }, mode: "none", name: `page ${i}` })).id);
     await page.click("#refresh");
     await page.waitForFunction(() => document.querySelectorAll("#guests li[data-id]").length === 50, null, { timeout: 10_000 });
     await page.click("#guests-more");
@@ -316,7 +316,7 @@ async function main() {
     const newest = await page.locator("#guests li[data-id] b").first().innerText();
     if (newest !== "page 54") throw new Error(`the newest guest is not first: ${newest}`);
     console.log(`    (${shown} guests shown after one "more…")`);
-    for (const id of made) await fetch(`${BASE}/api/guests/${id}`, { method: "DELETE", headers });
+    for (const id of made) await client.remove(id);
   });
 
   await step("the API reference (/api/docs) is linked from the dashboard and works offline, under its CSP", async () => {

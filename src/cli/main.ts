@@ -18,6 +18,8 @@ import type { StreamMessage } from "../events/messages.ts";
 import { check, parseInputs, RUN_TIMEOUT_MS, type Mode } from "./check.ts";
 
 export { parseInputs };
+/** The typed client, for scripts that import this bundle (the e2e test). */
+export { KemariClient };
 
 export const EXIT = { ok: 0, difference: 1, usage: 2, refused: 3 } as const;
 
