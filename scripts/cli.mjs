@@ -70,6 +70,7 @@ async function parsers() {
   }
   check("--memory refuses a size that is not whole pages", refused);
   check("--latency takes none, by-region, RTT and RTT:MBPS", JSON.stringify([cli.parseLatency("none"), cli.parseLatency("by-region"), cli.parseLatency("80"), cli.parseLatency("80:1000")]) === JSON.stringify(["none", "by-region", { rttMs: 80 }, { rttMs: 80, mbps: 1000 }]));
+  check("--heartbeat takes INTERVAL:TIMEOUT", JSON.stringify(cli.parseHeartbeat("20:300")) === JSON.stringify({ intervalMs: 20, timeoutMs: 300 }));
   check("--regions takes primary,secondary[,witness]", JSON.stringify(cli.parseRegions("weur,enam,apac")) === JSON.stringify({ primary: "weur", secondary: "enam", witness: "apac" }));
   const elf = new Uint8Array([0x7f, 0x45, 0x4c, 0x46, 1, 1, 1, 0]);
   let emptyRefused = false;
@@ -115,9 +116,9 @@ try {
     onOutput: (chunk) => (serverLog = (serverLog + chunk.toString()).slice(-100_000)),
   });
 
-  const made = kemari(["create", "guests/echo.s", "--mode", "kemari", "--regions", "weur,enam", "--memory", "1MiB", "--name", "cli echo", "--json"]);
+  const made = kemari(["create", "guests/echo.s", "--mode", "kemari", "--regions", "weur,enam", "--memory", "1MiB", "--name", "cli echo", "--heartbeat", "100:1000", "--json"]);
   const g = made.code === 0 ? JSON.parse(made.out) : null;
-  check("create an echo guest (exit 0, its status as JSON)", g?.mode === "kemari" && g?.memoryPages === 256 && g?.name === "cli echo", JSON.stringify(made));
+  check("create an echo guest (exit 0, its status as JSON; the flags taken)", g?.mode === "kemari" && g?.memoryPages === 256 && g?.name === "cli echo" && g?.heartbeat?.timeoutMs === 1000 && g?.hosts?.primary?.region === "weur", JSON.stringify(made));
   const id = g.id;
 
   check("send a text packet", kemari(["send", id, "hello"]).out.trim() === "sent 5 bytes");

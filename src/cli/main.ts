@@ -62,6 +62,13 @@ export function parseLatency(v: string): "none" | "by-region" | { rttMs: number;
   return m[2] === undefined ? { rttMs: Number(m[1]) } : { rttMs: Number(m[1]), mbps: Number(m[2]) };
 }
 
+/** `--heartbeat INTERVAL:TIMEOUT` (milliseconds): how often the witness pings the primary, and after how long a silent one is failed over. */
+export function parseHeartbeat(v: string): { intervalMs: number; timeoutMs: number } {
+  const m = /^(\d+)(?:ms)?:(\d+)(?:ms)?$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError("give INTERVAL:TIMEOUT in milliseconds, e.g. 200:2000");
+  return { intervalMs: Number(m[1]), timeoutMs: Number(m[2]) };
+}
+
 function parseCount(v: string): number {
   if (!/^\d+$/.test(v)) throw new InvalidArgumentError("give a whole number");
   return Number(v);
@@ -169,6 +176,7 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
     .option("--disk <sectors>", "virtual disk in 512-byte sectors", parseCount)
     .option("--name <name>", "a name for the guest")
     .option("--epoch-ms <ms>", "mode remus: milliseconds between checkpoints", parseCount)
+    .option("--heartbeat <interval:timeout>", "protected modes: the witness's ping interval and failover timeout, ms (e.g. 200:2000)", parseHeartbeat)
     .addOption(new Option("--sync-on <events>", "mode kemari: which events need a checkpoint").choices(["outputs", "every-event"]))
     .option("--no-pipeline", "mode kemari: stop-and-wait (Kemari v1.0)")
     .option("--paused", "create it paused (resume it later)", false)
@@ -181,6 +189,7 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
       if (o.disk !== undefined) body.diskSectors = o.disk as number;
       if (o.name) body.name = o.name as string;
       if (o.epochMs !== undefined) body.epochMs = o.epochMs as number;
+      if (o.heartbeat !== undefined) body.heartbeat = o.heartbeat as CreateGuestInput["heartbeat"];
       if (o.syncOn !== undefined || o.pipeline === false) {
         body.kemari = { ...(o.syncOn ? { syncOn: o.syncOn as "outputs" | "every-event" } : {}), ...(o.pipeline === false ? { pipeline: false } : {}) };
       }
