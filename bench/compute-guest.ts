@@ -1,15 +1,8 @@
 /** The compute-bound guests the mode comparison and the regions bench share. */
+import { CONSOLE_START } from "../test/helpers/guests.ts";
 
 /** A compute-bound guest: 200 M instructions, a console line every ≈ 33 M (6 events). */
-export const COMPUTE = `
-.equ CONSOLE_PORT, 1
-_start:
-    li   a0, 0
-    la   a1, ring
-    li   a2, CONSOLE_PORT
-    li   a7, 3
-    ecall
-    li   s0, 6
+export const COMPUTE = `${CONSOLE_START}    li   s0, 6
 outer:
     li   s1, 8333333
 1:  addi s2, s2, 7

@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { nodeBinary, startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
+import { apiAnswers, killServer, nodeBinary, startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const PORT = Number(process.env.CHECK_PORT || 8795);
@@ -41,23 +41,11 @@ function tuned(name, values) {
 }
 
 async function cleanup() {
-  if (server && server.exitCode === null) {
-    try {
-      process.kill(-server.pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
+  killServer(server);
   rmSync(dir, { recursive: true, force: true });
 }
 
-async function serving() {
-  try {
-    return (await fetch(`${URL_}/api/examples`, { headers: { authorization: "Bearer dev" }, signal: globalThis.AbortSignal.timeout(2000) })).ok;
-  } catch {
-    return false;
-  }
-}
+const serving = () => apiAnswers(`${URL_}/api`, "dev");
 
 const timer = stopAfter({ name: "check", limitMs: 900_000, cleanup, onTimeout: () => console.log(serverLog.slice(-4000)) });
 const t0 = Date.now();

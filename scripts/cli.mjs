@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { nodeBinary, startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
+import { apiAnswers, killServer, nodeBinary, startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const PORT = Number(process.env.CLI_PORT || 8796);
@@ -39,23 +39,11 @@ function kemari(args, extraEnv = {}) {
 }
 
 async function cleanup() {
-  if (server && server.exitCode === null) {
-    try {
-      process.kill(-server.pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
+  killServer(server);
   rmSync(stateDir, { recursive: true, force: true });
 }
 
-async function serving() {
-  try {
-    return (await fetch(`${URL_}/api/examples`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: globalThis.AbortSignal.timeout(2000) })).ok;
-  } catch {
-    return false;
-  }
-}
+const serving = () => apiAnswers(`${URL_}/api`, TOKEN);
 
 /** The parsers, on the bundle bin/kemari.mjs builds. */
 async function parsers() {

@@ -17,7 +17,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
+import { apiAnswers, killServer, startWranglerDev, stopAfter } from "./wrangler-dev.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const PORT = Number(process.env.RESPONSIVE_PORT || 8797);
@@ -48,22 +48,10 @@ async function timed(f) {
   return Math.round(performance.now() - t0);
 }
 
-async function serving() {
-  try {
-    return (await fetch(`${API}/examples`, { headers: H, signal: globalThis.AbortSignal.timeout(2000) })).ok;
-  } catch {
-    return false;
-  }
-}
+const serving = () => apiAnswers(API, TOKEN);
 
 async function cleanup() {
-  if (server && server.exitCode === null) {
-    try {
-      process.kill(-server.pid, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }
+  killServer(server);
   rmSync(stateDir, { recursive: true, force: true });
 }
 

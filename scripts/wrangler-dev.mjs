@@ -1,4 +1,4 @@
-// Starting `wrangler dev` for the end-to-end scripts (e2e.mjs, restart.mjs):
+// Starting `wrangler dev` for the end-to-end scripts (e2e, restart, responsive, cli, check):
 // on 127.0.0.1 only, in its own process group (so workerd goes down with it),
 // with its output kept for the failure report.
 import { spawn } from "node:child_process";
@@ -52,4 +52,23 @@ export function stopAfter({ name, limitMs, cleanup, onTimeout = () => {} }) {
   }, limitMs);
   for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => void cleanup().finally(() => process.exit(130)));
   return timer;
+}
+
+/** Does the API at `api` (…/api) answer with `token`? What `startWranglerDev` waits for. */
+export async function apiAnswers(api, token) {
+  try {
+    return (await fetch(`${api}/examples`, { headers: { authorization: `Bearer ${token}` }, signal: globalThis.AbortSignal.timeout(2000) })).ok;
+  } catch {
+    return false;
+  }
+}
+
+/** Stop a server `startWranglerDev` started (its whole process group), if it still runs. */
+export function killServer(server) {
+  if (!server || server.exitCode !== null) return;
+  try {
+    process.kill(-server.pid, "SIGKILL");
+  } catch {
+    // already gone
+  }
 }

@@ -60,6 +60,17 @@ export interface Packet {
   data: Uint8Array;
 }
 
+/** What the outside world can see of a guest, to compare runs (the tests' and `kemari check`'s transparency oracle). */
+export interface Observed {
+  state: string;
+  exitCode: number | null;
+  console: string;
+  /** Each packet the guest sent, in net-tx order (as each comparer writes it). */
+  packets: string[];
+  /** A digest of the disk. */
+  disk: string;
+}
+
 export const DEFAULT_URL = "http://127.0.0.1:8787";
 export const DEFAULT_TOKEN = "dev";
 

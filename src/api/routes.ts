@@ -25,6 +25,18 @@ const Params = z.object({ id: GuestId.openapi({ param: { name: "id", in: "path" 
 const security = [{ bearer: [] }];
 const jsonBody = <S extends z.ZodType>(schema: S, required = true) => ({ required, content: { "application/json": { schema } } });
 
+/** POST /api/guests/{id}/<verb>: a control with no body that answers the guest's status. */
+function control<V extends string>(verb: V, summary: string) {
+  return createRoute({
+    method: "post",
+    path: `/api/guests/{id}/${verb}` as `/api/guests/{id}/${V}`,
+    summary,
+    security,
+    request: { params: Params },
+    responses: { 200: json(GuestStatus, "Its status"), 401: errors[401], 404: errors[404], 409: errors[409], 503: errors[503] },
+  });
+}
+
 export const routes = {
   events: createRoute({
     method: "get",
@@ -82,22 +94,8 @@ export const routes = {
     request: { params: Params },
     responses: { 204: { description: "Deleted" }, 401: errors[401], 404: errors[404] },
   }),
-  pause: createRoute({
-    method: "post",
-    path: "/api/guests/{id}/pause",
-    summary: "Pause a running or waiting guest",
-    security,
-    request: { params: Params },
-    responses: { 200: json(GuestStatus, "Its status"), 401: errors[401], 404: errors[404], 409: errors[409], 503: errors[503] },
-  }),
-  resume: createRoute({
-    method: "post",
-    path: "/api/guests/{id}/resume",
-    summary: "Resume a paused guest or one stopped at a breakpoint",
-    security,
-    request: { params: Params },
-    responses: { 200: json(GuestStatus, "Its status"), 401: errors[401], 404: errors[404], 409: errors[409], 503: errors[503] },
-  }),
+  pause: control("pause", "Pause a running or waiting guest"),
+  resume: control("resume", "Resume a paused guest or one stopped at a breakpoint"),
   step: createRoute({
     method: "post",
     path: "/api/guests/{id}/step",

@@ -11,7 +11,8 @@
  * it waits, and its outputs are drained.
  */
 import { createHash } from "node:crypto";
-import type { ApiError, CreateGuestInput, KemariClient } from "../client.ts";
+import type { ApiError, CreateGuestInput, KemariClient, Observed } from "../client.ts";
+import { Random } from "../sim/random.ts";
 import type { GuestStatus } from "../client.ts";
 
 export type Mode = "kemari" | "remus" | "none";
@@ -20,14 +21,6 @@ const STEPS = ["before-transfer", "mid-transfer", "after-ack", "after-release"] 
 const HEARTBEAT = { intervalMs: 20, timeoutMs: 300 };
 /** How long one run may take to settle, by default (`--timeout`). */
 export const RUN_TIMEOUT_MS = 60_000;
-
-export interface Observed {
-  state: string;
-  exitCode: number | null;
-  console: string;
-  packets: string[];
-  disk: string;
-}
 
 export interface Crash {
   target: "primary" | "secondary";
@@ -53,17 +46,6 @@ export interface CheckResult {
   differences: string[];
   /** Runs whose crash never happened (a primary crash with no takeover): neither passed nor failed. */
   unexercised: number;
-}
-
-/** xorshift32: a run's choices follow from its seed, so a failing run can be replayed. */
-export function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    return (x >>> 0) / 0x100000000;
-  };
 }
 
 /**
@@ -232,7 +214,9 @@ export async function check(c: KemariClient, image: CreateGuestInput["image"], o
   // Syncs after the first (full) checkpoint: the protocol steps have somewhere to happen.
   const syncs = (a.final.sync?.syncs ?? 0) > 1;
   o.out(`failure-free: ${ref.state}${ref.exitCode !== null ? ` (exit ${ref.exitCode})` : ""} after ${a.final.instructions} instructions; ${ref.console.length} console bytes, ${ref.packets.length} packets, disk ${ref.disk.slice(0, 12)}…; the same twice`);
-  const rand = prng(o.seed);
+  // The project's seeded source: a run's crashes follow from its seed, so a failing run can be replayed.
+  const random = new Random(o.seed);
+  const rand = () => random.next();
   const plan: Crash[] = Array.from({ length: o.runs }, (_, i) => crashFor(rand, i, o.mode, a.final.instructions, acked));
   if (o.mode !== "none") {
     if (syncs) plan.push(...stepCrashes());

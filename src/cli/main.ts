@@ -140,6 +140,24 @@ export function eventLine(m: StreamMessage): string {
   }
 }
 
+/**
+ * Read a paged stream (console bytes, packets) from `from`: `page` prints one
+ * page and says where the next starts. Without `follow`, until a page adds
+ * nothing; with it, on until the guest has halted or crashed.
+ */
+async function pages(c: KemariClient, id: string, from: number, follow: boolean, page: (from: number) => Promise<number>): Promise<void> {
+  for (;;) {
+    const next = await page(from);
+    const moved = next !== from;
+    from = next;
+    if (moved) continue; // more may be there already
+    if (!follow) return;
+    const s = await c.status(id);
+    if (s.state === "halted" || s.state === "crashed") return;
+    await sleep(250);
+  }
+}
+
 interface Globals {
   url: string;
   token: string;
@@ -270,21 +288,14 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
     .description("the guest's console output")
     .action(async (id: string, o: { follow: boolean }) => {
       const { c, g } = client();
-      let from = 0;
-      for (;;) {
+      await pages(c, id, 0, o.follow, async (from) => {
         const page = await c.console(id, from);
         if (page.text) {
           if (g.json) io.out(JSON.stringify(page));
           else process.stdout.write(page.text);
         }
-        const moved = page.next !== from;
-        from = page.next;
-        if (moved) continue; // more may be there already
-        if (!o.follow) break;
-        const s = await c.status(id);
-        if (s.state === "halted" || s.state === "crashed") break;
-        await sleep(250);
-      }
+        return page.next;
+      });
     });
 
   cli
@@ -316,18 +327,11 @@ export function program(io: Io = consoleIo, env: Record<string, string | undefin
     .description("packets the guest sent (index, then hex)")
     .action(async (id: string, o: { follow: boolean; from: number }) => {
       const { c, g } = client();
-      let from = o.from;
-      for (;;) {
+      await pages(c, id, o.from, o.follow, async (from) => {
         const r = await c.outbound(id, from);
         for (const p of r.packets) print(g, { index: p.index, hex: hex(p.data) }, () => `${p.index}  ${hex(p.data)}`);
-        const moved = r.next !== from;
-        from = r.next;
-        if (moved) continue;
-        if (!o.follow) break;
-        const s = await c.status(id);
-        if (s.state === "halted" || s.state === "crashed") break;
-        await sleep(250);
-      }
+        return r.next;
+      });
     });
 
   cli

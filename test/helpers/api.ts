@@ -6,7 +6,7 @@
  */
 import { exports } from "cloudflare:workers";
 import { expect } from "vitest";
-import { KemariClient, type CreateGuestInput, type FaultInput } from "../../src/client.ts";
+import { KemariClient, type CreateGuestInput, type FaultInput, type Observed } from "../../src/client.ts";
 import type { GuestStatus } from "../../src/host/status.ts";
 
 export const TOKEN = "test-token";
@@ -86,13 +86,7 @@ export async function resume(id: string): Promise<void> {
 }
 
 /** Everything the outside world can see of a finished guest, to compare runs. */
-export interface Observed {
-  state: string;
-  exitCode: number | null;
-  console: string;
-  packets: string[];
-  disk: string;
-}
+export type { Observed };
 
 export async function observe(id: string, sectors = 64): Promise<Observed> {
   const s = await status(id);
