@@ -10,6 +10,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { Env } from "../src/env.ts";
 import type { GuestSummary, SummaryChange } from "../src/api/summary.ts";
+import { Meter, meteredStorage, meterEntryPoints, type MeterReading } from "./meter.ts";
 
 type Row = {
   id: string;
@@ -22,9 +23,15 @@ type Row = {
 };
 
 export class Directory extends DurableObject<Env> {
+  /** What this object costs (meter.ts): read by the bench. */
+  readonly meter: Meter;
+  private readonly storage: DurableObjectStorage;
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    const sql = ctx.storage.sql;
+    this.meter = Meter.of(ctx.id);
+    this.storage = meteredStorage(ctx.storage, this.meter);
+    const sql = this.storage.sql;
     sql.exec("CREATE TABLE IF NOT EXISTS guests (id TEXT PRIMARY KEY, name TEXT NOT NULL, created_at INTEGER NOT NULL)");
     // Summaries (2026-12): a directory stored before them gains the columns, empty until the guest's switch reports.
     const columns = new Set(sql.exec<{ name: string }>("PRAGMA table_info(guests)").toArray().map((c) => c.name));
@@ -35,7 +42,7 @@ export class Directory extends DurableObject<Env> {
   }
 
   add(entry: GuestSummary): void {
-    this.ctx.storage.sql.exec(
+    this.storage.sql.exec(
       "INSERT INTO guests (id, name, created_at, mode, generation, protection, state) VALUES (?, ?, ?, ?, ?, ?, ?)",
       entry.id, entry.name, entry.createdAt, entry.mode, entry.generation, entry.protection, entry.state,
     );
@@ -43,26 +50,35 @@ export class Directory extends DurableObject<Env> {
 
   /** The guest's switch reports a coarse change. False: no such entry here. */
   update(id: string, change: SummaryChange): boolean {
-    return this.ctx.storage.sql.exec(
+    return this.storage.sql.exec(
       "UPDATE guests SET mode = ?, generation = ?, protection = ?, state = ? WHERE id = ?",
       change.mode, change.generation, change.protection, change.state, id,
     ).rowsWritten > 0;
   }
 
   remove(id: string): boolean {
-    return this.ctx.storage.sql.exec("DELETE FROM guests WHERE id = ?", id).rowsWritten > 0;
+    return this.storage.sql.exec("DELETE FROM guests WHERE id = ?", id).rowsWritten > 0;
   }
 
   has(id: string): boolean {
-    return this.ctx.storage.sql.exec("SELECT 1 FROM guests WHERE id = ?", id).toArray().length > 0;
+    return this.storage.sql.exec("SELECT 1 FROM guests WHERE id = ?", id).toArray().length > 0;
   }
 
   /** Up to `limit` entries older than `before` (newest first; null: from the newest). */
   page(limit: number, before: { createdAt: number; id: string } | null): GuestSummary[] {
-    const sql = this.ctx.storage.sql;
+    const sql = this.storage.sql;
     const rows = before
       ? sql.exec<Row>("SELECT * FROM guests WHERE created_at < ? OR (created_at = ? AND id < ?) ORDER BY created_at DESC, id DESC LIMIT ?", before.createdAt, before.createdAt, before.id, limit)
       : sql.exec<Row>("SELECT * FROM guests ORDER BY created_at DESC, id DESC LIMIT ?", limit);
     return rows.toArray().map((r) => ({ id: r.id, name: r.name, createdAt: r.created_at, mode: r.mode, generation: r.generation, protection: r.protection, state: r.state }));
   }
+
+  benchMeter(resetPeak = false): MeterReading {
+    const reading = this.meter.reading(this.ctx.storage.sql.databaseSize);
+    if (resetPeak) this.meter.resetPeak();
+    return reading;
+  }
 }
+
+// Every entry point is a billed request (meter.ts); the bench hook is not counted.
+meterEntryPoints(Directory, "request", ["add", "update", "remove", "has", "page"]);

@@ -24,19 +24,20 @@ import { HostFaults } from "./host-faults.ts";
 import { SqlHostStore } from "./host-store.ts";
 import { Outbox } from "./outbox.ts";
 import { benchFloor, benchSync, benchWrite, type BenchSyncResult } from "./host-bench.ts";
+import { Meter, meteredStorage, meterEntryPoints, type MeterReading } from "./meter.ts";
 
 export type { PingReply } from "../src/protocol/ports.ts";
 
 /** Frames at least this large are sent after a timer turn (see peer.receive). */
 const TURN_BEFORE_FRAME_BYTES = 512 * 1024;
 
-/** Wait for a timer: workerd takes in requests from outside only once its event loop goes idle. */
-const turn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
-
 /** How long the alarm waits before it checks on the pump. */
 const BACKSTOP_MS = 1000;
 
 export class GuestHost extends DurableObject<Env> {
+  /** What this object costs (meter.ts): read by the bench. */
+  readonly meter: Meter;
+  private readonly storage: DurableObjectStorage;
   private readonly store: SqlHostStore;
   private readonly faults: HostFaults;
   private readonly outbox: Outbox;
@@ -45,14 +46,17 @@ export class GuestHost extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.store = new SqlHostStore(ctx.storage);
+    this.meter = Meter.of(ctx.id);
+    this.storage = meteredStorage(ctx.storage, this.meter);
+    this.store = new SqlHostStore(this.storage);
     this.faults = new HostFaults(ctx, this.store.replica, this.store.idle, () => this.host.idleSaveCleared());
     this.outbox = new Outbox(
       () => (this.host.role.kind === "primary" ? { primary: this.host.role.primary, generation: this.host.role.generation } : null),
       (g, events) => this.faults.net<void>(() => this.switchStub().publish(g, events)),
+      this.meter,
     );
     const io: HostIO = {
-      clock: { now: () => Date.now(), sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) },
+      clock: { now: () => Date.now(), sleep: (ms, cancel) => this.meter.sleep(ms, cancel) },
       store: this.store,
       witness: this.witnessLink(),
       peer: (place) => {
@@ -63,7 +67,7 @@ export class GuestHost extends DurableObject<Env> {
           // A small one does not: a timer turn cost the usual sync of a few pages ~1.5 ms locally.
           receive: (frame) =>
             this.faults.net<SyncReply>(async () => {
-              if (frame.byteLength >= TURN_BEFORE_FRAME_BYTES) await turn();
+              if (frame.byteLength >= TURN_BEFORE_FRAME_BYTES) await this.turn();
               return stub.receive(frame);
             }),
           diskWrite: (g, s, d) => this.faults.net<SyncReply>(() => stub.diskWrite(g, s, d)),
@@ -126,7 +130,7 @@ export class GuestHost extends DurableObject<Env> {
   private async holdReprotection(frame: Uint8Array): Promise<void> {
     const ms = Number(this.env.TEST_HOLD_REPROTECTION_MS ?? 0);
     if (ms > 0 && this.host.role.kind === "secondary" && this.host.role.generation >= 1 && isFullFrame(frame)) {
-      await new Promise((resolve) => setTimeout(resolve, ms));
+      await this.meter.sleep(ms);
     }
   }
 
@@ -222,8 +226,9 @@ export class GuestHost extends DurableObject<Env> {
 
   async destroy(): Promise<void> {
     await this.host.destroy();
-    await this.ctx.storage.deleteAlarm();
-    await this.ctx.storage.deleteAll();
+    await this.storage.deleteAlarm();
+    await this.storage.deleteAll();
+    Meter.forget(this.ctx.id);
   }
 
   // ---- Driving the guest ----
@@ -232,12 +237,12 @@ export class GuestHost extends DurableObject<Env> {
   private async schedule(): Promise<void> {
     if (!this.host.runnable) return;
     if (!this.kick) {
-      this.kick = setTimeout(() => {
+      this.kick = this.meter.setTimeout(() => {
         this.kick = null;
         void this.pump();
       }, 0);
     }
-    if ((await this.ctx.storage.getAlarm()) === null) await this.ctx.storage.setAlarm(Date.now() + BACKSTOP_MS);
+    if ((await this.storage.getAlarm()) === null) await this.storage.setAlarm(Date.now() + BACKSTOP_MS);
   }
 
   private async pump(): Promise<void> {
@@ -251,7 +256,7 @@ export class GuestHost extends DurableObject<Env> {
       return;
     }
     void this.pump();
-    if (this.host.runnable) await this.ctx.storage.setAlarm(Date.now() + BACKSTOP_MS);
+    if (this.host.runnable) await this.storage.setAlarm(Date.now() + BACKSTOP_MS);
   }
 
   /**
@@ -266,7 +271,12 @@ export class GuestHost extends DurableObject<Env> {
    */
   private async yieldToRequests(): Promise<void> {
     this.outbox.flushIfDue();
-    await turn();
+    await this.turn();
+  }
+
+  /** Wait for a timer: workerd takes in requests from outside only once its event loop goes idle. */
+  private turn(): Promise<void> {
+    return this.meter.sleep(0);
   }
 
   // ---- Measurement hooks for `npm run bench` (no API route reaches them; host-bench.ts) ----
@@ -277,6 +287,12 @@ export class GuestHost extends DurableObject<Env> {
 
   benchFloor(rounds: number, pages: number): Promise<{ ms: number; emptyMs: number; carryMs: number }> {
     return benchFloor(this.hostStub(this.host.guest().secondary!), rounds, pages);
+  }
+
+  benchMeter(resetPeak = false): MeterReading {
+    const reading = this.meter.reading(this.ctx.storage.sql.databaseSize);
+    if (resetPeak) this.meter.resetPeak();
+    return reading;
   }
 
   benchNothing(): number {
@@ -296,3 +312,7 @@ export class GuestHost extends DurableObject<Env> {
 function isFullFrame(frame: Uint8Array): boolean {
   return frame.length >= 8 && (new DataView(frame.buffer, frame.byteOffset).getUint16(6, true) & FLAG_FULL) !== 0;
 }
+
+// Every entry point is a billed request (meter.ts); the bench hooks are not counted.
+meterEntryPoints(GuestHost, "request", ["start", "init", "receive", "diskWrite", "promote", "holds", "ping", "retire", "fault", "status", "pause", "resume", "step", "inbound", "readMemory", "readDisk", "replicaStatus", "destroy"]);
+meterEntryPoints(GuestHost, "alarm", ["alarm"]);

@@ -25,6 +25,7 @@ import { encodeBase64 } from "../src/image/load.ts";
 import { Timeline, encodeMessage, event, type StreamEvent } from "../src/events/messages.ts";
 import { updateGuest } from "../src/api/directory.ts";
 import { SummaryReporter } from "../src/api/summary.ts";
+import { Meter, meteredStorage, meterEntryPoints, type MeterReading } from "./meter.ts";
 
 
 /** How long a new socket has to send its token. */
@@ -33,6 +34,9 @@ const AUTH_WITHIN_MS = 5000;
 const MAX_EVENT_BYTES = 256;
 
 export class GuestSwitch extends DurableObject<Env> {
+  /** What this object costs (meter.ts): read by the bench. */
+  readonly meter: Meter;
+  private readonly storage: DurableObjectStorage;
   private readonly witness: Witness<ReturnType<GuestSwitch["host"]>>;
   private readonly outputs: OutputLog;
   /** The recent events, for dashboards that join late. */
@@ -44,12 +48,14 @@ export class GuestSwitch extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    const sql = ctx.storage.sql;
+    this.meter = Meter.of(ctx.id);
+    this.storage = meteredStorage(ctx.storage, this.meter);
+    const sql = this.storage.sql;
     sql.exec("CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
     sql.exec("CREATE TABLE IF NOT EXISTS partitioned (name TEXT PRIMARY KEY, region TEXT)");
-    this.outputs = new OutputLog(ctx.storage);
+    this.outputs = new OutputLog(this.storage);
     this.witness = new Witness({
-      clock: { now: () => Date.now(), sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)) },
+      clock: { now: () => Date.now(), sleep: (ms, cancel) => this.meter.sleep(ms, cancel) },
       store: this.store(),
       host: (place) => this.host(place),
       setAlarm: (at) => void this.alarmAt(at),
@@ -60,7 +66,7 @@ export class GuestSwitch extends DurableObject<Env> {
   }
 
   private store(): WitnessStore {
-    const sql = this.ctx.storage.sql;
+    const sql = this.storage.sql;
     return {
       loadMeta: () => {
         const row = sql.exec<{ v: string }>("SELECT v FROM meta WHERE k = 'switch'").toArray()[0];
@@ -77,15 +83,15 @@ export class GuestSwitch extends DurableObject<Env> {
       setPartitioned: (h) => void (h ? sql.exec("INSERT OR REPLACE INTO partitioned (name, region) VALUES (?, ?)", h.name, h.region) : sql.exec("DELETE FROM partitioned")),
       clearAll: () => {
         this.outputs.forget();
-        void this.ctx.storage.deleteAlarm();
-        void this.ctx.storage.deleteAll();
+        void this.storage.deleteAlarm();
+        void this.storage.deleteAll();
       },
     };
   }
 
   private async alarmAt(at: number): Promise<void> {
-    const cur = await this.ctx.storage.getAlarm();
-    if (cur === null || cur > at) await this.ctx.storage.setAlarm(at);
+    const cur = await this.storage.getAlarm();
+    if (cur === null || cur > at) await this.storage.setAlarm(at);
   }
 
   private host(place: HostPlace) {
@@ -182,7 +188,7 @@ export class GuestSwitch extends DurableObject<Env> {
     const ws = pair[1];
     this.ctx.acceptWebSocket(ws);
     ws.serializeAttachment({ stage: "waiting" } satisfies SocketStage);
-    setTimeout(() => {
+    this.meter.setTimeout(() => {
       if (stageOf(ws) !== "authed") closeQuietly(ws, 4408, `no auth within ${AUTH_WITHIN_MS} ms`);
     }, AUTH_WITHIN_MS);
     return new Response(null, { status: 101, webSocket: pair[0] });
@@ -294,9 +300,25 @@ export class GuestSwitch extends DurableObject<Env> {
   }
 
   destroy(): Promise<Outcome<void>> {
-    return outcome(() => this.witness.destroy());
+    return outcome(async () => {
+      await this.witness.destroy();
+      Meter.forget(this.ctx.id);
+    });
+  }
+
+  // ---- Measurement hook for `npm run bench` (no API route reaches it) ----
+
+  benchMeter(resetPeak = false): MeterReading {
+    const reading = this.meter.reading(this.ctx.storage.sql.databaseSize);
+    if (resetPeak) this.meter.resetPeak();
+    return reading;
   }
 }
+
+// Every entry point is a billed request (meter.ts); the bench hook is not counted.
+meterEntryPoints(GuestSwitch, "request", ["create", "record", "replaceSecondary", "secondaryReady", "checkIn", "primaryLost", "fault", "publish", "fetch", "console", "outbound", "status", "pause", "resume", "step", "inbound", "memory", "disk", "destroy"]);
+meterEntryPoints(GuestSwitch, "alarm", ["alarm"]);
+meterEntryPoints(GuestSwitch, "ws", ["webSocketMessage"]);
 
 /** Where a socket is in its handshake (kept in its attachment, which survives hibernation). */
 type SocketStage = { stage: "waiting" | "checking" | "authed" };

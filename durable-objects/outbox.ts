@@ -6,6 +6,7 @@
 import { event, MAX_LISTED_PAGES, type StreamEvent } from "../src/events/messages.ts";
 import type { SyncStats } from "../src/kemari/replicator.ts";
 import type { Primary } from "../src/protocol/primary.ts";
+import type { Meter } from "./meter.ts";
 
 const BATCH_EVERY_MS = 100;
 const MAX_BATCH = 500;
@@ -19,6 +20,8 @@ export class Outbox {
     /** The guest now, if this host runs it. */
     private readonly guest: () => { primary: Primary; generation: number } | null,
     private readonly publish: (generation: number, events: StreamEvent[]) => Promise<void>,
+    /** Its timer keeps the object active, as any pending timer does (meter.ts). */
+    private readonly timers: Pick<Meter, "setTimeout" | "clearTimeout">,
   ) {}
 
   synced(generation: number, s: SyncStats, pauseMs: number, flightMs: number): void {
@@ -28,7 +31,7 @@ export class Outbox {
   /** Something a dashboard would show has changed: send a batch soon. */
   changed(): void {
     if (this.timer || !this.guest()) return;
-    this.timer = setTimeout(() => {
+    this.timer = this.timers.setTimeout(() => {
       this.timer = null;
       void this.flush();
     }, BATCH_EVERY_MS);
@@ -38,7 +41,7 @@ export class Outbox {
   flushIfDue(): void {
     if (this.events.length === 0 && !this.timer) return;
     if (Date.now() - this.lastFlush < BATCH_EVERY_MS) return;
-    if (this.timer) clearTimeout(this.timer);
+    this.timers.clearTimeout(this.timer);
     this.timer = null;
     void this.flush();
   }

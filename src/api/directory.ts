@@ -11,7 +11,7 @@ import type { GuestSummary, SummaryChange } from "./summary.ts";
 
 export const DIRECTORY_SHARDS = 8;
 
-function shardName(i: number): string {
+export function shardName(i: number): string {
   return i === 0 ? "directory" : `directory/${i}`;
 }
 

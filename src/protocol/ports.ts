@@ -22,7 +22,12 @@ import type { RunnerCounters } from "../host/runner.ts";
 /** Time, as the protocol sees it: virtual under the simulator. */
 export interface Clock {
   now(): number;
-  sleep(ms: number): Promise<void>;
+  /**
+   * Resolves after `ms`. Once `cancel` aborts, it never resolves and its timer
+   * is gone: deployed, a pending timer keeps an object from hibernating, and
+   * is billed as active time.
+   */
+  sleep(ms: number, cancel?: AbortSignal): Promise<void>;
 }
 
 /** A host's role as stored: a restarted host finds it here (its RAM, and any guest in it, is gone). */

@@ -368,8 +368,14 @@ export class Witness<L extends HostLink> {
 
   private async ping(meta: SwitchMeta, waitMs: number): Promise<PingReply> {
     const unreachable = (reason: string): PingReply => ({ ok: false, code: "unreachable", reason });
-    const timeout = this.io.clock.sleep(waitMs).then(() => unreachable(`no answer in ${waitMs} ms`));
-    return Promise.race([this.io.host(meta.primary).ping(meta.generation).catch((e: unknown) => unreachable(String(e))), timeout]);
+    // The wait ends with the answer: a timer left pending would keep the switch awake (and billed) for nothing.
+    const answered = new AbortController();
+    const timeout = this.io.clock.sleep(waitMs, answered.signal).then(() => unreachable(`no answer in ${waitMs} ms`));
+    try {
+      return await Promise.race([this.io.host(meta.primary).ping(meta.generation).catch((e: unknown) => unreachable(String(e))), timeout]);
+    } finally {
+      answered.abort();
+    }
   }
 
   heartbeatSoon(ms: number): void {
