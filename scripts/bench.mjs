@@ -73,7 +73,7 @@ if (inside.status !== 0) {
   console.error(text);
   process.exit(inside.status ?? 1);
 }
-for (const title of ["Kemari synchronisation", "Modes compared", "Across regions"]) {
+for (const title of ["Kemari synchronisation", "Modes compared", "Across regions", "Cost per guest", "Per-object limits"]) {
   const at = text.indexOf(title);
   if (at < 0) throw new Error(`the bench printed no "${title}" table`);
   const end = text.indexOf("\n\n", text.indexOf("\n", at + title.length) + 1);
@@ -90,4 +90,11 @@ if (!regions) throw new Error("the regions bench printed no REGIONS_JSON line");
 const across = JSON.parse(regions[1]);
 writeFileSync(join(root, "bench/regions.json"), JSON.stringify(across, null, 2) + "\n");
 if (across.sweep.length > 0) writeFileSync(join(root, "bench/regions.svg"), sweepChart(across.sweep));
-console.log("wrote bench/results.json, bench/results.svg, bench/regions.json and bench/regions.svg");
+const cost = /COST_JSON (\{.*\})/.exec(text);
+if (!cost) throw new Error("the cost bench printed no COST_JSON line");
+writeFileSync(join(root, "bench/cost.json"), JSON.stringify(JSON.parse(cost[1]), null, 2) + "\n");
+// A host's memory with a 64 MiB guest (the 128 MB isolate limit): the simulator measures it on the same code.
+const memory = spawnSync(process.execPath, [join(root, "scripts/sim.mjs"), "--memory"], { cwd: root, encoding: "utf8" });
+if (memory.status !== 0) throw new Error(`sim --memory failed: ${memory.stderr}`);
+console.log(`Host memory, 64 MiB guest (npm run sim -- --memory)\n${memory.stdout.trim()}\n`);
+console.log("wrote bench/results.json, bench/results.svg, bench/regions.json, bench/regions.svg and bench/cost.json");
