@@ -180,6 +180,9 @@ interface LimitRow {
   largestRequestBytes: number;
 }
 
+/** A compute-bound guest that says nothing for a long while: a console line every 4 G instructions (tens of seconds here). */
+const QUIET_COMPUTE = COMPUTE_ASYNC.replace("li   s0, 6", "li   s0, 600").replace("li   s1, 8333333", "li   s1, 1000000000");
+
 const LIMIT_GUESTS: [string, string][] = [
   ["streamer.s", streamer],
   ["workload.s", workload],
@@ -205,10 +208,16 @@ it("measures what a guest costs", async () => {
       rows.push(costRow("waiting for input (echo.s)", mode, await usage(await status(w.id), 10_000)));
       await client.remove(w.id);
 
-      const c = await createGuest({ asm: COMPUTE_ASYNC.replace("li   s0, 6", "li   s0, 600") }, { mode });
+      const c = await createGuest({ asm: QUIET_COMPUTE }, { mode });
       await sleep(1000);
       rows.push(costRow("compute-bound", mode, await usage(await status(c.id), 5000)));
       await client.remove(c.id);
+
+      // The same with a console line every 33 M instructions (a few a second): each output is a sync and a record in kemari.
+      const l = await createGuest({ asm: COMPUTE_ASYNC.replace("li   s0, 6", "li   s0, 600") }, { mode });
+      await sleep(1000);
+      rows.push(costRow("compute-bound, a line per 33 M instr.", mode, await usage(await status(l.id), 5000)));
+      await client.remove(l.id);
 
       const k = await createGuest({ asm: counter }, { mode });
       await until(k.id, ready, "counter ready");
@@ -219,7 +228,7 @@ it("measures what a guest costs", async () => {
     for (const mode of MODES) {
       const w = find("waiting", mode).requestsPerSecond;
       target(w <= 1, `a waiting guest, ${mode}: ${w.toFixed(2)} requests/s (<= 1)`);
-      const c = find("compute", mode).requestsPerSecond;
+      const c = rows.find((r) => r.guest === "compute-bound" && r.mode === mode)!.requestsPerSecond;
       if (mode === "remus") target(c <= 1000 / 25 + 5, `a compute-bound guest, remus: ${c.toFixed(1)} requests/s (<= its checkpoints, 40/s, + 5)`);
       else target(c <= 5, `a compute-bound guest, ${mode}: ${c.toFixed(1)} requests/s (<= 5)`);
     }
@@ -249,9 +258,9 @@ it("measures what a guest costs", async () => {
   }
 
   const lines = ["Cost per guest (default settings, 0 ms; per second of the window unless said)"];
-  lines.push(`${"guest".padEnd(34)} ${"mode".padEnd(7)} ${"req/s".padStart(7)} ${"alarms/s".padStart(9)} ${"rows/s".padStart(8)} ${"storage".padStart(9)} ${"active".padStart(7)} ${"$/guest-h".padStart(10)}   busiest object`);
+  lines.push(`${"guest".padEnd(38)} ${"mode".padEnd(7)} ${"req/s".padStart(7)} ${"alarms/s".padStart(9)} ${"rows/s".padStart(8)} ${"storage".padStart(9)} ${"active".padStart(7)} ${"$/guest-h".padStart(10)}   busiest object`);
   for (const r of rows) {
-    lines.push(`${r.guest.padEnd(34)} ${r.mode.padEnd(7)} ${r.requestsPerSecond.toFixed(2).padStart(7)} ${r.alarmsPerSecond.toFixed(2).padStart(9)} ${r.rowsWrittenPerSecond.toFixed(1).padStart(8)} ${`${(r.storageBytes / 1024).toFixed(0)} KiB`.padStart(9)} ${r.activeObjects.toFixed(2).padStart(7)} ${r.dollarsPerGuestHour.toFixed(5).padStart(10)}   ${r.busiestObject}`);
+    lines.push(`${r.guest.padEnd(38)} ${r.mode.padEnd(7)} ${r.requestsPerSecond.toFixed(2).padStart(7)} ${r.alarmsPerSecond.toFixed(2).padStart(9)} ${r.rowsWrittenPerSecond.toFixed(1).padStart(8)} ${`${(r.storageBytes / 1024).toFixed(0)} KiB`.padStart(9)} ${r.activeObjects.toFixed(2).padStart(7)} ${r.dollarsPerGuestHour.toFixed(5).padStart(10)}   ${r.busiestObject}`);
   }
   lines.push(...costTargets, "", "Per-object limits (each example guest from its creation for 3 s; ~1,000 requests/s and 32 MiB per message)");
   lines.push(`${"guest".padEnd(16)} ${"mode".padEnd(7)} ${"rtt".padStart(5)} ${"busiest second".padStart(15)}   ${"largest request".padStart(16)}`);

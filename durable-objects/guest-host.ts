@@ -33,6 +33,12 @@ const TURN_BEFORE_FRAME_BYTES = 512 * 1024;
 
 /** How long the alarm waits before it checks on the pump. */
 const BACKSTOP_MS = 1000;
+/**
+ * Once the pump is known to run, the backstop checks on it this rarely: each
+ * alarm is a billed request, and a running pump needs none (it stops only
+ * when the guest stops running).
+ */
+const RUNNING_BACKSTOP_MS = 10_000;
 
 export class GuestHost extends DurableObject<Env> {
   /** What this object costs (meter.ts): read by the bench. */
@@ -52,7 +58,7 @@ export class GuestHost extends DurableObject<Env> {
     this.faults = new HostFaults(ctx, this.store.replica, this.store.idle, () => this.host.idleSaveCleared());
     this.outbox = new Outbox(
       () => (this.host.role.kind === "primary" ? { primary: this.host.role.primary, generation: this.host.role.generation } : null),
-      (g, events) => this.faults.net<void>(() => this.switchStub().publish(g, events)),
+      (g, events) => this.faults.net<boolean>(() => this.switchStub().publish(g, events)),
       this.meter,
     );
     const io: HostIO = {
@@ -219,6 +225,11 @@ export class GuestHost extends DurableObject<Env> {
     return outcome(() => this.host.readDisk(sector, count, view));
   }
 
+  /** A dashboard joined the guest's stream (the switch says so): the outbox sends everything again. */
+  watch(): void {
+    this.outbox.watch();
+  }
+
   /** What a host holds, for tests and the dashboard. */
   replicaStatus() {
     return this.host.replicaStatus(this.store.replica.sectorsHeld());
@@ -246,7 +257,8 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   private async pump(): Promise<void> {
-    await this.host.pump();
+    // Running the guest is active time, between its timers too (meter.ts).
+    await this.meter.busyWhile(() => this.host.pump());
   }
 
   /** The backstop; also how a restarted primary notices, at once, that it lost its guest. */
@@ -256,7 +268,7 @@ export class GuestHost extends DurableObject<Env> {
       return;
     }
     void this.pump();
-    if (this.host.runnable) await this.storage.setAlarm(Date.now() + BACKSTOP_MS);
+    if (this.host.runnable) await this.storage.setAlarm(Date.now() + RUNNING_BACKSTOP_MS);
   }
 
   /**
@@ -314,5 +326,5 @@ function isFullFrame(frame: Uint8Array): boolean {
 }
 
 // Every entry point is a billed request (meter.ts); the bench hooks are not counted.
-meterEntryPoints(GuestHost, "request", ["start", "init", "receive", "diskWrite", "promote", "holds", "ping", "retire", "fault", "status", "pause", "resume", "step", "inbound", "readMemory", "readDisk", "replicaStatus", "destroy"]);
+meterEntryPoints(GuestHost, "request", ["start", "init", "receive", "diskWrite", "promote", "holds", "ping", "retire", "fault", "status", "pause", "resume", "step", "inbound", "readMemory", "readDisk", "replicaStatus", "watch", "destroy"]);
 meterEntryPoints(GuestHost, "alarm", ["alarm"]);

@@ -145,15 +145,17 @@ export class GuestSwitch extends DurableObject<Env> {
 
   // ---- The live event stream (src/events/messages.ts) ----
 
-  /** Events from the primary of `generation` (syncs, the guest's state), batched. */
-  publish(generation: number, events: StreamEvent[]): void {
-    if (this.witness.meta?.generation !== generation) return;
+  /** Events from the primary of `generation` (syncs, the guest's state), batched. Answers whether anybody watches (outbox.ts). */
+  publish(generation: number, events: StreamEvent[]): boolean {
+    const watched = this.ctx.getWebSockets().some(isAuthed);
+    if (this.witness.meta?.generation !== generation) return watched;
     this.broadcast(events);
     const states = events.filter((e) => e.type === "guest");
     if (states.length > 0) {
       this.lastState = states[states.length - 1].state as GuestStatus["state"];
       this.reportSummary(this.witness.meta);
     }
+    return watched;
   }
 
   /** The directory's summary follows coarse changes (mode, generation, protection, halted/crashed); the reporter sends only those. */
@@ -225,6 +227,9 @@ export class GuestSwitch extends DurableObject<Env> {
     }
     // From now on it gets every event (the attachment survives hibernation).
     ws.serializeAttachment({ stage: "authed" } satisfies SocketStage);
+    // The primary sends routine events only while somebody watches (outbox.ts): tell it.
+    const primary = this.witness.meta?.primary;
+    if (primary) await this.host(primary).watch().catch(() => undefined);
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {

@@ -89,6 +89,16 @@ export class Meter {
     return result;
   }
 
+  /** The object is active until `work` settles (work of its own, not a request: the pump running the guest). */
+  async busyWhile<T>(work: () => Promise<T>): Promise<T> {
+    this.begin();
+    try {
+      return await work();
+    } finally {
+      this.end();
+    }
+  }
+
   wrote(rows: number): void {
     this.rowsWritten += rows;
   }

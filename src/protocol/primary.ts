@@ -37,6 +37,7 @@ import { mutations } from "./mutations.ts";
 import { OutputQueue } from "./output-queue.ts";
 import type { DiskStore, HostIO } from "./ports.ts";
 import { ReplicatedDisk } from "./replicated-disk.ts";
+import { checkInEveryMs } from "./liveness.ts";
 
 /** Remus: an epoch whose checkpoint is on its way (seq 0: going stop-and-wait), and the outputs it releases. */
 type EpochFlight = Flight & { outputs: Output[] };
@@ -450,14 +451,18 @@ export class Primary {
 
   /**
    * A primary that runs without events would never hear that the witness
-   * moved the guest away (partition → failover → heal): so once a heartbeat
-   * interval it asks, and learns why it must stop (null: go on). An unreachable
-   * witness is no answer: outputs still need it, so nothing leaks meanwhile.
+   * moved the guest away (partition → failover → heal): so while it runs it
+   * asks, every CHECK_IN_MS (or heartbeat interval, if longer), and learns why
+   * it must stop (null: go on). An unreachable witness is no answer: outputs
+   * still need it, so nothing leaks meanwhile. The check-ins are also how the
+   * witness knows a running primary is alive: it pings only once they stop
+   * (witness.ts, heartbeat) — one request a second, not a ping and an alarm
+   * every interval.
    */
   async checkInDue(): Promise<string | null> {
     if (!this.protection) return null;
     const now = this.io.clock.now();
-    if (now - this.lastCheckIn < this.config.heartbeat.intervalMs) return null;
+    if (now - this.lastCheckIn < checkInEveryMs(this.config.heartbeat.intervalMs)) return null;
     this.lastCheckIn = now;
     const reply = await this.io.witness.checkIn(this.generation).catch(() => null);
     return reply && !reply.ok ? reply.reason : null;

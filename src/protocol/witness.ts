@@ -27,6 +27,7 @@ import { pickSecondaryRegion, type Region } from "../kemari/placement.ts";
 import { event, type StreamEvent } from "../events/messages.ts";
 import { LinkTable, linkSpec, overLink, type Link } from "./link-model.ts";
 import type { CheckInReply, Clock, HoldReply, HostLink, PingReply, RecordReply, SecondaryReply } from "./ports.ts";
+import { checkInEveryMs } from "./liveness.ts";
 
 export interface SwitchMeta {
   config: GuestConfig;
@@ -83,13 +84,15 @@ const PING_WAIT_MS = 1000;
 /**
  * A primary whose guest is idle (waiting, paused, at a breakpoint) is pinged
  * this often instead of every heartbeat interval: an idle guest costs a ping
- * and an alarm a second, not five of each. Anything sent to the guest through
- * the witness (a packet, resume, step) brings the heartbeat back at once, and
- * an unanswered ping goes back to the interval too. So the failure of an idle
- * guest's primary is detected within IDLE_HEARTBEAT_MS + the timeout (with
- * the defaults, 1 s + 2 s); a running guest's, within the timeout as before.
+ * and an alarm every two seconds — one request a second — not five of each.
+ * Anything sent to the guest through the witness (a packet, resume, step)
+ * brings the heartbeat back at once, and an unanswered ping goes back to the
+ * interval too. So the failure of an idle guest's primary is detected within
+ * IDLE_HEARTBEAT_MS + the timeout (with the defaults, 2 s + 2 s). A running
+ * guest's primary is not pinged while it checks in (liveness.ts).
  */
-export const IDLE_HEARTBEAT_MS = 1000;
+export const IDLE_HEARTBEAT_MS = 2000;
+
 const IDLE_STATES = new Set(["waiting", "paused", "breakpoint"]);
 
 export class Witness<L extends HostLink> {
@@ -102,6 +105,8 @@ export class Witness<L extends HostLink> {
   private idleBeat = false;
   /** When a call last woke the guest: an answer to a ping sent before it says nothing of the guest now. */
   private wokeAt = -Infinity;
+  /** When the primary of the current generation last checked in (it runs, and is alive). */
+  private checkedInAt = -Infinity;
   private failing: Promise<void> | null = null;
   private lastHost: HostStatus | null = null;
 
@@ -204,7 +209,12 @@ export class Witness<L extends HostLink> {
   /** A busy primary asks whether it still is the primary of `generation`. */
   checkIn(generation: number): CheckInReply {
     const meta = this.meta;
-    if (meta && generation === meta.generation) return { ok: true };
+    if (meta && generation === meta.generation) {
+      // A sign of life, as good as an answered ping.
+      this.checkedInAt = this.lastSeen = this.io.clock.now();
+      this.firstMiss = null;
+      return { ok: true };
+    }
     return { ok: false, generation: meta?.generation ?? -1, reason: `generation ${meta?.generation ?? "none"} runs elsewhere` };
   }
 
@@ -335,6 +345,12 @@ export class Witness<L extends HostLink> {
     const { intervalMs, timeoutMs } = meta.config.heartbeat;
     if (meta.takeover) await this.failover(meta.takeover.reason, meta.generation);
     else if (!this.failing) {
+      // The primary checks in while it runs: no ping until its next check-in is an interval overdue.
+      const overdueAt = this.checkedInAt + checkInEveryMs(intervalMs) + intervalMs;
+      if (this.io.clock.now() < overdueAt) {
+        this.heartbeatSoon(overdueAt - this.io.clock.now());
+        return;
+      }
       const asked = this.io.clock.now();
       const reply = await this.ping(meta, Math.min(timeoutMs, PING_WAIT_MS));
       let next = intervalMs;
