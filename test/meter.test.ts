@@ -9,7 +9,8 @@ import { describe, expect, it } from "vitest";
 import echo from "../guests/echo.s?raw";
 import { Meter } from "../durable-objects/meter.ts";
 import type { MeterReading } from "../durable-objects/meter.ts";
-import { client, createGuest, status, waitFor } from "./helpers/api.ts";
+import { decodeMessage, type StreamMessage } from "../src/events/messages.ts";
+import { call, client, createGuest, status, TOKEN, waitFor } from "./helpers/api.ts";
 import { sleep } from "./helpers/guests.ts";
 
 const fakeId = (s: string) => ({ toString: () => s }) as unknown as DurableObjectId;
@@ -95,6 +96,31 @@ describe("the objects' meters", () => {
     const requests = after.reduce((n, r, i) => n + r.requests - before[i].requests, 0) / seconds;
     expect(requests).toBeGreaterThan(0.5); // it is watched...
     expect(requests).toBeLessThanOrEqual(2.5); // ...at the idle rate: an alarm and a ping a second
+    await client.remove(g.id);
+  });
+
+  it("a running guest nobody watches sends its switch no routine events; a dashboard that joins gets them at once", async () => {
+    const g = await createGuest({ asm: "_start:\n  li s0, 0\n1: addi s0, s0, 1\n  j 1b\n" }, { mode: "none" });
+    await sleep(1000); // its first batch said nobody watches
+    const sw = switchOf(g.id);
+    const a = await sw.benchMeter();
+    await sleep(2000);
+    const b = await sw.benchMeter();
+    // A batch every 100 ms would be ten a second.
+    expect((b.requests - a.requests) / ((b.at - a.at) / 1000)).toBeLessThan(1);
+
+    const res = await call("GET", `/api/guests/${g.id}/events`, { headers: { upgrade: "websocket" } });
+    const ws = res.webSocket!;
+    ws.accept();
+    const states: number[] = [];
+    ws.addEventListener("message", (e) => {
+      const m: StreamMessage = decodeMessage(e.data as string);
+      if (m.type === "guest") states.push(Date.now());
+    });
+    ws.send(JSON.stringify({ type: "auth", token: TOKEN }));
+    await sleep(1000);
+    ws.close(1000, "done");
+    expect(states.length).toBeGreaterThanOrEqual(3); // the guest as it runs, every 100 ms or so
     await client.remove(g.id);
   });
 });

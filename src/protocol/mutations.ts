@@ -30,6 +30,8 @@ export interface Mutations {
   idleSaveAhead: boolean;
   /** Copy-on-write capture: a store to a page a checkpoint in flight still reads from live memory does not hand it the page first. */
   keepNothing: boolean;
+  /** Liveness on check-ins: a primary that once checked in is taken for alive from then on, and never pinged again. */
+  checkInsForever: boolean;
 }
 
 export const mutations: Mutations = {
@@ -46,6 +48,7 @@ export const mutations: Mutations = {
   staleIdleSave: false,
   idleSaveAhead: false,
   keepNothing: false,
+  checkInsForever: false,
 };
 
 export type MutationName = keyof Mutations;

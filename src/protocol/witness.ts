@@ -28,6 +28,7 @@ import { event, type StreamEvent } from "../events/messages.ts";
 import { LinkTable, linkSpec, overLink, type Link } from "./link-model.ts";
 import type { CheckInReply, Clock, HoldReply, HostLink, PingReply, RecordReply, SecondaryReply } from "./ports.ts";
 import { checkInEveryMs } from "./liveness.ts";
+import { mutations } from "./mutations.ts";
 
 export interface SwitchMeta {
   config: GuestConfig;
@@ -347,8 +348,9 @@ export class Witness<L extends HostLink> {
     else if (!this.failing) {
       // The primary checks in while it runs: no ping until its next check-in is an interval overdue.
       const overdueAt = this.checkedInAt + checkInEveryMs(intervalMs) + intervalMs;
-      if (this.io.clock.now() < overdueAt) {
-        this.heartbeatSoon(overdueAt - this.io.clock.now());
+      const now = this.io.clock.now();
+      if (now < overdueAt || (mutations.checkInsForever && this.checkedInAt > -Infinity)) {
+        this.heartbeatSoon(now < overdueAt ? overdueAt - now : intervalMs);
         return;
       }
       const asked = this.io.clock.now();

@@ -1,0 +1,59 @@
+/**
+ * A running primary's liveness rides on its check-ins (src/protocol/liveness.ts):
+ * the witness does not ping it while they come, and once they stop it pings
+ * and fails over as before — within a check-in, an interval and the timeout.
+ */
+import { describe, expect, it } from "vitest";
+import { CHECK_IN_MS } from "../../src/protocol/liveness.ts";
+import { withMutation } from "../../src/protocol/mutations.ts";
+import { HEARTBEAT, simulate, type Scenario } from "../../src/sim/simulate.ts";
+import type { World } from "../../src/sim/world.ts";
+
+const meta = (w: World) => w.witnessDurable.meta!;
+const at = (l: string) => Number(l.trim().split(" ")[0]);
+const pings = (w: World, from: number, to: number) => w.trace.filter((l) => / witness: ping → /.test(l) && at(l) >= from && at(l) < to).length;
+
+/** A guest that computes forever, with no event at all. */
+const SPIN = "_start:\n  li s0, 0\n1: addi s0, s0, 1\n  j 1b\n";
+
+/** Check-ins and pings over 3 s of a running guest, then how long the witness took to fail over a primary cut off. */
+async function run(mode: "kemari" | "remus") {
+  let pinged = 0, checkedIn = 0, detected = Infinity;
+  const checkIns: number[] = [];
+  const r = await simulate(1, {
+    mode, guest: "hello", source: SPIN, faultMs: 8000, calmMs: 3000,
+    script: async ({ world: w, until, wait }: Scenario) => {
+      expect(await until(() => meta(w).protection === "protected"), "protected").toBe(true);
+      w.onCall = (_from, what) => void (what === "checkIn" && checkIns.push(w.now));
+      // Pinged until its first check-in (a second after it starts), not after.
+      expect(await until(() => checkIns.length > 0, 2000), "a check-in").toBe(true);
+      await wait(50);
+      const t = w.now;
+      await wait(3000);
+      pinged = pings(w, t, t + 3000);
+      checkedIn = checkIns.filter((x) => x >= t && x < t + 3000).length;
+      const cut = w.now;
+      w.host(meta(w).primary).cut = true;
+      if (await until(() => meta(w).generation === 1, 4000)) detected = w.now - cut;
+    },
+  });
+  return { r, pinged, checkedIn, detected };
+}
+
+describe.each(["kemari", "remus"] as const)("liveness on check-ins (%s)", (mode) => {
+  it("a running primary checks in once a second and is not pinged; cut off, it is failed over within a check-in + the interval + the timeout", async () => {
+    const { r, pinged, checkedIn, detected } = await run(mode);
+    expect(r.violations).toEqual([]);
+    // At the 100 ms interval, pinging would be 30 in 3 s.
+    expect(checkedIn).toBeGreaterThanOrEqual(2);
+    expect(checkedIn).toBeLessThanOrEqual(4);
+    expect(pinged).toBeLessThanOrEqual(1);
+    // Plus the ping waits and the round trips of the takeover itself.
+    expect(detected).toBeLessThanOrEqual(CHECK_IN_MS + HEARTBEAT.intervalMs + 2 * HEARTBEAT.timeoutMs + 200);
+  });
+});
+
+it("with a stale check-in taken for a sign of life (checkInsForever), a running primary cut off is never failed over", async () => {
+  const { detected } = await withMutation("checkInsForever", () => run("kemari"));
+  expect(detected).toBe(Infinity);
+});
