@@ -17,7 +17,7 @@ import type { GuestConfig } from "../src/host/guest-config.ts";
 import type { HostPlace, HostStatus } from "../src/host/status.ts";
 import type { FaultKind, FaultWhen } from "../src/kemari/faults.ts";
 import type { SyncReply } from "../src/kemari/replicator.ts";
-import { Host } from "../src/protocol/host.ts";
+import { BACKSTOP_MS, Host, RUNNING_BACKSTOP_MS } from "../src/protocol/host.ts";
 import { FLAG_FULL } from "../src/kemari/checkpoint.ts";
 import type { CheckInReply, HoldReply, HostIO, PingReply, RecordReply, SecondaryReply, WitnessLink } from "../src/protocol/ports.ts";
 import { HostFaults } from "./host-faults.ts";
@@ -31,14 +31,7 @@ export type { PingReply } from "../src/protocol/ports.ts";
 /** Frames at least this large are sent after a timer turn (see peer.receive). */
 const TURN_BEFORE_FRAME_BYTES = 512 * 1024;
 
-/** How long the alarm waits before it checks on the pump. */
-const BACKSTOP_MS = 1000;
-/**
- * Once the pump is known to run, the backstop checks on it this rarely: each
- * alarm is a billed request, and a running pump needs none (it stops only
- * when the guest stops running).
- */
-const RUNNING_BACKSTOP_MS = 10_000;
+
 
 export class GuestHost extends DurableObject<Env> {
   /** What this object costs (meter.ts): read by the bench. */
@@ -261,7 +254,7 @@ export class GuestHost extends DurableObject<Env> {
     await this.meter.busyWhile(() => this.host.pump());
   }
 
-  /** The backstop; also how a restarted primary notices, at once, that it lost its guest. */
+  /** The backstop; also how a restarted primary with an alarm pending notices that it lost its guest (else the witness notices: its check-ins stop). */
   override async alarm(): Promise<void> {
     if (this.host.role.kind === "lost") {
       await this.host.reportLost();

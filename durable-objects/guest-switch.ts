@@ -30,6 +30,8 @@ import { Meter, meteredStorage, meterEntryPoints, type MeterReading } from "./me
 
 /** How long a new socket has to send its token. */
 const AUTH_WITHIN_MS = 5000;
+/** How soon the switch tells the primary again that a dashboard watches, when telling it failed. */
+const WATCH_RETRY_MS = 1000;
 /** An output event carries at most this many bytes of what was said (console text like packets): a snapshot stays small. */
 const MAX_EVENT_BYTES = 256;
 
@@ -45,6 +47,8 @@ export class GuestSwitch extends DurableObject<Env> {
   private readonly summary = new SummaryReporter((change) => updateGuest(this.env, this.witness.meta?.config.id ?? "", change));
   /** The guest's state as last seen (a status, or the stream): the summary's running/halted/crashed. */
   private lastState: GuestStatus["state"] = "running";
+  /** A dashboard joined and the primary could not be told (tellWatched): the alarm tries again. */
+  private watchUnsent = false;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -136,6 +140,7 @@ export class GuestSwitch extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
+    if (this.watchUnsent && this.ctx.getWebSockets().some(isAuthed)) await this.tellWatched();
     await this.witness.heartbeat();
   }
 
@@ -228,8 +233,24 @@ export class GuestSwitch extends DurableObject<Env> {
     // From now on it gets every event (the attachment survives hibernation).
     ws.serializeAttachment({ stage: "authed" } satisfies SocketStage);
     // The primary sends routine events only while somebody watches (outbox.ts): tell it.
+    await this.tellWatched();
+  }
+
+  /**
+   * Tell the primary a dashboard watches. If the call fails it is asked again
+   * from the alarm: an unwatched primary sends only coarse changes, so
+   * nothing else would tell it.
+   */
+  private async tellWatched(): Promise<void> {
     const primary = this.witness.meta?.primary;
-    if (primary) await this.host(primary).watch().catch(() => undefined);
+    if (!primary) return;
+    try {
+      await this.host(primary).watch();
+      this.watchUnsent = false;
+    } catch {
+      this.watchUnsent = true;
+      void this.alarmAt(Date.now() + WATCH_RETRY_MS);
+    }
   }
 
   override async webSocketClose(ws: WebSocket, code: number): Promise<void> {

@@ -40,11 +40,24 @@ export class Meter {
    */
   private static readonly byObject = new Map<string, Meter>();
 
+  /** The meter of the object `id`, for its new instance (called from its constructor). */
   static of(id: DurableObjectId): Meter {
     const key = id.toString();
     let m = Meter.byObject.get(key);
     if (!m) Meter.byObject.set(key, (m = new Meter()));
+    else m.newInstance();
     return m;
+  }
+
+  /**
+   * The previous instance is gone (hibernated, evicted or aborted): whatever
+   * it had in flight will never settle, so it no longer keeps the object
+   * active. Its counts stay.
+   */
+  private newInstance(): void {
+    if (this.busy > 0) this.activeMs += Date.now() - this.busySince;
+    this.busy = 0;
+    this.timers.clear();
   }
 
   static forget(id: DurableObjectId): void {

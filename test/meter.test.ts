@@ -49,10 +49,16 @@ describe("Meter", () => {
     expect(await Promise.race([never, sleep(10).then(() => "still asleep")])).toBe("still asleep");
   });
 
-  it("goes on counting for an object that comes back after hibernating (the same id, a new instance)", () => {
+  it("goes on counting for an object that comes back after hibernating (the same id, a new instance)", async () => {
     const a = Meter.of(fakeId("object-a"));
     a.request("request", 0, () => undefined);
+    // The old instance dies with a request in flight (an abort): it never settles.
+    void a.request("request", 0, () => new Promise(() => undefined));
     expect(Meter.of(fakeId("object-a"))).toBe(a);
+    expect(a.reading(0).requests).toBe(2);
+    const active = a.reading(0).activeMs;
+    await sleep(30);
+    expect(a.reading(0).activeMs).toBe(active); // what the dead instance had in flight no longer counts
     Meter.forget(fakeId("object-a"));
     expect(Meter.of(fakeId("object-a"))).not.toBe(a);
   });

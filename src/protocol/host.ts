@@ -44,6 +44,16 @@ export type Role =
 
 export const LOST = "the host restarted and lost the guest's memory";
 
+/** A runnable guest's pump is scheduled with a durable alarm as its backstop, this far ahead (ms). */
+export const BACKSTOP_MS = 1000;
+/**
+ * Once the pump is known to run, the backstop checks on it this rarely: each
+ * alarm is a billed request, and a running pump needs none (it stops only
+ * when the guest stops running). A primary that restarted is noticed by its
+ * pending alarm, or sooner by the witness: its check-ins stop.
+ */
+export const RUNNING_BACKSTOP_MS = 10_000;
+
 export class Host {
   private meta: HostMeta | null;
   role: Role;

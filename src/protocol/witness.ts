@@ -106,8 +106,12 @@ export class Witness<L extends HostLink> {
   private idleBeat = false;
   /** When a call last woke the guest: an answer to a ping sent before it says nothing of the guest now. */
   private wokeAt = -Infinity;
-  /** When the primary of the current generation last checked in (it runs, and is alive). */
-  private checkedInAt = -Infinity;
+  /**
+   * When the primary last checked in, and of which generation: a sign of life
+   * that spares it pings (liveness.ts) — only its own generation's, and only
+   * while nothing says otherwise (`suspect`).
+   */
+  private checkedIn = { generation: -1, at: -Infinity, suspect: false };
   private failing: Promise<void> | null = null;
   private lastHost: HostStatus | null = null;
 
@@ -211,9 +215,11 @@ export class Witness<L extends HostLink> {
   checkIn(generation: number): CheckInReply {
     const meta = this.meta;
     if (meta && generation === meta.generation) {
-      // A sign of life, as good as an answered ping.
-      this.checkedInAt = this.lastSeen = this.io.clock.now();
-      this.firstMiss = null;
+      // A sign of life: no ping needed while they come. Not an answer to a ping that went
+      // unanswered, though: a primary that can call out but not be called (a one-way cut)
+      // is still failed over once its pings have gone unanswered for the timeout.
+      this.checkedIn = { generation, at: this.io.clock.now(), suspect: false };
+      if (this.firstMiss === null) this.lastSeen = this.checkedIn.at;
       return { ok: true };
     }
     return { ok: false, generation: meta?.generation ?? -1, reason: `generation ${meta?.generation ?? "none"} runs elsewhere` };
@@ -346,10 +352,13 @@ export class Witness<L extends HostLink> {
     const { intervalMs, timeoutMs } = meta.config.heartbeat;
     if (meta.takeover) await this.failover(meta.takeover.reason, meta.generation);
     else if (!this.failing) {
-      // The primary checks in while it runs: no ping until its next check-in is an interval overdue.
-      const overdueAt = this.checkedInAt + checkInEveryMs(intervalMs) + intervalMs;
+      // The primary checks in while it runs: no ping until its next check-in is an interval overdue
+      // (unless a ping already went unanswered, or a call found the primary unavailable: `suspect`).
+      const c = this.checkedIn;
+      const fresh = c.generation === meta.generation && !c.suspect && this.firstMiss === null;
+      const overdueAt = fresh ? c.at + checkInEveryMs(intervalMs) + intervalMs : -Infinity;
       const now = this.io.clock.now();
-      if (now < overdueAt || (mutations.checkInsForever && this.checkedInAt > -Infinity)) {
+      if (now < overdueAt || (mutations.checkInsForever && c.at > -Infinity)) {
         this.heartbeatSoon(now < overdueAt ? overdueAt - now : intervalMs);
         return;
       }
@@ -396,6 +405,11 @@ export class Witness<L extends HostLink> {
     }
   }
 
+  /** Something says the primary may be gone: its last check-in no longer spares it a ping. */
+  private suspect(): void {
+    this.checkedIn = { ...this.checkedIn, suspect: true };
+  }
+
   heartbeatSoon(ms: number): void {
     this.io.setAlarm(this.io.clock.now() + ms);
   }
@@ -423,8 +437,9 @@ export class Witness<L extends HostLink> {
       if (f.kind === "partition") this.io.store.setPartitioned(host);
     }
     this.emit(() => [event({ type: "fault", target: f.target, kind: f.kind, at: describeWhen(f.at), hosts }, this.io.clock.now())]);
+    // A crash now is noticed at the next heartbeat: a ping (the primary's last check-in says nothing now), soon.
+    if (f.kind === "crash" && f.at === "now" && hosts.some((h) => h.name === meta.primary.name)) this.suspect();
     for (const h of hosts) unwrap(await this.io.host(h).fault(f.kind, f.at));
-    // A crash now is noticed at the next heartbeat; make that soon.
     if (isProtected(meta.config.mode)) this.heartbeatSoon(f.kind === "crash" && f.at === "now" ? 20 : meta.config.heartbeat.intervalMs);
     return { hosts };
   }
@@ -444,7 +459,10 @@ export class Witness<L extends HostLink> {
     let r = await this.call(meta, fn);
     if (!r.ok && (r.code === "lost" || r.code === "unavailable") && isProtected(meta.config.mode)) {
       if (r.code === "lost") await this.failover(`the primary ${meta.primary.name} lost the guest`, meta.generation);
-      else await this.heartbeat(); // a heartbeat now: it fails over if the primary is gone
+      else {
+        this.suspect();
+        await this.heartbeat(); // a heartbeat now, a ping: it fails over if the primary is gone
+      }
       if (this.current().generation !== meta.generation) {
         meta = this.current();
         r = await this.call(meta, fn);

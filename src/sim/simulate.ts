@@ -44,6 +44,8 @@ export interface SimOptions {
   kemari?: KemariOptions;
   /** The link model (default: drawn by the seed). */
   latency?: Latency;
+  /** The client that reads the disk every 100 ms through the primary (default on; a scenario timing failure detection turns it off: its calls find a dead primary first). */
+  reader?: boolean;
 }
 
 /** What a scripted scenario can do. */
@@ -186,7 +188,7 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
   }
 
   // A reader of the disk (the default, acknowledged view): the first sectors, where the guests write.
-  void (async () => {
+  if (opts.reader !== false) void (async () => {
     for (let t = 0; t < faultMs + calmMs; t += 100) {
       await wait(100);
       const data = await w.api((x) => x.onPrimary((h) => h.readDisk(1, READ_SECTORS))).catch(() => null);

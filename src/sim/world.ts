@@ -12,7 +12,7 @@
 import type { Output } from "../devices/backend.ts";
 import { outcome, type Outcome } from "../host/errors.ts";
 import type { HostPlace, HostStatus } from "../host/status.ts";
-import { Host } from "../protocol/host.ts";
+import { BACKSTOP_MS, Host, RUNNING_BACKSTOP_MS } from "../protocol/host.ts";
 import type { HostIO, HostLink, StepFaults, WitnessLink } from "../protocol/ports.ts";
 import { Witness } from "../protocol/witness.ts";
 import { Random } from "./random.ts";
@@ -266,7 +266,7 @@ export class World {
       const guard = new Guard(() => life.inc === inc, `${h.place.name}#${inc}`);
       const me: Caller = { life, inc };
       const io: HostIO = {
-        clock: { now: () => this.now, sleep: (ms) => this.sleepAs(life, inc, ms) },
+        clock: { now: () => this.now, sleep: (ms, cancel) => this.sleepAs(life, inc, ms).then(() => (cancel?.aborted ? hang() : undefined)) },
         store: h.durable.view(guard),
         witness: this.witnessLinkFrom(h, me),
         peer: (place) => {
@@ -337,7 +337,7 @@ export class World {
     this.at(0, () => {
       if (h.life.inc === inc && h.instance) void h.instance.pump().catch((e: unknown) => this.fail(h, e));
     });
-    if (h.alarm === null) this.armHostAlarm(h, 1000);
+    if (h.alarm === null) this.armHostAlarm(h, BACKSTOP_MS);
   }
 
   private armHostAlarm(h: SimHost, ms: number): void {
@@ -351,7 +351,7 @@ export class World {
       if (host.role.kind === "lost") void host.reportLost();
       else if (host.runnable) {
         void host.pump().catch((e: unknown) => this.fail(h, e));
-        this.armHostAlarm(h, 1000);
+        this.armHostAlarm(h, RUNNING_BACKSTOP_MS);
       }
     });
   }
@@ -367,7 +367,7 @@ export class World {
       const inc = life.inc;
       const guard = new Guard(() => life.inc === inc);
       this.witnessInstance = new Witness<SimHostLink>({
-        clock: { now: () => this.now, sleep: (ms) => this.sleepAs(life, inc, ms) },
+        clock: { now: () => this.now, sleep: (ms, cancel) => this.sleepAs(life, inc, ms).then(() => (cancel?.aborted ? hang() : undefined)) },
         store: this.witnessDurable.view(guard),
         host: (place) => this.hostLinkFromWitness(place, { life, inc }),
         setAlarm: (at) => this.armWitnessAlarm(at),
@@ -441,8 +441,8 @@ export class World {
     if (!h) return;
     h.life.crash();
     h.instance = null;
-    // A restarted primary's durable alarm notices it lost its guest.
-    if (h.durable.meta?.role === "primary") this.armHostAlarm(h, 1000);
+    // A restarted primary's durable alarm, if one is pending (as deployed: up to RUNNING_BACKSTOP_MS
+    // away), notices it lost its guest; else the witness does, once its check-ins stop.
   }
 
   /** Every host restarts at once (a deploy). */

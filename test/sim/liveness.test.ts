@@ -57,3 +57,41 @@ it("with a stale check-in taken for a sign of life (checkInsForever), a running 
   const { detected } = await withMutation("checkInsForever", () => run("kemari"));
   expect(detected).toBe(Infinity);
 });
+
+/**
+ * A primary that may be gone is pinged at once, whatever its last check-in
+ * said: a crash fault at once, or a call that found it unavailable (found by
+ * review: a fresh check-in had put both off until it was overdue, ~1 s).
+ */
+describe("a suspect primary is pinged at once", () => {
+  async function crashNow(suspects: boolean) {
+    let detected = Infinity;
+    const r = await simulate(1, {
+      mode: "kemari", guest: "hello", source: SPIN, faultMs: 6000, calmMs: 3000, reader: false,
+      script: async ({ world: w, until, wait }: Scenario) => {
+        let checkedIn = false;
+        w.onCall = (_from, what) => void (what === "checkIn" && (checkedIn = true));
+        expect(await until(() => meta(w).protection === "protected" && checkedIn, 4000), "protected, checked in").toBe(true);
+        await wait(30); // the check-in has reached the witness
+        const cut = w.now;
+        // The crash fault's host call is the one step a cut host does not take; the witness's side of it is what counts.
+        w.host(meta(w).primary).cut = true;
+        const witness = w.witness() as unknown as { suspect(): void };
+        const suspect = witness.suspect.bind(witness);
+        if (!suspects) witness.suspect = () => undefined;
+        await w.api((x) => x.fault({ target: "primary", kind: "crash", at: "now" })).catch(() => undefined);
+        witness.suspect = suspect;
+        if (await until(() => meta(w).generation === 1, 4000)) detected = w.now - cut;
+      },
+    });
+    expect(r.violations).toEqual([]);
+    return detected;
+  }
+
+  it("a crash fault on a running primary that just checked in: failed over within the timeout, not after its check-in is overdue", async () => {
+    expect(await crashNow(true)).toBeLessThanOrEqual(HEARTBEAT.intervalMs + 2 * HEARTBEAT.timeoutMs);
+    // Without the suspicion, the fresh check-in puts the first ping off by up to CHECK_IN_MS + the interval.
+    expect(await crashNow(false)).toBeGreaterThan(HEARTBEAT.intervalMs + 2 * HEARTBEAT.timeoutMs);
+  });
+});
+
