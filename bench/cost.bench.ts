@@ -33,7 +33,10 @@ const want = (name: string) => ONLY === "" || ONLY.split(",").includes(name);
 /**
  * Cloudflare's published prices for Durable Objects on the Workers Paid plan
  * (https://developers.cloudflare.com/durable-objects/platform/pricing/, read
- * 2026-12-02), beyond the plan's monthly allowances, which this ignores.
+ * 2026-12-02: requests and duration), beyond the plan's monthly allowances,
+ * which this ignores. The SQLite storage prices (rows written, GB-month) are
+ * as Cloudflare announced them; the copy of the page read here did not show
+ * them.
  */
 export const PRICES = {
   perMillionRequests: 0.15,
