@@ -70,17 +70,15 @@ async function objectsOf(s: GuestStatus): Promise<Metered[]> {
   return out;
 }
 
-interface Usage {
+/** What the window's objects used: the meter's counts, summed over them (storage: held at the end). */
+interface Usage extends Pick<MeterReading, (typeof COUNTED)[number] | "storageBytes"> {
   seconds: number;
-  requests: number;
-  alarms: number;
-  wsMessages: number;
-  rowsWritten: number;
-  storageBytes: number;
-  activeMs: number;
   /** Per object: requests/s in the window, and its busiest second. */
   perObject: Record<string, { requestsPerSecond: number; active: number; peak: number; largestRequestBytes: number }>;
 }
+
+/** The meter's counters, which only grow: a window's use is their difference. */
+const COUNTED = ["requests", "alarms", "wsMessages", "rowsWritten", "activeMs"] as const;
 
 /**
  * The guest's objects' use over `ms`, while `during` runs (if given). The
@@ -95,15 +93,11 @@ async function usage(s: GuestStatus, ms: number, during?: (until: number) => Pro
   else await sleep(ms);
   const after = await Promise.all(objects.map((o) => o.read()));
   const seconds = (Date.now() - t0) / 1000;
-  const sum = (f: (r: MeterReading) => number) => after.reduce((n, r, i) => n + f(r) - f(before[i]), 0);
+  const used = Object.fromEntries(COUNTED.map((k) => [k, after.reduce((n, r, i) => n + r[k] - before[i][k], 0)])) as Pick<MeterReading, (typeof COUNTED)[number]>;
   return {
     seconds,
-    requests: sum((r) => r.requests),
-    alarms: sum((r) => r.alarms),
-    wsMessages: sum((r) => r.wsMessages),
-    rowsWritten: sum((r) => r.rowsWritten),
+    ...used,
     storageBytes: after.reduce((n, r) => n + r.storageBytes, 0),
-    activeMs: sum((r) => r.activeMs),
     perObject: Object.fromEntries(objects.map((o, i) => [o.label, {
       requestsPerSecond: (after[i].requests - before[i].requests) / seconds,
       active: (after[i].activeMs - before[i].activeMs) / 1000 / seconds,

@@ -74,9 +74,7 @@ export class Directory extends DurableObject<Env> {
   }
 
   benchMeter(resetPeak = false): MeterReading {
-    const reading = this.meter.reading(this.ctx.storage.sql.databaseSize);
-    if (resetPeak) this.meter.resetPeak();
-    return reading;
+    return this.meter.bench(this.ctx.storage, resetPeak);
   }
 }
 

@@ -55,7 +55,7 @@ export class GuestHost extends DurableObject<Env> {
       this.meter,
     );
     const io: HostIO = {
-      clock: { now: () => Date.now(), sleep: (ms, cancel) => this.meter.sleep(ms, cancel) },
+      clock: this.meter.clock,
       store: this.store,
       witness: this.witnessLink(),
       peer: (place) => {
@@ -295,9 +295,7 @@ export class GuestHost extends DurableObject<Env> {
   }
 
   benchMeter(resetPeak = false): MeterReading {
-    const reading = this.meter.reading(this.ctx.storage.sql.databaseSize);
-    if (resetPeak) this.meter.resetPeak();
-    return reading;
+    return this.meter.bench(this.ctx.storage, resetPeak);
   }
 
   benchNothing(): number {

@@ -59,7 +59,7 @@ export class GuestSwitch extends DurableObject<Env> {
     sql.exec("CREATE TABLE IF NOT EXISTS partitioned (name TEXT PRIMARY KEY, region TEXT)");
     this.outputs = new OutputLog(this.storage);
     this.witness = new Witness({
-      clock: { now: () => Date.now(), sleep: (ms, cancel) => this.meter.sleep(ms, cancel) },
+      clock: this.meter.clock,
       store: this.store(),
       host: (place) => this.host(place),
       setAlarm: (at) => void this.alarmAt(at),
@@ -335,9 +335,7 @@ export class GuestSwitch extends DurableObject<Env> {
   // ---- Measurement hook for `npm run bench` (no API route reaches it) ----
 
   benchMeter(resetPeak = false): MeterReading {
-    const reading = this.meter.reading(this.ctx.storage.sql.databaseSize);
-    if (resetPeak) this.meter.resetPeak();
-    return reading;
+    return this.meter.bench(this.ctx.storage, resetPeak);
   }
 }
 

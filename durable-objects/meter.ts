@@ -14,6 +14,8 @@
  * benchMeter() (bench/cost.bench.ts). Nothing here decides anything.
  */
 
+import type { Clock } from "../src/protocol/ports.ts";
+
 export interface MeterReading {
   /** When it was read (ms since the epoch). */
   at: number;
@@ -133,6 +135,9 @@ export class Meter {
     if (this.timers.delete(handle)) this.end();
   }
 
+  /** The object's clock for the protocol (src/protocol/ports.ts): its timers count as active time. */
+  readonly clock: Clock = { now: () => Date.now(), sleep: (ms, cancel) => this.sleep(ms, cancel) };
+
   /** A promise that resolves after `ms`, the object active meanwhile; never, once `cancel` aborts (and the timer is cleared). */
   sleep(ms: number, cancel?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
@@ -158,11 +163,15 @@ export class Meter {
     };
   }
 
-  /** Start a new peak and largest request (the counters themselves only grow: readers take differences). */
-  resetPeak(): void {
-    this.peak = 0;
-    this.inSecond = 0;
-    this.largest = 0;
+  /** The bench's hook (each object's benchMeter): a reading, and a new peak and largest request from here on if asked (the counters themselves only grow: readers take differences). */
+  bench(storage: DurableObjectStorage, resetPeak: boolean): MeterReading {
+    const reading = this.reading(storage.sql.databaseSize);
+    if (resetPeak) {
+      this.peak = 0;
+      this.inSecond = 0;
+      this.largest = 0;
+    }
+    return reading;
   }
 
   private countInSecond(n = 1): void {

@@ -11,7 +11,7 @@ import { Meter } from "../durable-objects/meter.ts";
 import type { MeterReading } from "../durable-objects/meter.ts";
 import { decodeMessage, type StreamMessage } from "../src/events/messages.ts";
 import { call, client, createGuest, status, TOKEN, waitFor } from "./helpers/api.ts";
-import { sleep } from "./helpers/guests.ts";
+import { sleep, SPIN } from "./helpers/guests.ts";
 
 const fakeId = (s: string) => ({ toString: () => s }) as unknown as DurableObjectId;
 
@@ -106,7 +106,7 @@ describe("the objects' meters", () => {
   });
 
   it("a running guest nobody watches sends its switch no routine events; a dashboard that joins gets them at once", async () => {
-    const g = await createGuest({ asm: "_start:\n  li s0, 0\n1: addi s0, s0, 1\n  j 1b\n" }, { mode: "none" });
+    const g = await createGuest({ asm: SPIN }, { mode: "none" });
     await sleep(1000); // its first batch said nobody watches
     const sw = switchOf(g.id);
     const a = await sw.benchMeter();

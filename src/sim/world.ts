@@ -13,7 +13,7 @@ import type { Output } from "../devices/backend.ts";
 import { outcome, type Outcome } from "../host/errors.ts";
 import type { HostPlace, HostStatus } from "../host/status.ts";
 import { BACKSTOP_MS, Host, RUNNING_BACKSTOP_MS } from "../protocol/host.ts";
-import type { HostIO, HostLink, StepFaults, WitnessLink } from "../protocol/ports.ts";
+import type { Clock, HostIO, HostLink, StepFaults, WitnessLink } from "../protocol/ports.ts";
 import { Witness } from "../protocol/witness.ts";
 import { Random } from "./random.ts";
 import { Guard, HostDurable, WitnessDurable } from "./stores.ts";
@@ -158,6 +158,11 @@ export class World {
     this.queue.splice(lo, 0, e);
   }
 
+  /** An incarnation's clock: virtual time; a sleep cancelled before it ends never wakes (ports.ts). */
+  private clockOf(life: Life, inc: number): Clock {
+    return { now: () => this.now, sleep: (ms, cancel) => this.sleepAs(life, inc, ms).then(() => (cancel?.aborted ? hang() : undefined)) };
+  }
+
   /** A sleep owned by one incarnation: it never wakes if that incarnation dies first. */
   sleepFor(life: Life, ms: number): Promise<void> {
     return this.sleepAs(life, life.inc, ms);
@@ -266,7 +271,7 @@ export class World {
       const guard = new Guard(() => life.inc === inc, `${h.place.name}#${inc}`);
       const me: Caller = { life, inc };
       const io: HostIO = {
-        clock: { now: () => this.now, sleep: (ms, cancel) => this.sleepAs(life, inc, ms).then(() => (cancel?.aborted ? hang() : undefined)) },
+        clock: this.clockOf(life, inc),
         store: h.durable.view(guard),
         witness: this.witnessLinkFrom(h, me),
         peer: (place) => {
@@ -367,7 +372,7 @@ export class World {
       const inc = life.inc;
       const guard = new Guard(() => life.inc === inc);
       this.witnessInstance = new Witness<SimHostLink>({
-        clock: { now: () => this.now, sleep: (ms, cancel) => this.sleepAs(life, inc, ms).then(() => (cancel?.aborted ? hang() : undefined)) },
+        clock: this.clockOf(life, inc),
         store: this.witnessDurable.view(guard),
         host: (place) => this.hostLinkFromWitness(place, { life, inc }),
         setAlarm: (at) => this.armWitnessAlarm(at),

@@ -19,6 +19,9 @@ export const words = (b: Uint8Array) => [...new Uint32Array(b.buffer.slice(b.byt
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
+/** A guest that computes forever, with no event at all. */
+export const SPIN = "_start:\n  li s0, 0\n1: addi s0, s0, 1\n  j 1b\n";
+
 /**
  * Assembly for a test guest's start: connect the console (device kind 0) on
  * port CONSOLE_PORT (1), its ring at the guest's label `ring`. The guest goes

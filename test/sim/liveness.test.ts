@@ -8,13 +8,12 @@ import { CHECK_IN_MS } from "../../src/protocol/liveness.ts";
 import { withMutation } from "../../src/protocol/mutations.ts";
 import { HEARTBEAT, simulate, type Scenario } from "../../src/sim/simulate.ts";
 import type { World } from "../../src/sim/world.ts";
+import { SPIN } from "../helpers/guests.ts";
 
 const meta = (w: World) => w.witnessDurable.meta!;
 const at = (l: string) => Number(l.trim().split(" ")[0]);
 const pings = (w: World, from: number, to: number) => w.trace.filter((l) => / witness: ping → /.test(l) && at(l) >= from && at(l) < to).length;
 
-/** A guest that computes forever, with no event at all. */
-const SPIN = "_start:\n  li s0, 0\n1: addi s0, s0, 1\n  j 1b\n";
 
 /** Check-ins and pings over 3 s of a running guest, then how long the witness took to fail over a primary cut off. */
 async function run(mode: "kemari" | "remus") {

@@ -7,7 +7,7 @@ import { describe, expect, it } from "vitest";
 import { simulate, type Scenario, type SimOptions } from "../../src/sim/simulate.ts";
 import type { World } from "../../src/sim/world.ts";
 import { checkInEveryMs } from "../../src/protocol/liveness.ts";
-import { CONSOLE_START } from "../helpers/guests.ts";
+import { CONSOLE_START, SPIN } from "../helpers/guests.ts";
 
 async function scenario(opts: SimOptions & { script: (s: Scenario) => Promise<void> }) {
   const r = await simulate(1, { faultMs: 4000, calmMs: 4000, ...opts });
@@ -18,8 +18,6 @@ async function scenario(opts: SimOptions & { script: (s: Scenario) => Promise<vo
 const meta = (w: World) => w.witnessDurable.meta!;
 const role = (w: World, name: string) => w.hostInstance(w.hosts.get(name)!).role;
 
-/** A guest that computes forever after its first checkpoint, with no event at all. */
-const SPIN = "_start:\n  li s0, 0\n1: addi s0, s0, 1\n  j 1b\n";
 
 describe.each(["kemari", "remus"] as const)("regressions (%s)", (mode) => {
   it("bug 4: a compute-bound superseded primary learns of its fencing at its next check-in, with no events", async () => {
