@@ -1,16 +1,33 @@
 /**
- * The RV32IM hart: a pre-decoding interpreter.
+ * The RV32IM hart: a pre-decoding interpreter that dispatches basic blocks.
  *
- * Each instruction is decoded once, the first time it executes, into two Int32
- * in its page's code cache (memory.ts): a packed word (op | rd<<8 | rs1<<14 |
- * rs2<<19) and the immediate. The loop then dispatches on a small dense op
- * number. A store into a page with decoded code clears the decoded words it
- * overlaps (memory.ts), so self-modifying code and loaders stay correct.
+ * Each instruction is decoded once, into two Int32 in its page's code cache
+ * (memory.ts): a packed word (op | rd<<8 | rs1<<14 | rs2<<19) and the
+ * immediate. Decoding goes a basic block at a time (`decodeBlock`), and each
+ * slot also records how many instructions run from it to its block's end (a
+ * jump, a branch, a stop, or the page's end). The loop then works per block:
+ * the page, the block and the budget are checked once at its start, and its
+ * instructions run back to back, dispatched on a small dense op number. A
+ * block that ends on the same page goes straight on to the next one when it
+ * is decoded and fits in the budget (most loops never leave the inner loop).
+ * Common pairs are fused into one dispatch (`fuse`).
+ *
+ * What is rare leaves the block to call out (`callOut`): a store to a page
+ * with flags (not dirty yet, or holding decoded code), a misaligned load, a
+ * counter read. Keeping calls out of the block's loop is what lets the
+ * optimiser check the arrays it uses once per block rather than per
+ * instruction. A store into a page with decoded code clears the decoded
+ * words it overlaps and the block lengths that run into them (memory.ts), so
+ * self-modifying code and loaders stay correct, within the running block too.
+ *
+ * No instruction is lost or gained by any of this: runs stop exactly at
+ * their budget and at a faulting instruction (test/blocks.test.ts checks it
+ * against fresh decoding, one instruction at a time).
  *
  * Writes to x0 are decoded as writes to a sink register (index 32), which
  * keeps "x0 is zero" out of the loop entirely.
  */
-import { FLAG_CLEAN, type Memory } from "./memory.ts";
+import { BLOCKS, FLAG_CLEAN, type Memory } from "./memory.ts";
 
 export const enum Op {
   UNDECODED = 0,
@@ -26,6 +43,8 @@ export const enum Op {
   /** A jump or branch whose offset is not a multiple of 4: faults if taken. */
   BRANCH_MISALIGNED, JAL_MISALIGNED,
   ILLEGAL,
+  /** Fused pairs (see `fuse`): an addi, then the conditional branch that ends its block. */
+  ADDI_BNE, ADDI_BEQ,
 }
 
 /** Why `run` returned. */
@@ -47,6 +66,9 @@ export interface CsrSource {
 }
 
 const SINK = 32;
+// The same as literals where the loop uses them: a module binding is read from its context at every use.
+const enum Layout { SINK_AT = 32, BLOCKS_AT = 2048 }
+if (BLOCKS !== (Layout.BLOCKS_AT as number)) throw new Error("cpu.ts and memory.ts disagree on the decoded cache's layout");
 
 export class Cpu {
   /** x0..x31, plus the sink at index 32 that absorbs writes to x0. */
@@ -65,14 +87,22 @@ export class Cpu {
    * Run at most `budget` instructions. Returns why it stopped; on ECALL and
    * EBREAK `pc` still points at that instruction (the machine decides where
    * to go on); on FAULT `fault` says why.
+   *
+   * The loop dispatches basic blocks: at a block's first instruction it
+   * checks the page, the decoded block and the budget once, then runs the
+   * block's instructions back to back (see the file's comment). The instruction count is
+   * exact: a block that does not fit in what is left of the budget runs
+   * only its first part, and an exit inside a block (a fault, a store that
+   * finds memory braking) takes back what it did not run.
    */
   run(budget: number): Exit {
     const regs = this.regs;
     const mem = this.memory;
-    const dv = mem.view;
+    const bytes = mem.bytes;
+    const words = mem.words;
     const flags = mem.storeFlags;
     const size = mem.size;
-    let pc = this.pc >>> 0;
+    let pc = this.pc;
     let n = 0;
     let page = -1;
     let cache: Int32Array = EMPTY_CACHE;
@@ -88,119 +118,219 @@ export class Cpu {
         page = pc >>> 12;
         cache = mem.codePage(page);
       }
-      const slot = (pc & 0xffc) >>> 1;
-      let w = cache[slot];
-      if (w === 0) w = decodeInto(cache, slot, dv.getInt32(pc, true), pc);
-      const imm = cache[slot + 1];
-      const rd = (w >>> 8) & 63;
-      const rs1 = (w >>> 14) & 31;
-      const rs2 = (w >>> 19) & 31;
-      n++;
-      switch (w & 255) {
-        case Op.LI: regs[rd] = imm; pc += 4; break;
-        case Op.JAL: regs[rd] = pc + 4; pc = (pc + imm) >>> 0; break;
-        case Op.JALR: {
-          const t = (regs[rs1] + imm) & ~1;
-          if (t & 3) { exit = this.crash(`misaligned jump target 0x${hex(t)}`, pc); n--; break loop; }
-          regs[rd] = pc + 4;
-          pc = t >>> 0;
-          break;
+      const base = page << 12;
+      const first = (pc - base) >>> 2;
+      let len = cache[Layout.BLOCKS_AT + first];
+      if (len === 0) len = decodeBlock(cache, first, mem.view, base);
+      const count = len < budget - n ? len : budget - n;
+      // A use of the registers after the last call that could change them: the
+      // optimiser then checks the array once here, not at every instruction.
+      regs[Layout.SINK_AT] = 0;
+      // Slot i's decoded words are cache[2i], cache[2i + 1]; its address is base + 4i = base + (j << 1) for j = 2i.
+      let j = first << 1;
+      let end = j + (count << 1);
+      n += count;
+      // Where the block falls through to; a jump or branch (always a block's last instruction) replaces it.
+      pc = base + (end << 1);
+      block: for (;;) {
+        if (j === end) {
+          // The block is done. The next one follows on here, without the checks above,
+          // when it is on this page, decoded, and fits in the budget whole.
+          const t = pc - base;
+          if (t >>> 12 !== 0) break;
+          len = cache[Layout.BLOCKS_AT + (t >>> 2)];
+          if (len === 0 || len > budget - n) break;
+          j = t >>> 1;
+          end = j + (len << 1);
+          n += len;
+          pc = base + (end << 1);
         }
-        case Op.BEQ: pc = regs[rs1] === regs[rs2] ? (pc + imm) >>> 0 : pc + 4; break;
-        case Op.BNE: pc = regs[rs1] !== regs[rs2] ? (pc + imm) >>> 0 : pc + 4; break;
-        case Op.BLT: pc = regs[rs1] < regs[rs2] ? (pc + imm) >>> 0 : pc + 4; break;
-        case Op.BGE: pc = regs[rs1] >= regs[rs2] ? (pc + imm) >>> 0 : pc + 4; break;
-        case Op.BLTU: pc = regs[rs1] >>> 0 < regs[rs2] >>> 0 ? (pc + imm) >>> 0 : pc + 4; break;
-        case Op.BGEU: pc = regs[rs1] >>> 0 >= regs[rs2] >>> 0 ? (pc + imm) >>> 0 : pc + 4; break;
-        case Op.LB: {
-          const a = (regs[rs1] + imm) >>> 0;
-          if (a >= size) { exit = this.accessFault("load", a, pc); n--; break loop; }
-          regs[rd] = dv.getInt8(a); pc += 4; break;
-        }
-        case Op.LBU: {
-          const a = (regs[rs1] + imm) >>> 0;
-          if (a >= size) { exit = this.accessFault("load", a, pc); n--; break loop; }
-          regs[rd] = dv.getUint8(a); pc += 4; break;
-        }
-        case Op.LH: {
-          const a = (regs[rs1] + imm) >>> 0;
-          if (a > size - 2) { exit = this.accessFault("load", a, pc); n--; break loop; }
-          regs[rd] = dv.getInt16(a, true); pc += 4; break;
-        }
-        case Op.LHU: {
-          const a = (regs[rs1] + imm) >>> 0;
-          if (a > size - 2) { exit = this.accessFault("load", a, pc); n--; break loop; }
-          regs[rd] = dv.getUint16(a, true); pc += 4; break;
-        }
-        case Op.LW: {
-          const a = (regs[rs1] + imm) >>> 0;
-          if (a > size - 4) { exit = this.accessFault("load", a, pc); n--; break loop; }
-          regs[rd] = dv.getInt32(a, true); pc += 4; break;
-        }
-        // A store's slow path may find memory braking (copies kept for checkpoints in
-        // flight reached their limit: memory.ts): the run ends after that store.
-        case Op.SB: {
-          const a = (regs[rs1] + imm) >>> 0;
-          if (a >= size) { exit = this.accessFault("store", a, pc); n--; break loop; }
-          if (flags[a >>> 12] !== 0) { mem.touch(a, 1); if (mem.braking) { dv.setInt8(a, regs[rs2]); pc += 4; break loop; } }
-          dv.setInt8(a, regs[rs2]); pc += 4; break;
-        }
-        case Op.SH: {
-          const a = (regs[rs1] + imm) >>> 0;
-          if (a > size - 2) { exit = this.accessFault("store", a, pc); n--; break loop; }
-          if ((flags[a >>> 12] | flags[(a + 1) >>> 12]) !== 0) { mem.touch(a, 2); if (mem.braking) { dv.setInt16(a, regs[rs2], true); pc += 4; break loop; } }
-          dv.setInt16(a, regs[rs2], true); pc += 4; break;
-        }
-        case Op.SW: {
-          const a = (regs[rs1] + imm) >>> 0;
-          if (a > size - 4) { exit = this.accessFault("store", a, pc); n--; break loop; }
-          if ((flags[a >>> 12] | flags[(a + 3) >>> 12]) !== 0) { mem.touch(a, 4); if (mem.braking) { dv.setInt32(a, regs[rs2], true); pc += 4; break loop; } }
-          dv.setInt32(a, regs[rs2], true); pc += 4; break;
-        }
-        case Op.ADDI: regs[rd] = regs[rs1] + imm; pc += 4; break;
-        case Op.SLTI: regs[rd] = regs[rs1] < imm ? 1 : 0; pc += 4; break;
-        case Op.SLTIU: regs[rd] = regs[rs1] >>> 0 < imm >>> 0 ? 1 : 0; pc += 4; break;
-        case Op.XORI: regs[rd] = regs[rs1] ^ imm; pc += 4; break;
-        case Op.ORI: regs[rd] = regs[rs1] | imm; pc += 4; break;
-        case Op.ANDI: regs[rd] = regs[rs1] & imm; pc += 4; break;
-        case Op.SLLI: regs[rd] = regs[rs1] << imm; pc += 4; break;
-        case Op.SRLI: regs[rd] = regs[rs1] >>> imm; pc += 4; break;
-        case Op.SRAI: regs[rd] = regs[rs1] >> imm; pc += 4; break;
-        case Op.ADD: regs[rd] = regs[rs1] + regs[rs2]; pc += 4; break;
-        case Op.SUB: regs[rd] = regs[rs1] - regs[rs2]; pc += 4; break;
-        // JS shift operators use only the low 5 bits of the count, as RV32 does.
-        case Op.SLL: regs[rd] = regs[rs1] << regs[rs2]; pc += 4; break;
-        case Op.SLT: regs[rd] = regs[rs1] < regs[rs2] ? 1 : 0; pc += 4; break;
-        case Op.SLTU: regs[rd] = regs[rs1] >>> 0 < regs[rs2] >>> 0 ? 1 : 0; pc += 4; break;
-        case Op.XOR: regs[rd] = regs[rs1] ^ regs[rs2]; pc += 4; break;
-        case Op.SRL: regs[rd] = regs[rs1] >>> regs[rs2]; pc += 4; break;
-        case Op.SRA: regs[rd] = regs[rs1] >> regs[rs2]; pc += 4; break;
-        case Op.OR: regs[rd] = regs[rs1] | regs[rs2]; pc += 4; break;
-        case Op.AND: regs[rd] = regs[rs1] & regs[rs2]; pc += 4; break;
-        case Op.MUL: regs[rd] = Math.imul(regs[rs1], regs[rs2]); pc += 4; break;
-        case Op.MULH: regs[rd] = mulh(regs[rs1], regs[rs2]); pc += 4; break;
-        case Op.MULHSU: regs[rd] = mulhsu(regs[rs1], regs[rs2]); pc += 4; break;
-        case Op.MULHU: regs[rd] = mulhu(regs[rs1], regs[rs2]); pc += 4; break;
-        case Op.DIV: regs[rd] = div(regs[rs1], regs[rs2]); pc += 4; break;
-        case Op.DIVU: regs[rd] = divu(regs[rs1], regs[rs2]); pc += 4; break;
-        case Op.REM: regs[rd] = rem(regs[rs1], regs[rs2]); pc += 4; break;
-        case Op.REMU: regs[rd] = remu(regs[rs1], regs[rs2]); pc += 4; break;
-        case Op.FENCE: pc += 4; break;
-        case Op.ECALL: exit = Exit.ECALL; break loop;
-        case Op.EBREAK: exit = Exit.EBREAK; break loop;
-        case Op.CSR: regs[rd] = this.readCsr(imm, n); pc += 4; break;
-        case Op.BRANCH_MISALIGNED: {
-          if (branchTaken(w >>> 24, regs[rs1], regs[rs2])) {
-            exit = this.crash(`misaligned branch target 0x${hex((pc + imm) >>> 0)}`, pc); n--; break loop;
+        const w = cache[j];
+        const imm = cache[j + 1];
+        const rd = (w >>> 8) & 63;
+        const rs1 = (w >>> 14) & 31;
+        const rs2 = (w >>> 19) & 31;
+        switch (w & 255) {
+          case Op.LI: regs[rd] = imm; break;
+          case Op.JAL: regs[rd] = base + (j << 1) + 4; pc = (base + (j << 1) + imm) >>> 0; break;
+          case Op.JALR: {
+            const t = (regs[rs1] + imm) & ~1;
+            if (t & 3) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.crash(`misaligned jump target 0x${hex(t)}`, pc); break loop; }
+            regs[rd] = base + (j << 1) + 4;
+            pc = t >>> 0;
+            break;
           }
-          pc += 4; break;
+          case Op.BEQ: if (regs[rs1] === regs[rs2]) pc = (base + (j << 1) + imm) >>> 0; break;
+          case Op.BNE: if (regs[rs1] !== regs[rs2]) pc = (base + (j << 1) + imm) >>> 0; break;
+          case Op.BLT: if (regs[rs1] < regs[rs2]) pc = (base + (j << 1) + imm) >>> 0; break;
+          case Op.BGE: if (regs[rs1] >= regs[rs2]) pc = (base + (j << 1) + imm) >>> 0; break;
+          case Op.BLTU: if (regs[rs1] >>> 0 < regs[rs2] >>> 0) pc = (base + (j << 1) + imm) >>> 0; break;
+          case Op.BGEU: if (regs[rs1] >>> 0 >= regs[rs2] >>> 0) pc = (base + (j << 1) + imm) >>> 0; break;
+          case Op.LB: {
+            const a = (regs[rs1] + imm) >>> 0;
+            if (a >= size) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("load", a, pc); break loop; }
+            regs[rd] = (bytes[a] << 24) >> 24; break;
+          }
+          case Op.LBU: {
+            const a = (regs[rs1] + imm) >>> 0;
+            if (a >= size) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("load", a, pc); break loop; }
+            regs[rd] = bytes[a]; break;
+          }
+          case Op.LH: {
+            const a = (regs[rs1] + imm) >>> 0;
+            if (a > size - 2) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("load", a, pc); break loop; }
+            if ((a & 1) !== 0) break block;
+            regs[rd] = (a & 2) === 0 ? (words[a >>> 2] << 16) >> 16 : words[a >>> 2] >> 16; break;
+          }
+          case Op.LHU: {
+            const a = (regs[rs1] + imm) >>> 0;
+            if (a > size - 2) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("load", a, pc); break loop; }
+            if ((a & 1) !== 0) break block;
+            regs[rd] = (a & 2) === 0 ? words[a >>> 2] & 0xffff : words[a >>> 2] >>> 16; break;
+          }
+          case Op.LW: {
+            const a = (regs[rs1] + imm) >>> 0;
+            if (a > size - 4) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("load", a, pc); break loop; }
+            if ((a & 3) !== 0) break block;
+            regs[rd] = words[a >>> 2]; break;
+          }
+          // A store to a page with flags (not dirty yet, or holding decoded code), or a
+          // misaligned one, leaves the block to call out (`callOut`).
+          case Op.SB: {
+            const a = (regs[rs1] + imm) >>> 0;
+            if (a >= size) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("store", a, pc); break loop; }
+            if (flags[a >>> 12] !== 0) break block;
+            bytes[a] = regs[rs2]; break;
+          }
+          case Op.SH: {
+            const a = (regs[rs1] + imm) >>> 0;
+            if (a > size - 2) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("store", a, pc); break loop; }
+            if (((a & 1) | flags[a >>> 12]) !== 0) break block;
+            bytes[a] = regs[rs2];
+            bytes[a + 1] = regs[rs2] >> 8; break;
+          }
+          case Op.SW: {
+            const a = (regs[rs1] + imm) >>> 0;
+            if (a > size - 4) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("store", a, pc); break loop; }
+            if (((a & 3) | flags[a >>> 12]) !== 0) break block;
+            words[a >>> 2] = regs[rs2]; break;
+          }
+          case Op.ADDI: regs[rd] = regs[rs1] + imm; break;
+          // A fused pair: the addi, then (unless the run ends between the two) the branch in the next slot.
+          case Op.ADDI_BNE: {
+            regs[rd] = regs[rs1] + imm;
+            if (j + 2 === end) break;
+            j += 2;
+            const b = cache[j];
+            if (regs[(b >>> 14) & 31] !== regs[(b >>> 19) & 31]) pc = (base + (j << 1) + cache[j + 1]) >>> 0;
+            break;
+          }
+          case Op.ADDI_BEQ: {
+            regs[rd] = regs[rs1] + imm;
+            if (j + 2 === end) break;
+            j += 2;
+            const b = cache[j];
+            if (regs[(b >>> 14) & 31] === regs[(b >>> 19) & 31]) pc = (base + (j << 1) + cache[j + 1]) >>> 0;
+            break;
+          }
+          case Op.SLTI: regs[rd] = regs[rs1] < imm ? 1 : 0; break;
+          case Op.SLTIU: regs[rd] = regs[rs1] >>> 0 < imm >>> 0 ? 1 : 0; break;
+          case Op.XORI: regs[rd] = regs[rs1] ^ imm; break;
+          case Op.ORI: regs[rd] = regs[rs1] | imm; break;
+          case Op.ANDI: regs[rd] = regs[rs1] & imm; break;
+          case Op.SLLI: regs[rd] = regs[rs1] << imm; break;
+          case Op.SRLI: regs[rd] = regs[rs1] >>> imm; break;
+          case Op.SRAI: regs[rd] = regs[rs1] >> imm; break;
+          case Op.ADD: regs[rd] = regs[rs1] + regs[rs2]; break;
+          case Op.SUB: regs[rd] = regs[rs1] - regs[rs2]; break;
+          // JS shift operators use only the low 5 bits of the count, as RV32 does.
+          case Op.SLL: regs[rd] = regs[rs1] << regs[rs2]; break;
+          case Op.SLT: regs[rd] = regs[rs1] < regs[rs2] ? 1 : 0; break;
+          case Op.SLTU: regs[rd] = regs[rs1] >>> 0 < regs[rs2] >>> 0 ? 1 : 0; break;
+          case Op.XOR: regs[rd] = regs[rs1] ^ regs[rs2]; break;
+          case Op.SRL: regs[rd] = regs[rs1] >>> regs[rs2]; break;
+          case Op.SRA: regs[rd] = regs[rs1] >> regs[rs2]; break;
+          case Op.OR: regs[rd] = regs[rs1] | regs[rs2]; break;
+          case Op.AND: regs[rd] = regs[rs1] & regs[rs2]; break;
+          case Op.MUL: regs[rd] = Math.imul(regs[rs1], regs[rs2]); break;
+          case Op.MULH: regs[rd] = mulh(regs[rs1], regs[rs2]); break;
+          case Op.MULHSU: regs[rd] = mulhsu(regs[rs1], regs[rs2]); break;
+          case Op.MULHU: regs[rd] = mulhu(regs[rs1], regs[rs2]); break;
+          case Op.DIV: regs[rd] = div(regs[rs1], regs[rs2]); break;
+          case Op.DIVU: regs[rd] = divu(regs[rs1], regs[rs2]); break;
+          case Op.REM: regs[rd] = rem(regs[rs1], regs[rs2]); break;
+          case Op.REMU: regs[rd] = remu(regs[rs1], regs[rs2]); break;
+          case Op.FENCE: break;
+          // ECALL and EBREAK end their block, so n already counts up to them.
+          case Op.ECALL: pc = base + (j << 1); exit = Exit.ECALL; break loop;
+          case Op.EBREAK: pc = base + (j << 1); exit = Exit.EBREAK; break loop;
+          case Op.CSR: break block;
+          case Op.BRANCH_MISALIGNED: {
+            if (branchTaken(w >>> 24, regs[rs1], regs[rs2])) {
+              pc = base + (j << 1); n -= (end - j) >> 1;
+              exit = this.crash(`misaligned branch target 0x${hex((pc + imm) >>> 0)}`, pc); break loop;
+            }
+            break;
+          }
+          case Op.JAL_MISALIGNED:
+            pc = base + (j << 1); n -= (end - j) >> 1;
+            exit = this.crash(`misaligned jump target 0x${hex((pc + imm) >>> 0)}`, pc); break loop;
+          case Op.UNDECODED:
+            // A store earlier in this block overwrote this instruction: decode the block again from here.
+            pc = base + (j << 1); n -= (end - j) >> 1;
+            continue loop;
+          default:
+            pc = base + (j << 1); n -= (end - j) >> 1;
+            exit = this.crash(`illegal instruction 0x${hex(mem.view.getUint32(pc, true))}`, pc); break loop;
         }
-        case Op.JAL_MISALIGNED:
-          exit = this.crash(`misaligned jump target 0x${hex((pc + imm) >>> 0)}`, pc); n--; break loop;
-        default:
-          exit = this.crash(`illegal instruction 0x${hex(dv.getUint32(pc, true))}`, pc); n--; break loop;
+        j += 2;
+      }
+      if (j < end) {
+        // The instruction at j left the block to call out (which, inside the block's
+        // loop, would make the optimiser check its arrays again at every instruction).
+        // It retires here; the block goes on from the next one.
+        n -= (end - j - 2) >> 1;
+        pc = base + (j << 1) + 4;
+        if (this.callOut(cache[j], cache[j + 1], n)) break;
       }
     }
+    return this.retire(pc, n, exit);
+  }
+
+  /**
+   * The instructions that leave their block to call out: a store to a page
+   * with flags, a misaligned load or store, and a counter read. A store's slow path (memory.ts) marks the
+   * page dirty, hands it to a checkpoint still reading it live, and drops
+   * decoded words it overwrites (of this very block too: the next ones then
+   * read UNDECODED in `run`). `n` counts the instructions of this run so far,
+   * this one included. Returns true when the run must stop after it: memory
+   * is braking (copies kept for checkpoints in flight reached their limit).
+   */
+  private callOut(w: number, imm: number, n: number): boolean {
+    const regs = this.regs;
+    const mem = this.memory;
+    const a = (regs[(w >>> 14) & 31] + imm) >>> 0;
+    const value = regs[(w >>> 19) & 31];
+    switch (w & 255) {
+      // Loads come here only when misaligned.
+      case Op.LH: regs[(w >>> 8) & 63] = mem.view.getInt16(a, true); return false;
+      case Op.LHU: regs[(w >>> 8) & 63] = mem.view.getUint16(a, true); return false;
+      case Op.LW: regs[(w >>> 8) & 63] = mem.view.getInt32(a, true); return false;
+      case Op.SB: mem.touch(a, 1); mem.view.setInt8(a, value); return mem.braking;
+      case Op.SH: mem.touch(a, 2); mem.view.setInt16(a, value, true); return mem.braking;
+      case Op.SW: mem.touch(a, 4); mem.view.setInt32(a, value, true); return mem.braking;
+      case Op.CSR: regs[(w >>> 8) & 63] = this.readCsr(imm, n); return false;
+      default: throw new Error(`op ${w & 255} does not call out`);
+    }
+  }
+
+  /**
+   * The end of a run, kept out of `run`: code after its loop first executes
+   * when the loop is already optimised (on-stack), and an operation there
+   * with no type feedback yet would throw the optimised loop away at every
+   * exit.
+   */
+  private retire(pc: number, n: number, exit: Exit): Exit {
     this.pc = pc >>> 0;
     this.instret += n;
     return exit;
@@ -303,6 +433,54 @@ export function remu(a: number, b: number): number {
 function pack(op: Op, rd: number, rs1: number, rs2: number, extra = 0): number {
   return op | ((rd === 0 ? SINK : rd) << 8) | (rs1 << 14) | (rs2 << 19) | (extra << 24);
 }
+
+/** Does an instruction with this op end its basic block (it may go somewhere other than the next one, or stop the run)? */
+function endsBlock(op: number): boolean {
+  return (op >= Op.JAL && op <= Op.BGEU) || op === Op.ECALL || op === Op.EBREAK || (op >= Op.BRANCH_MISALIGNED && op <= Op.ILLEGAL);
+}
+
+/**
+ * Decode the basic block that starts at instruction slot `first` of the page
+ * at `base`, and record for each of its slots how many instructions run from
+ * there to the block's end: its last is a jump, a branch, a stop (ecall,
+ * ebreak, an illegal instruction) or the page's last slot. A block running
+ * into one decoded before ends with it. Returns the length from `first`.
+ */
+export function decodeBlock(cache: Int32Array, first: number, dv: DataView, base: number): number {
+  let k = first;
+  let len = 1;
+  for (;; k++) {
+    let w = cache[k << 1];
+    if (w === 0) w = decodeInto(cache, k << 1, dv.getInt32(base + (k << 2), true), base + (k << 2));
+    if (endsBlock(w & 255) || k === SLOTS_PER_PAGE - 1) break;
+    const next = cache[BLOCKS + k + 1];
+    if (next !== 0) {
+      len = next + 1;
+      break;
+    }
+  }
+  for (let s = k; s > first; s--) cache[BLOCKS + s] = len++;
+  cache[BLOCKS + first] = len;
+  if (k > first) fuse(cache, k - 1);
+  return len;
+}
+
+/**
+ * Fuse the instruction in `slot` with the block's last, in `slot + 1`, where
+ * they are a common pair: one dispatch instead of two. The second keeps its
+ * own decoded words (a jump may land on it), and the fused one falls back to
+ * the first alone when a run ends between them. Writing either slot drops
+ * both (memory.ts, forgetCode).
+ */
+function fuse(cache: Int32Array, slot: number): void {
+  const w = cache[slot << 1];
+  const next = cache[(slot + 1) << 1] & 255;
+  if ((w & 255) !== Op.ADDI) return;
+  if (next === Op.BNE) cache[slot << 1] = (w & ~255) | Op.ADDI_BNE;
+  else if (next === Op.BEQ) cache[slot << 1] = (w & ~255) | Op.ADDI_BEQ;
+}
+
+const SLOTS_PER_PAGE = 1024;
 
 /** Decode `word` found at `pc` into cache[slot], cache[slot+1]; returns the packed word. */
 export function decodeInto(cache: Int32Array, slot: number, word: number, pc: number): number {

@@ -34,19 +34,31 @@ export const FLAG_CODE = 2;
 /** RAM that pages kept for checkpoints in flight may take before the guest is held back (a 64 MiB guest then needs ≤ 80 MiB, not 128). */
 export const KEEP_LIMIT_BYTES = 16 << 20;
 
+// The word view (words) reads and writes in the host's byte order; the guest's is little-endian.
+if (new Uint8Array(new Uint16Array([1]).buffer)[0] !== 1) throw new Error("guest memory needs a little-endian host");
+
 /** A checkpoint in flight that reads some pages from live memory: it must be given a page before it changes. */
 export interface PageKeeper {
   keep(page: number, before: Uint8Array): void;
 }
 
-/** Two Int32 per instruction slot: packed (op, rd, rs1, rs2) and the immediate. */
-const CACHE_INTS_PER_PAGE = (PAGE_SIZE / 4) * 2;
+/**
+ * A page's decoded cache: two Int32 per instruction slot, packed (op, rd,
+ * rs1, rs2) and the immediate, then from BLOCKS one Int32 per slot: how many
+ * instructions run from that slot to the end of its basic block (0: not
+ * known yet). A known length implies every slot it covers is decoded and
+ * known too, which is what `forgetCode` keeps true.
+ */
+export const BLOCKS = (PAGE_SIZE / 4) * 2;
+const CACHE_INTS_PER_PAGE = BLOCKS + PAGE_SIZE / 4;
 
 export class Memory {
   /** The keep limit of memories made from now on (the simulator lowers it, so its small guests meet the brake). */
   static keepLimitBytes = KEEP_LIMIT_BYTES;
   readonly bytes: Uint8Array;
   readonly view: DataView;
+  /** The same bytes as 32-bit words, for the interpreter's aligned loads and stores (guest memory is little-endian, as every host this runs on is: checked below). */
+  readonly words: Int32Array;
   readonly pages: number;
   readonly size: number;
   /** Per page: FLAG_CLEAN | FLAG_CODE; 0 means a store needs no bookkeeping. */
@@ -72,7 +84,7 @@ export class Memory {
   readonly keepLimitBytes = Memory.keepLimitBytes;
   private readonly unbrake: (() => void)[] = [];
 
-  /** `bytes`, if given, becomes the memory itself (no copy): a takeover adopts its replica this way. */
+  /** `bytes`, if given, becomes the memory itself (no copy, if word-aligned in its buffer): a takeover adopts its replica this way. */
   constructor(pages: number, bytes?: Uint8Array) {
     if (!Number.isInteger(pages) || pages < MIN_PAGES || pages > MAX_PAGES) {
       throw new RangeError(`memory must be ${MIN_PAGES}..${MAX_PAGES} pages, got ${pages}`);
@@ -80,8 +92,10 @@ export class Memory {
     this.pages = pages;
     this.size = pages * PAGE_SIZE;
     if (bytes && bytes.length !== this.size) throw new RangeError(`memory of ${pages} pages needs ${this.size} bytes, got ${bytes.length}`);
-    this.bytes = bytes ?? new Uint8Array(this.size);
+    // Adopted bytes at an odd offset in their buffer are copied: the word views below need it aligned.
+    this.bytes = bytes ? (bytes.byteOffset % 4 === 0 ? bytes : bytes.slice()) : new Uint8Array(this.size);
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
+    this.words = new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.size >>> 2);
     this.storeFlags = new Uint8Array(pages).fill(FLAG_CLEAN);
     this.codeCache = new Array<Int32Array | undefined>(pages);
     this.dirtyList = new Int32Array(pages);
@@ -110,7 +124,7 @@ export class Memory {
         const base = p << PAGE_SHIFT;
         const from = (Math.max(addr, base) - base) >>> 2;
         const to = ((Math.min(end, base + PAGE_SIZE) - base + 3) >>> 2);
-        this.codeCache[p]!.fill(0, from * 2, to * 2);
+        forgetCode(this.codeCache[p]!, from, to);
       }
     }
   }
@@ -263,4 +277,17 @@ export class Memory {
       }
     }
   }
+}
+
+/**
+ * Drop the decoded instructions in slots [from, to) of a page's cache, and
+ * the block lengths that cover them: theirs, and those of earlier slots whose
+ * block runs into them (walking back until a block ends before `from`).
+ */
+function forgetCode(cache: Int32Array, from: number, to: number): void {
+  // The slot before may be fused with the first one written (cpu.ts, fuse): it goes too.
+  if (from > 0) from--;
+  cache.fill(0, from * 2, to * 2);
+  cache.fill(0, BLOCKS + from, BLOCKS + to);
+  for (let s = from - 1; s >= 0 && cache[BLOCKS + s] > from - s; s--) cache[BLOCKS + s] = 0;
 }
