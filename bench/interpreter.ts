@@ -68,14 +68,3 @@ export function dirtySetCost(pages: number, rounds = 2000): number {
   return ((performance.now() - start) * 1000) / rounds;
 }
 
-/** Millions of iterations a second of a bare JS loop: how fast the machine is right now (its speed drifts), to read the figures above against. */
-export function bareLoop(ms = 300): number {
-  let s = 0;
-  let i = 0;
-  const start = performance.now();
-  for (; performance.now() - start < ms; ) {
-    for (let k = 0; k < 1_000_000; k++, i++) s = (s + i) ^ (i >>> 3);
-  }
-  if (s === 0.5) console.log(s); // keeps the loop's result alive
-  return i / (performance.now() - start) / 1000;
-}

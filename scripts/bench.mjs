@@ -47,12 +47,8 @@ const untracked = await bundle("untracked", [noDirty]);
 
 console.log(`Kemari benchmarks (node ${process.version}, ${seconds}s per figure)\n`);
 row("benchmark", "figure", "ratio", "baseline");
-// This machine's speed drifts (up to 2x within minutes): a bare loop before and after says how fast it was meanwhile.
-const bare0 = tracked.bareLoop();
 const a = tracked.measure(tracked.COMPUTE_LOOP, seconds);
-const bare1 = tracked.bareLoop();
 row("interpreter, compute loop", `${fmt(a.mips)} M instr/s`, `${fmt(a.mips / 300, 2)}x`, "target 300 M instr/s (>= 1.00x; #13)");
-row("  a bare JS loop, before / after", `${fmt(bare0, 0)} / ${fmt(bare1, 0)} M/s`, "", "the machine's speed at the time (1,000-1,200 M/s when fast)");
 const api = await rateThroughApi(root, tracked.COMPUTE_LOOP);
 const apiMedian = [...api].sort((x, y) => x - y)[api.length >> 1];
 row("same loop through the API (wrangler dev)", `${fmt(apiMedian / 1e6)} M instr/s`, `${fmt(apiMedian / 250e6, 2)}x`, `target 250 M instr/s (>= 1.00x; #13); windows ${api.map((r) => fmt(r / 1e6, 0)).join(" / ")}`);

@@ -43,8 +43,10 @@ export const enum Op {
   /** A jump or branch whose offset is not a multiple of 4: faults if taken. */
   BRANCH_MISALIGNED, JAL_MISALIGNED,
   ILLEGAL,
-  /** Fused pairs (see `fuse`): an addi, then the conditional branch that ends its block. */
+  /** Fused pairs (see `fuse`): an addi, then the conditional branch that ends its block (a counted loop's end). */
   ADDI_BNE, ADDI_BEQ,
+  /** A shift left, then an add (indexing an array). */
+  SLLI_ADD,
 }
 
 /** Why `run` returned. */
@@ -223,6 +225,14 @@ export class Cpu {
             j += 2;
             const b = cache[j];
             if (regs[(b >>> 14) & 31] !== regs[(b >>> 19) & 31]) pc = (base + (j << 1) + cache[j + 1]) >>> 0;
+            break;
+          }
+          case Op.SLLI_ADD: {
+            regs[rd] = regs[rs1] << imm;
+            if (j + 2 === end) break;
+            j += 2;
+            const b = cache[j];
+            regs[(b >>> 8) & 63] = regs[(b >>> 14) & 31] + regs[(b >>> 19) & 31];
             break;
           }
           case Op.ADDI_BEQ: {
@@ -461,13 +471,13 @@ export function decodeBlock(cache: Int32Array, first: number, dv: DataView, base
   }
   for (let s = k; s > first; s--) cache[BLOCKS + s] = len++;
   cache[BLOCKS + first] = len;
-  if (k > first) fuse(cache, k - 1);
+  for (let s = first; s < k; s++) fuse(cache, s);
   return len;
 }
 
 /**
- * Fuse the instruction in `slot` with the block's last, in `slot + 1`, where
- * they are a common pair: one dispatch instead of two. The second keeps its
+ * Fuse the instruction in `slot` with the next, in `slot + 1` of the same
+ * block, where they are a common pair: one dispatch instead of two. The second keeps its
  * own decoded words (a jump may land on it), and the fused one falls back to
  * the first alone when a run ends between them. Writing either slot drops
  * both (memory.ts, forgetCode).
@@ -475,9 +485,10 @@ export function decodeBlock(cache: Int32Array, first: number, dv: DataView, base
 function fuse(cache: Int32Array, slot: number): void {
   const w = cache[slot << 1];
   const next = cache[(slot + 1) << 1] & 255;
-  if ((w & 255) !== Op.ADDI) return;
-  if (next === Op.BNE) cache[slot << 1] = (w & ~255) | Op.ADDI_BNE;
-  else if (next === Op.BEQ) cache[slot << 1] = (w & ~255) | Op.ADDI_BEQ;
+  let fused = 0;
+  if ((w & 255) === Op.ADDI) fused = next === Op.BNE ? Op.ADDI_BNE : next === Op.BEQ ? Op.ADDI_BEQ : 0;
+  else if ((w & 255) === Op.SLLI) fused = next === Op.ADD ? Op.SLLI_ADD : 0;
+  if (fused !== 0) cache[slot << 1] = (w & ~255) | fused;
 }
 
 const SLOTS_PER_PAGE = 1024;
