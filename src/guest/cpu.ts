@@ -104,7 +104,9 @@ export class Cpu {
     const words = mem.words;
     const flags = mem.storeFlags;
     const size = mem.size;
-    let pc = this.pc;
+    // A fractional budget would never meet a block's end exactly.
+    if (!Number.isInteger(budget)) throw new RangeError(`a run's budget must be a whole number of instructions, got ${budget}`);
+    let pc = this.pc >>> 0;
     let n = 0;
     let page = -1;
     let cache: Int32Array = EMPTY_CACHE;
@@ -286,7 +288,9 @@ export class Cpu {
             pc = base + (j << 1); n -= (end - j) >> 1;
             exit = this.crash(`misaligned jump target 0x${hex((pc + imm) >>> 0)}`, pc); break loop;
           case Op.UNDECODED:
-            // A store earlier in this block overwrote this instruction: decode the block again from here.
+            // Not reached as things are: a store over decoded code always leaves the block
+            // (its page has flags), and the block's cleared length makes the loop above decode
+            // it again. Kept so that a dropped word can never run as an illegal instruction.
             pc = base + (j << 1); n -= (end - j) >> 1;
             continue loop;
           default:
@@ -311,8 +315,8 @@ export class Cpu {
    * The instructions that leave their block to call out: a store to a page
    * with flags, a misaligned load or store, and a counter read. A store's slow path (memory.ts) marks the
    * page dirty, hands it to a checkpoint still reading it live, and drops
-   * decoded words it overwrites (of this very block too: the next ones then
-   * read UNDECODED in `run`). `n` counts the instructions of this run so far,
+   * decoded words it overwrites (of this very block too: their cleared
+   * lengths make `run` decode the rest of the block again). `n` counts the instructions of this run so far,
    * this one included. Returns true when the run must stop after it: memory
    * is braking (copies kept for checkpoints in flight reached their limit).
    */

@@ -93,7 +93,7 @@ export class Memory {
     this.size = pages * PAGE_SIZE;
     if (bytes && bytes.length !== this.size) throw new RangeError(`memory of ${pages} pages needs ${this.size} bytes, got ${bytes.length}`);
     // Adopted bytes at an odd offset in their buffer are copied: the word views below need it aligned.
-    this.bytes = bytes ? (bytes.byteOffset % 4 === 0 ? bytes : bytes.slice()) : new Uint8Array(this.size);
+    this.bytes = bytes ? (bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes)) : new Uint8Array(this.size);
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
     this.words = new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.size >>> 2);
     this.storeFlags = new Uint8Array(pages).fill(FLAG_CLEAN);
