@@ -25,7 +25,7 @@ const noDirty = {
     b.onLoad({ filter: /src\/guest\/cpu\.ts$/ }, (args) => {
       const src = readFileSync(args.path, "utf8");
       // A store leaves its block for the slow path (mem.touch) when its page has flags: that test becomes 0.
-      const pattern = /flags\[a >>> 12\](?=\) !== 0\) break block;| !== 0\) break block;)/g;
+      const pattern = /flags\[a >>> 12\](?=\) !== 0\) \{| !== 0\) \{)/g;
       const stripped = src.replace(pattern, "0");
       const removed = (src.match(pattern) || []).length;
       if (removed !== 3) throw new Error(`expected to strip 3 dirty checks (sb, sh, sw), stripped ${removed}`);

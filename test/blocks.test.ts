@@ -58,6 +58,19 @@ describe("block dispatch", () => {
     expect(m.cpu.regs[13]).toBe(3 + 200);
   });
 
+  it("a block on one page that rewrites decoded code on another (dirty) page makes the new instruction run", () => {
+    // Page 0, slot 5: a0 += 1, then off to page 1, which writes a2 (a0 += 100) over that slot and comes back, three times.
+    const m = new Machine(PAGES, env);
+    const page0 = [enc.jal(0, 20), NOP, NOP, NOP, NOP, enc.addi("a0", "a0", 1), enc.jal(0, 0x1000 - 0x18)];
+    const page1 = [enc.sw("a2", "zero", 0x14), enc.addi("a4", "a4", -1), enc.beq("a4", "zero", 8), enc.jal(0, 0x14 - 0x100c), enc.ebreak()];
+    m.load({ segments: [{ addr: 0, data: le(...page0), size: page0.length * 4 }, { addr: 0x1000, data: le(...page1), size: page1.length * 4 }], entry: 0, symbols: {} });
+    m.cpu.regs[12] = enc.addi("a0", "a0", 100);
+    m.cpu.regs[14] = 3;
+    m.run(1000);
+    expect(m.state).toBe("breakpoint");
+    expect(m.cpu.regs[A0]).toBe(1 + 100 + 100);
+  });
+
   it("rewriting the branch of a fused pair (addi; bnez) takes effect", () => {
     // loop: a0 -= 1; bnez a0, loop — then the bnez is rewritten into a1 += 7 and the loop runs again.
     const m = boot([enc.addi("a0", "a0", -1), enc.bne("a0", "zero", -4), enc.ebreak()], [], { [A0]: 5 });

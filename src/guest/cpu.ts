@@ -27,7 +27,7 @@
  * Writes to x0 are decoded as writes to a sink register (index 32), which
  * keeps "x0 is zero" out of the loop entirely.
  */
-import { BLOCKS, FLAG_CLEAN, type Memory } from "./memory.ts";
+import { BLOCKS, FLAG_CLEAN, FLAG_CODE, type Memory } from "./memory.ts";
 
 export const enum Op {
   UNDECODED = 0,
@@ -199,24 +199,32 @@ export class Cpu {
             regs[rd] = words[a >>> 2]; break;
           }
           // A store to a page with flags (not dirty yet, or holding decoded code), or a
-          // misaligned one, leaves the block to call out (`callOut`).
+          // misaligned one, leaves the block to call out (`callOut`) — but for data beside
+          // the block's own code: a page dirty already, a word with nothing decoded in it
+          // (the slow path would do nothing; .data often shares a page with .text).
           case Op.SB: {
             const a = (regs[rs1] + imm) >>> 0;
             if (a >= size) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("store", a, pc); break loop; }
-            if (flags[a >>> 12] !== 0) break block;
+            if (flags[a >>> 12] !== 0) {
+              if (flags[a >>> 12] !== FLAG_CODE || a >>> 12 !== page || cache[(a & 0xffc) >>> 1] !== 0) break block;
+            }
             bytes[a] = regs[rs2]; break;
           }
           case Op.SH: {
             const a = (regs[rs1] + imm) >>> 0;
             if (a > size - 2) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("store", a, pc); break loop; }
-            if (((a & 1) | flags[a >>> 12]) !== 0) break block;
+            if (((a & 1) | flags[a >>> 12]) !== 0) {
+              if ((a & 1) !== 0 || flags[a >>> 12] !== FLAG_CODE || a >>> 12 !== page || cache[(a & 0xffc) >>> 1] !== 0) break block;
+            }
             bytes[a] = regs[rs2];
             bytes[a + 1] = regs[rs2] >> 8; break;
           }
           case Op.SW: {
             const a = (regs[rs1] + imm) >>> 0;
             if (a > size - 4) { pc = base + (j << 1); n -= (end - j) >> 1; exit = this.accessFault("store", a, pc); break loop; }
-            if (((a & 3) | flags[a >>> 12]) !== 0) break block;
+            if (((a & 3) | flags[a >>> 12]) !== 0) {
+              if ((a & 3) !== 0 || flags[a >>> 12] !== FLAG_CODE || a >>> 12 !== page || cache[(a & 0xffc) >>> 1] !== 0) break block;
+            }
             words[a >>> 2] = regs[rs2]; break;
           }
           case Op.ADDI: regs[rd] = regs[rs1] + imm; break;

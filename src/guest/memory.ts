@@ -285,6 +285,11 @@ export class Memory {
  * block runs into them (walking back until a block ends before `from`).
  */
 function forgetCode(cache: Int32Array, from: number, to: number): void {
+  // Data beside code (.data on a page with .text): nothing decoded is written, and nothing
+  // runs into it — a fused pair's second slot is always decoded. The common case, kept cheap.
+  let decoded = false;
+  for (let s = from; s < to && !decoded; s++) decoded = cache[s * 2] !== 0;
+  if (!decoded) return;
   // The slot before may be fused with the first one written (cpu.ts, fuse): it goes too.
   if (from > 0) from--;
   cache.fill(0, from * 2, to * 2);
