@@ -18,7 +18,7 @@ import type { HostPlace, HostStatus } from "../src/host/status.ts";
 import type { FaultKind, FaultWhen } from "../src/kemari/faults.ts";
 import type { SyncReply } from "../src/kemari/replicator.ts";
 import { BACKSTOP_MS, Host, RUNNING_BACKSTOP_MS } from "../src/protocol/host.ts";
-import { FLAG_FULL } from "../src/kemari/checkpoint.ts";
+import { peekFrame } from "../src/kemari/checkpoint.ts";
 import type { CheckInReply, HoldReply, HostIO, PingReply, RecordReply, SecondaryReply, WitnessLink } from "../src/protocol/ports.ts";
 import { HostFaults } from "./host-faults.ts";
 import { SqlHostStore } from "./host-store.ts";
@@ -27,9 +27,6 @@ import { benchFloor, benchSync, benchWrite, type BenchSyncResult } from "./host-
 import { Meter, meteredStorage, meterEntryPoints, type MeterReading } from "./meter.ts";
 
 export type { PingReply } from "../src/protocol/ports.ts";
-
-/** Frames at least this large are sent after a timer turn (see peer.receive). */
-const TURN_BEFORE_FRAME_BYTES = 512 * 1024;
 
 
 
@@ -61,12 +58,13 @@ export class GuestHost extends DurableObject<Env> {
       peer: (place) => {
         const stub = this.hostStub(place);
         return {
-          // A large frame waits for a timer first: a large checkpoint goes out as several frames, and
-          // waiting lets workerd's event loop go idle between them, so requests from outside get in.
-          // A small one does not: a timer turn cost the usual sync of a few pages ~1.5 ms locally.
+          // A checkpoint's later frames wait for a timer first: a large checkpoint goes out as several
+          // frames, and waiting lets workerd's event loop go idle between them, so requests from
+          // outside get in. A first frame does not: a timer turn cost the usual sync of a few pages
+          // (one frame) ~1.5 ms locally.
           receive: (frame) =>
             this.faults.net<SyncReply>(async () => {
-              if (frame.byteLength >= TURN_BEFORE_FRAME_BYTES) await this.turn();
+              if ((peekFrame(frame)?.part ?? 0) > 0) await this.turn();
               return stub.receive(frame);
             }),
           diskWrite: (g, s, d) => this.faults.net<SyncReply>(() => stub.diskWrite(g, s, d)),
@@ -128,7 +126,7 @@ export class GuestHost extends DurableObject<Env> {
   /** The test-only hook TEST_HOLD_REPROTECTION_MS (src/env.ts): hold a re-protection's full checkpoint open. */
   private async holdReprotection(frame: Uint8Array): Promise<void> {
     const ms = Number(this.env.TEST_HOLD_REPROTECTION_MS ?? 0);
-    if (ms > 0 && this.host.role.kind === "secondary" && this.host.role.generation >= 1 && isFullFrame(frame)) {
+    if (ms > 0 && this.host.role.kind === "secondary" && this.host.role.generation >= 1 && peekFrame(frame)?.full) {
       await this.meter.sleep(ms);
     }
   }
@@ -309,11 +307,6 @@ export class GuestHost extends DurableObject<Env> {
   benchWrite(payload: Uint8Array, pages: number): number {
     return benchWrite(this.ctx.storage, payload, pages);
   }
-}
-
-/** The FULL flag of a frame's header (magic u32, version u16, flags u16). */
-function isFullFrame(frame: Uint8Array): boolean {
-  return frame.length >= 8 && (new DataView(frame.buffer, frame.byteOffset).getUint16(6, true) & FLAG_FULL) !== 0;
 }
 
 // Every entry point is a billed request (meter.ts); the bench hooks are not counted.

@@ -76,17 +76,31 @@ describe("modelled delays in workerd", () => {
 });
 
 describe("checkpoint frames sized to the link", () => {
-  it("1 MiB with no modelled link (the thread stays free between frames); the bandwidth-delay product across one, up to 8 MiB", async () => {
+  it("260 KiB with no modelled link (the thread stays free between frames; 64 dirty pages still go in one); the bandwidth-delay product across one, up to 8 MiB", async () => {
     const { frameBytesFor, DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES } = await import("../src/kemari/replicator.ts");
-    expect(DEFAULT_MAX_FRAME_BYTES).toBe(1 << 20);
-    expect(frameBytesFor(null)).toBe(1 << 20);
-    expect(frameBytesFor({ rttMs: 0, mbps: 100 })).toBe(1 << 20);
+    const { frameBytes, Space, Enc } = await import("../src/kemari/checkpoint.ts");
+    const { DeviceKind } = await import("../src/guest/abi.ts");
+    expect(DEFAULT_MAX_FRAME_BYTES).toBe(260 << 10);
+    expect(frameBytesFor(null)).toBe(DEFAULT_MAX_FRAME_BYTES);
+    expect(frameBytesFor({ rttMs: 0, mbps: 100 })).toBe(DEFAULT_MAX_FRAME_BYTES);
+    // A commit frame with 64 raw pages, the machine, a few bindings and outputs fits one frame.
+    const page = new Uint8Array(4096);
+    const commit = {
+      seq: 1, generation: 0, part: 0, full: false, memoryPages: 16384, diskSectors: 2048,
+      machine: { regs: new Int32Array(32), pc: 0, instret: 0, pending: 0, state: "running" as const, exitCode: null, bindings: Object.values(DeviceKind).map((kind, i) => ({ port: i + 1, kind, ring: (i + 1) << 12 })) },
+      entries: [
+        ...Array.from({ length: 64 }, (_, i) => ({ space: Space.PAGE, index: i, enc: Enc.RAW, data: page })),
+        ...Array.from({ length: 8 }, (_, i) => ({ space: Space.OUTPUT, index: i, enc: Enc.RAW, data: new Uint8Array(64) })),
+      ],
+    };
+    expect(frameBytes(commit)).toBeLessThanOrEqual(DEFAULT_MAX_FRAME_BYTES);
+    expect(frameBytes({ ...commit, entries: [...commit.entries, commit.entries[0]] })).toBeGreaterThan(DEFAULT_MAX_FRAME_BYTES - 4096);
     // 80 ms at 1000 Mbps: 10 MB in flight, so a frame per round trip is capped at 8 MiB.
     expect(frameBytesFor({ rttMs: 80, mbps: 1000 })).toBe(MAX_FRAME_BYTES);
     // 20 ms at 1000 Mbps: 2.5 MB.
     expect(frameBytesFor({ rttMs: 20, mbps: 1000 })).toBe(2_500_000);
-    // Slow links never go below 1 MiB; unlimited bandwidth takes the largest frame.
-    expect(frameBytesFor({ rttMs: 150, mbps: 1 })).toBe(1 << 20);
+    // Slow links never go below the default; unlimited bandwidth takes the largest frame.
+    expect(frameBytesFor({ rttMs: 150, mbps: 1 })).toBe(DEFAULT_MAX_FRAME_BYTES);
     expect(frameBytesFor({ rttMs: 80, mbps: null })).toBe(MAX_FRAME_BYTES);
   });
 });

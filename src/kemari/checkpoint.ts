@@ -150,6 +150,18 @@ export function encodeFrame(f: Frame): Uint8Array {
 }
 
 /**
+ * A frame's header fields that say how to schedule it (its FULL flag and its
+ * part number), read without verifying the frame: for the carrier's decisions
+ * only — whether to wait before sending it, whether it opens a re-protection.
+ * null: too short to have a header.
+ */
+export function peekFrame(bytes: Uint8Array): { full: boolean; part: number } | null {
+  if (bytes.length < HEADER_BYTES) return null;
+  const v = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
+  return { full: (v.getUint16(6, true) & FLAG_FULL) !== 0, part: v.getUint32(16, true) };
+}
+
+/**
  * Decode and verify a frame. Every field is checked against the frame's own
  * bounds before it is used: any input gives a Frame or a CheckpointError.
  */
