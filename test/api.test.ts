@@ -393,9 +393,18 @@ describe("images past the RPC limit (#11, item 3, in part)", () => {
     expect(s.state).toBe("breakpoint");
   });
 
+  it("carries 40 MiB of zeros between data as a gap: only the bytes around it travel, and they land where they belong", async () => {
+    const g = await createGuest({ asm: `${SPIN}.data\n.ascii "KE"\n.space 41943040\n.ascii "MARI"\n` }, { memoryPages: 16384, mode: "none" });
+    const end = 8 + 41943040;
+    const bytes = async (addr: number, len: number) => new TextDecoder().decode(await (await call("GET", `/api/guests/${g.id}/memory?addr=${addr}&len=${len}`)).arrayBuffer());
+    expect(await bytes(4, 2)).toBe("KE");
+    expect(await bytes(end - 2, 4)).toBe("MARI");
+    expect(await bytes(1 << 20, 4)).toBe("\0\0\0\0");
+  });
+
   it("refuses, naming the limit, an image whose decoded data would not fit an RPC (not a bare 500)", async () => {
-    // 40 MiB of zeros with a byte after them: the zeros are data now.
-    const p = await problemOf(await call("POST", "/api/guests", { body: { image: { asm: `${SPIN}.data\n.space 41943040\n.byte 1\n` }, memoryPages: 16384 } }), 400);
+    // 40 MiB of ones: data, not zeros.
+    const p = await problemOf(await call("POST", "/api/guests", { body: { image: { asm: `${SPIN}.data\n.space 41943040, 1\n` }, memoryPages: 16384 } }), 400);
     expect(p.field).toBe("image.asm");
     expect(p.detail).toMatch(/at most 16777216 \(16 MiB\)/);
   });

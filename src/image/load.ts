@@ -31,11 +31,11 @@ export function buildImage(source: ImageSource, memoryBytes: number): Image {
   if (image.entry % 4 !== 0 || image.entry >= memoryBytes) {
     throw new ImageError(`entry point 0x${image.entry.toString(16)} is misaligned or outside memory`);
   }
-  // Zeros at a segment's end cost nothing: guest memory starts zeroed (a large trailing .space travels as its size).
-  const sparse = { ...image, segments: image.segments.map(withoutTrailingZeros) };
+  // Zeros cost nothing: guest memory starts zeroed (a large .space travels as a gap, or as the last piece's size).
+  const sparse = { ...image, segments: image.segments.flatMap(sparseSegment) };
   const bytes = sparse.segments.reduce((n, seg) => n + seg.data.length, 0);
   if (bytes > MAX_IMAGE_DATA_BYTES) {
-    throw new ImageError(`the image holds ${bytes} bytes of data once decoded (zeros at the end of a segment aside); at most ${MAX_IMAGE_DATA_BYTES} (16 MiB) go to a new guest`);
+    throw new ImageError(`the image holds ${bytes} bytes of data once decoded (all-zero 4 KiB chunks aside); at most ${MAX_IMAGE_DATA_BYTES} (16 MiB) go to a new guest`);
   }
   return sparse;
 }
@@ -47,9 +47,53 @@ export function buildImage(source: ImageSource, memoryBytes: number): Image {
  */
 export const MAX_IMAGE_DATA_BYTES = 16 << 20;
 
-function withoutTrailingZeros(seg: Segment): Segment {
-  let end = seg.data.length;
-  while (end > 0 && seg.data[end - 1] === 0) end--;
-  // A copy, not a view: a message carries a view's whole buffer.
-  return end === seg.data.length ? seg : { ...seg, data: seg.data.slice(0, end) };
+/** A segment's data is looked at in chunks of this many bytes (a page's worth): an all-zero chunk is left out. */
+export const ZERO_GAP_BYTES = 4096;
+
+/**
+ * A segment as the pieces of it that are not zero: its data cut into chunks
+ * of ZERO_GAP_BYTES, runs of all-zero chunks left out, each piece's leading
+ * and trailing zeros trimmed. Each piece's data is a copy, not a view (a message carries a
+ * view's whole buffer). The last piece keeps the segment's end, so the image
+ * still claims the memory it did; an all-zero segment is one piece with no
+ * data.
+ */
+export function sparseSegment(seg: Segment): Segment[] {
+  const d = seg.data;
+  const end = seg.addr + seg.size;
+  const pieces: Segment[] = [];
+  let start = -1;
+  for (let at = 0; at < d.length; at += ZERO_GAP_BYTES) {
+    const to = Math.min(d.length, at + ZERO_GAP_BYTES);
+    const zero = allZero(d, at, to);
+    if (!zero && start < 0) start = at;
+    if (zero && start >= 0) {
+      pieces.push(piece(seg, start, at));
+      start = -1;
+    }
+  }
+  if (start >= 0) pieces.push(piece(seg, start, d.length));
+  const last = pieces.at(-1);
+  if (!last) return [{ addr: seg.addr, data: new Uint8Array(0), size: seg.size }];
+  last.size = end - last.addr;
+  return pieces;
+}
+
+/** Bytes [from, to) of the segment's data, leading and trailing zeros trimmed, as a piece of its own. */
+function piece(seg: Segment, from: number, to: number): Segment {
+  while (to > from && seg.data[to - 1] === 0) to--;
+  while (from < to && seg.data[from] === 0) from++;
+  return { addr: seg.addr + from, data: seg.data.slice(from, to), size: to - from };
+}
+
+/** Are bytes [from, to) all zero? By words where the bytes are aligned (a 64 MiB .space is 16M reads, not 64M). */
+function allZero(d: Uint8Array, from: number, to: number): boolean {
+  let i = from;
+  if ((d.byteOffset + i) % 4 === 0) {
+    const words = new Uint32Array(d.buffer, d.byteOffset + i, (to - i) >>> 2);
+    for (let k = 0; k < words.length; k++) if (words[k] !== 0) return false;
+    i += words.length << 2;
+  }
+  for (; i < to; i++) if (d[i] !== 0) return false;
+  return true;
 }
