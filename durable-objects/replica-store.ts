@@ -220,6 +220,11 @@ export class SqlReplicaStore implements ReplicaStore {
     this.storage.transactionSync(() => {
       for (const t of ["replica_pages", "replica_meta", "replica_outputs", "replica_disk"]) this.storage.sql.exec(`DELETE FROM ${t}`);
     });
+    this.forgotten();
+  }
+
+  /** Its meta was deleted (clear, or the host's discard): what this object remembers of the copy goes too. */
+  forgotten(): void {
     this.stagingVer = 0;
     this.cached = null;
     this.untidy = false;

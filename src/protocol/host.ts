@@ -507,7 +507,7 @@ export class Host {
     this.role = { kind: "unassigned" };
     this.meta = null;
     if (role.kind === "primary") await role.primary.runner.exclusive(async () => void role.primary.machine.pause());
-    this.io.store.clearAll();
+    this.io.store.discard();
   }
 
   /** What a host holds, for tests and the dashboard. */

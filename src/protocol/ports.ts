@@ -90,8 +90,14 @@ export interface HostStore {
     /** Make the copy's disk the live disk (a takeover). */
     adoptDisk(): void;
   };
-  /** Forget everything. */
+  /** Forget everything (the host is used again: a new secondary). */
   clearAll(): void;
+  /**
+   * Forget the guest for good: this host is destroyed and never used again.
+   * What says it holds a guest goes at once; the space its pages and sectors
+   * took may be freed afterwards, a little at a time (the adapter's concern).
+   */
+  discard(): void;
 }
 
 export type SecondaryReply = { ok: true; secondary: HostPlace } | { ok: false; reason: string };

@@ -121,15 +121,19 @@ export class HostDurable {
           this.idleMeta = null;
         },
       },
-      clearAll: () => {
-        guard.check();
-        this.idlePages.clear();
-        this.idleMeta = null;
-        this.meta = null;
-        this.disk.clear();
-        this.copy = null;
-      },
+      clearAll: () => this.clearAll(guard),
+      // In memory, forgetting for good and freeing the space are one step.
+      discard: () => this.clearAll(guard),
     };
+  }
+
+  private clearAll(guard: Guard): void {
+    guard.check();
+    this.idlePages.clear();
+    this.idleMeta = null;
+    this.meta = null;
+    this.disk.clear();
+    this.copy = null;
   }
 }
 
