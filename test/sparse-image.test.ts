@@ -29,7 +29,10 @@ const data = fc
   .map((parts) => {
     const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
     let at = 0;
-    for (const p of parts) (out.set(p, at), (at += p.length));
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
     return out;
   });
 
