@@ -99,7 +99,8 @@ export class Machine {
       const exit = cpu.run(left < RUN_CHUNK ? left : RUN_CHUNK);
       left -= cpu.instret - before;
       if (exit === Exit.BUDGET) {
-        if (left > 0) continue;
+        // A chunk's end: run on. A store that found memory braking ended it early: stop here.
+        if (left > 0 && !this.memory.braking) continue;
         return BUDGET;
       }
       if (exit === Exit.FAULT) {
