@@ -277,7 +277,8 @@ export class GuestHost extends DurableObject<Env> {
 
   /** The backstop; also how a restarted primary with an alarm pending notices that it lost its guest (else the witness notices: its check-ins stop). */
   override async alarm(): Promise<void> {
-    if (this.store.discardedLeft) {
+    // Only a host with no guest can hold a discarded one's rows: no storage read for the others.
+    if (this.host.role.kind === "unassigned" && this.store.discardedLeft) {
       await this.wipe();
       return;
     }

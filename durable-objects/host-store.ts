@@ -1,13 +1,11 @@
 /** A host's durable storage (src/protocol/ports.ts HostStore) in the Durable Object's SQLite. */
 import type { DiskStore, HostMeta, HostStore } from "../src/protocol/ports.ts";
 import { SqlDisk } from "./sql-disk.ts";
-import { SqlReplicaStore } from "./replica-store.ts";
-import { SqlIdleStore } from "./idle-store.ts";
+import { REPLICA_BULK_TABLES, SqlReplicaStore } from "./replica-store.ts";
+import { IDLE_BULK_TABLES, SqlIdleStore } from "./idle-store.ts";
 
-/** What says a guest is here: deleted at once when it is discarded. */
-const FORGET_TABLES = ["meta", "replica_meta", "replica_outputs", "idle_meta"] as const;
-/** What takes space: freed a batch at a time after a discard. */
-const BULK_TABLES = ["replica_pages", "replica_disk", "idle_pages", "disk"] as const;
+/** What takes space (each store names its own): freed a batch at a time after a discard. */
+const BULK_TABLES = [...REPLICA_BULK_TABLES, ...IDLE_BULK_TABLES, "disk"] as const;
 
 export class SqlHostStore implements HostStore {
   readonly replica: SqlReplicaStore;
@@ -41,9 +39,10 @@ export class SqlHostStore implements HostStore {
    */
   discard(): void {
     this.storage.transactionSync(() => {
-      for (const t of FORGET_TABLES) this.storage.sql.exec(`DELETE FROM ${t}`);
+      this.storage.sql.exec("DELETE FROM meta");
+      this.replica.forget();
+      this.idle.invalidate();
     });
-    this.replica.forgotten();
     this.liveDisk = null;
   }
 

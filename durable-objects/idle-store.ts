@@ -1,6 +1,9 @@
 /** A primary's save of its idle guest (src/protocol/ports.ts IdleStore) in the Durable Object's SQLite. */
 import type { IdleMeta, IdleStore } from "../src/protocol/ports.ts";
 
+/** The table that takes the space: what a discarded host's wipe frees (host-store.ts). */
+export const IDLE_BULK_TABLES = ["idle_pages"] as const;
+
 export class SqlIdleStore implements IdleStore {
   constructor(private readonly storage: DurableObjectStorage) {
     storage.sql.exec("CREATE TABLE IF NOT EXISTS idle_pages (idx INTEGER PRIMARY KEY, data BLOB NOT NULL)");

@@ -31,6 +31,9 @@ import { machineFromJson, machineToJson } from "../src/kemari/state.ts";
 
 export const REPLICA_FORMAT = 2;
 
+/** The tables that take the space: what a discarded host's wipe frees (host-store.ts). */
+export const REPLICA_BULK_TABLES = ["replica_pages", "replica_disk"] as const;
+
 /** Superseded rows deleted per write, at most this or as many rows as the write wrote: cleaning up keeps pace, and never blocks for long either. */
 const CLEANUP_BATCH = 512;
 
@@ -223,8 +226,14 @@ export class SqlReplicaStore implements ReplicaStore {
     this.forgotten();
   }
 
-  /** Its meta was deleted (clear, or the host's discard): what this object remembers of the copy goes too. */
-  forgotten(): void {
+  /** Forget the copy at once, leaving its pages and sectors (BULK_TABLES) for the host's wipe. Inside the caller's transaction. */
+  forget(): void {
+    for (const t of ["replica_meta", "replica_outputs"]) this.storage.sql.exec(`DELETE FROM ${t}`);
+    this.forgotten();
+  }
+
+  /** Its meta was deleted (clear, or forget): what this object remembers of the copy goes too. */
+  private forgotten(): void {
     this.stagingVer = 0;
     this.cached = null;
     this.untidy = false;
