@@ -103,6 +103,7 @@ export class Cpu {
     const bytes = mem.bytes;
     const words = mem.words;
     const flags = mem.storeFlags;
+    const view = mem.view;
     const size = mem.size;
     // A fractional budget would never meet a block's end exactly.
     if (!Number.isInteger(budget)) throw new RangeError(`a run's budget must be a whole number of instructions, got ${budget}`);
@@ -125,7 +126,7 @@ export class Cpu {
       const base = page << 12;
       const first = (pc - base) >>> 2;
       let len = cache[Layout.BLOCKS_AT + first];
-      if (len === 0) len = decodeBlock(cache, first, mem.view, base);
+      if (len === 0) len = decodeBlock(cache, first, view, base);
       const count = len < budget - n ? len : budget - n;
       // A use of the registers after the last call that could change them: the
       // optimiser then checks the array once here, not at every instruction.
@@ -303,7 +304,7 @@ export class Cpu {
             continue loop;
           default:
             pc = base + (j << 1); n -= (end - j) >> 1;
-            exit = this.crash(`illegal instruction 0x${hex(mem.view.getUint32(pc, true))}`, pc); break loop;
+            exit = this.crash(`illegal instruction 0x${hex(view.getUint32(pc, true))}`, pc); break loop;
         }
         j += 2;
       }

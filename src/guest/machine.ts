@@ -13,6 +13,7 @@
 import { DeviceKind, Errno, Hypercall, PORTS, Reg, type GuestState } from "./abi.ts";
 import { Cpu, Exit, type Fault } from "./cpu.ts";
 import { Memory, PAGE_SIZE } from "./memory.ts";
+import { warmUpInterpreter } from "./warm-up.ts";
 import type { Image } from "../image/image.ts";
 
 export interface Binding {
@@ -76,6 +77,8 @@ export class Machine {
     private readonly env: MachineEnv = defaultEnv,
     bytes?: Uint8Array,
   ) {
+    // Before the first guest's loop gets hot: see warm-up.ts.
+    warmUpInterpreter();
     this.memory = new Memory(pages, bytes);
     this.cpu = new Cpu(this.memory, { now: () => env.now() });
   }

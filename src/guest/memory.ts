@@ -97,11 +97,11 @@ export class Memory {
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, this.bytes.byteLength);
     this.words = new Int32Array(this.bytes.buffer, this.bytes.byteOffset, this.size >>> 2);
     this.storeFlags = new Uint8Array(pages).fill(FLAG_CLEAN);
-    this.codeCache = new Array<Int32Array | undefined>(pages);
+    this.codeCache = packedArray<Int32Array>(pages);
     this.dirtyList = new Int32Array(pages);
     this.unsavedFlags = new Uint8Array(pages);
     this.unsavedList = new Int32Array(pages);
-    this.keepers = new Array<PageKeeper | undefined>(pages);
+    this.keepers = packedArray<PageKeeper>(pages);
   }
 
   /** Slow path of a store to [addr, addr+len): mark pages dirty, drop stale decoded code. */
@@ -295,4 +295,16 @@ function forgetCode(cache: Int32Array, from: number, to: number): void {
   cache.fill(0, from * 2, to * 2);
   cache.fill(0, BLOCKS + from, BLOCKS + to);
   for (let s = from - 1; s >= 0 && cache[BLOCKS + s] > from - s; s--) cache[BLOCKS + s] = 0;
+}
+
+/**
+ * An array of `n` undefined slots that holds objects from the start, whatever
+ * `n`: `new Array(n)` is a holey array of small integers, which changes its
+ * map at its first object, and the interpreter's optimised code, built for
+ * one map, is thrown away at each new guest's first page.
+ */
+function packedArray<T>(n: number): (T | undefined)[] {
+  const a: (T | undefined)[] = [];
+  for (let i = 0; i < n; i++) a.push(undefined);
+  return a;
 }
