@@ -14,6 +14,7 @@ import { createBackend } from "../devices/index.ts";
 import { NetRxBackend } from "../devices/net.ts";
 import type { Image } from "../image/image.ts";
 import type { Memory } from "../guest/memory.ts";
+import { SLICE_MS } from "./slice-budget.ts";
 
 const DEVICE_NAMES = ["console", "net-tx", "net-rx", "blk"];
 
@@ -69,6 +70,9 @@ export class GuestRunner implements DeviceHost {
   /** Runs after an event has reached its backend and its outputs are out. */
   afterEvent: (event: NotifyEvent) => Promise<void> = async () => {};
 
+  /** The time now (the port's clock: virtual under the simulator), for a slice's time budget. */
+  private readonly now: () => number;
+
   constructor(
     pages: number,
     readonly disk: Disk,
@@ -77,6 +81,7 @@ export class GuestRunner implements DeviceHost {
     /** Guest memory to adopt (a takeover's replica), instead of fresh zeroed memory. */
     bytes?: Uint8Array,
   ) {
+    this.now = env ? () => env.now() : () => Date.now();
     this.machine = new Machine(pages, env, bytes);
     this.machine.onConnect = (b) => this.attach(b);
   }
@@ -169,9 +174,13 @@ export class GuestRunner implements DeviceHost {
 
   /**
    * Run up to `budget` instructions or `maxEvents` events, delivering each
-   * event after the tap lets it through. Bounding the events matters as much
-   * as bounding the instructions: a guest that syncs back to back is never
-   * idle, and the host must hand the thread back between slices.
+   * event after the tap lets it through, and no more events once the slice
+   * has used its time (SLICE_MS). Bounding the events matters as much as
+   * bounding the instructions: a guest that syncs back to back is never idle,
+   * and the host must hand the thread back between slices. The time matters
+   * when the tap waits for each synchronisation (stop-and-wait): at an 80 ms
+   * round trip, 16 events held the guest, and every request for it, for
+   * 1.3 s.
    */
   async runSlice(budget: number, maxEvents = EVENTS_PER_SLICE): Promise<void> {
     // Back-pressure: copies kept for checkpoints in flight reached their limit; run on once they land (not holding the guest).
@@ -179,9 +188,10 @@ export class GuestRunner implements DeviceHost {
     return this.exclusive(async () => {
       this.changing();
       const m = this.machine;
+      const started = this.now();
       let left = budget;
       let events = 0;
-      while (left > 0 && m.runnable && events < maxEvents && !m.memory.braking) {
+      while (left > 0 && m.runnable && events < maxEvents && !m.memory.braking && !(events > 0 && this.now() - started >= SLICE_MS)) {
         const before = m.cpu.instret;
         const r = m.run(left);
         left -= m.cpu.instret - before;
@@ -197,8 +207,8 @@ export class GuestRunner implements DeviceHost {
   /**
    * Execute `n` instructions of a paused guest, then pause again — fewer if it
    * stops, or once a slice's worth of work is done (STEP_INSTRUCTIONS, or
-   * EVENTS_PER_SLICE events: each may be a sync), so no request holds the guest
-   * for longer than a slice. Returns how many it executed: the caller asks
+   * EVENTS_PER_SLICE events, or SLICE_MS once an event was delivered: each may
+   * be a sync), so no request holds the guest for longer than a slice. Returns how many it executed: the caller asks
    * again for the rest.
    */
   async step(n: number, maxEvents = EVENTS_PER_SLICE): Promise<number> {
@@ -208,9 +218,10 @@ export class GuestRunner implements DeviceHost {
       const m = this.machine;
       if (!m.resume()) return 0;
       const start = m.cpu.instret;
+      const started = this.now();
       let left = Math.min(n, STEP_INSTRUCTIONS);
       let events = 0;
-      while (left > 0 && m.runnable && events < maxEvents && !m.memory.braking) {
+      while (left > 0 && m.runnable && events < maxEvents && !m.memory.braking && !(events > 0 && this.now() - started >= SLICE_MS)) {
         const before = m.cpu.instret;
         const r = m.run(left);
         left -= m.cpu.instret - before;

@@ -369,8 +369,11 @@ export class Host {
           this.io.observer?.changed?.();
           if (p.epochDue()) await p.commitEpoch();
           else p.epochSoon();
-          const superseded = await p.checkInDue();
-          if (superseded) this.fence(superseded);
+          // Not awaited: the guest runs on while the check-in crosses (primary.ts, checkInDue).
+          const checkIn = p.checkInDue()?.then((superseded) => {
+            if (superseded && this.role.kind === "primary" && this.role.primary === p) this.fence(superseded);
+          });
+          if (mutations.checkInHoldsGuest) await checkIn;
         });
         this.links.arrivals.release(this.io.clock.now());
         await this.io.yieldToRequests();

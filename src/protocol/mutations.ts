@@ -32,6 +32,8 @@ export interface Mutations {
   keepNothing: boolean;
   /** Liveness on check-ins: a primary that once checked in is taken for alive from then on, and never pinged again. */
   checkInsForever: boolean;
+  /** The pump awaits each check-in: a primary a long round trip from its witness (after a failover) stops for it every second. */
+  checkInHoldsGuest: boolean;
 }
 
 export const mutations: Mutations = {
@@ -49,6 +51,7 @@ export const mutations: Mutations = {
   idleSaveAhead: false,
   keepNothing: false,
   checkInsForever: false,
+  checkInHoldsGuest: false,
 };
 
 export type MutationName = keyof Mutations;
