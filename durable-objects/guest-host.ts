@@ -63,15 +63,7 @@ export class GuestHost extends DurableObject<Env> {
       peer: (place) => {
         const stub = this.hostStub(place);
         return {
-          // A checkpoint's later frames wait for a timer first: a large checkpoint goes out as several
-          // frames, and waiting lets workerd's event loop go idle between them, so requests from
-          // outside get in. A first frame does not: a timer turn cost the usual sync of a few pages
-          // (one frame) ~1.5 ms locally.
-          receive: (frame) =>
-            this.faults.net<SyncReply>(async () => {
-              if ((peekFrame(frame)?.part ?? 0) > 0) await this.turn();
-              return stub.receive(frame);
-            }),
+          receive: (frame) => this.faults.net<SyncReply>(() => stub.receive(frame)),
           diskWrite: (g, s, d) => this.faults.net<SyncReply>(() => stub.diskWrite(g, s, d)),
         };
       },
@@ -79,6 +71,11 @@ export class GuestHost extends DurableObject<Env> {
       observer: { synced: (g, s, ms, flightMs) => this.outbox.synced(g, s, ms, flightMs), changed: () => this.outbox.changed() },
       schedule: () => void this.schedule(),
       yieldToRequests: () => this.yieldToRequests(),
+      // A checkpoint's later frames wait for a timer first (replicator.ts, pace): a large checkpoint goes
+      // out as several frames, and waiting lets workerd's event loop go idle between them, so requests from
+      // outside get in. A first frame does not: a timer turn cost the usual sync of a few pages (one frame)
+      // ~1.5 ms locally.
+      turn: () => this.turn(),
     };
     this.host = new Host(io);
     // Resumed in place from its idle save, with an event pending: it runs at once.

@@ -76,13 +76,13 @@ describe("modelled delays in workerd", () => {
 });
 
 describe("checkpoint frames sized to the link", () => {
-  it("260 KiB with no modelled link (the thread stays free between frames; 64 dirty pages still go in one); the bandwidth-delay product across one, up to 8 MiB", async () => {
-    const { frameBytesFor, DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES } = await import("../src/kemari/replicator.ts");
+  it("260 KiB frames (the thread stays free between frames; 64 dirty pages still go in one); a window of one frame with no modelled link, the bandwidth-delay product across one, up to 8 MiB", async () => {
+    const { windowBytesFor, DEFAULT_MAX_FRAME_BYTES, MAX_WINDOW_BYTES } = await import("../src/kemari/replicator.ts");
     const { frameBytes, Space, Enc } = await import("../src/kemari/checkpoint.ts");
     const { DeviceKind } = await import("../src/guest/abi.ts");
     expect(DEFAULT_MAX_FRAME_BYTES).toBe(260 << 10);
-    expect(frameBytesFor(null)).toBe(DEFAULT_MAX_FRAME_BYTES);
-    expect(frameBytesFor({ rttMs: 0, mbps: 100 })).toBe(DEFAULT_MAX_FRAME_BYTES);
+    expect(windowBytesFor(null)).toBe(DEFAULT_MAX_FRAME_BYTES);
+    expect(windowBytesFor({ rttMs: 0, mbps: 100 })).toBe(DEFAULT_MAX_FRAME_BYTES);
     // A commit frame with 64 raw pages, the machine, a few bindings and outputs fits one frame.
     const page = new Uint8Array(4096);
     const commit = {
@@ -95,12 +95,12 @@ describe("checkpoint frames sized to the link", () => {
     };
     expect(frameBytes(commit)).toBeLessThanOrEqual(DEFAULT_MAX_FRAME_BYTES);
     expect(frameBytes({ ...commit, entries: [...commit.entries, commit.entries[0]] })).toBeGreaterThan(DEFAULT_MAX_FRAME_BYTES - 4096);
-    // 80 ms at 1000 Mbps: 10 MB in flight, so a frame per round trip is capped at 8 MiB.
-    expect(frameBytesFor({ rttMs: 80, mbps: 1000 })).toBe(MAX_FRAME_BYTES);
+    // 80 ms at 1000 Mbps: 10 MB in flight, capped at 8 MiB.
+    expect(windowBytesFor({ rttMs: 80, mbps: 1000 })).toBe(MAX_WINDOW_BYTES);
     // 20 ms at 1000 Mbps: 2.5 MB.
-    expect(frameBytesFor({ rttMs: 20, mbps: 1000 })).toBe(2_500_000);
-    // Slow links never go below the default; unlimited bandwidth takes the largest frame.
-    expect(frameBytesFor({ rttMs: 150, mbps: 1 })).toBe(DEFAULT_MAX_FRAME_BYTES);
-    expect(frameBytesFor({ rttMs: 80, mbps: null })).toBe(MAX_FRAME_BYTES);
+    expect(windowBytesFor({ rttMs: 20, mbps: 1000 })).toBe(2_500_000);
+    // Slow links never go below one frame; unlimited bandwidth takes the largest window.
+    expect(windowBytesFor({ rttMs: 150, mbps: 1 })).toBe(DEFAULT_MAX_FRAME_BYTES);
+    expect(windowBytesFor({ rttMs: 80, mbps: null })).toBe(MAX_WINDOW_BYTES);
   });
 });

@@ -65,8 +65,8 @@ export interface ProtectionOptions {
   /** How often a primary cut off from the witness asks again. */
   witnessRetryMs: number;
   sleep: (ms: number) => Promise<void>;
-  /** The largest checkpoint frame (see frameBytesFor). */
-  maxFrameBytes?: number;
+  /** Bytes of a checkpoint's frames that may be unacknowledged at once (see windowBytesFor). */
+  windowBytes?: number;
 }
 
 export const DEFAULT_PROTECTION: ProtectionOptions = {
@@ -96,7 +96,7 @@ export class Protection {
   use(secondary: HostPlace): void {
     this.secondary = secondary;
     this.port = this.host.connect(secondary);
-    this.replicator = new Replicator(this.host.generation, this.port, { maxFrameBytes: this.options.maxFrameBytes });
+    this.replicator = new Replicator(this.host.generation, this.port, { windowBytes: this.options.windowBytes });
     this.announced = false;
   }
 

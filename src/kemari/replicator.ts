@@ -29,6 +29,11 @@ export type SyncReply =
 
 export interface SecondaryLink {
   send(frame: Uint8Array): Promise<SyncReply>;
+  /**
+   * Before a checkpoint's next frame is encoded: let queued requests in (a
+   * timer turn where every object shares one thread). Absent: go straight on.
+   */
+  pace?(): Promise<void>;
 }
 
 /** Protocol steps at which a fault can be injected (see faults.ts). */
@@ -225,24 +230,30 @@ export class Captured implements PageKeeper {
 }
 
 /**
- * A checkpoint goes out in frames, each acknowledged before the next is sent.
- * Small frames keep the thread free: locally every object shares one, and
- * each frame (the primary encoding it, the secondary applying and storing it)
+ * A checkpoint goes out in frames of at most DEFAULT_MAX_FRAME_BYTES. Small
+ * frames keep the thread free: locally every object shares one, and each
+ * frame (the primary encoding it, the secondary applying and storing it)
  * holds it. With 1 MiB frames a status request waited 113–145 ms (median)
  * behind a 64 MiB guest checkpointing at every event; with 256 KiB, 48–53 ms
  * (512 KiB: 73–82). A little over 256 KiB, so that a sync of 64 dirty pages
  * (their bytes, entry headers and the frame's header) is still one frame.
- * Across a modelled link, where each frame costs a round trip, a frame is
- * about the link's bandwidth-delay product instead (frameBytesFor), up to 8 MiB.
+ *
+ * Frames are acknowledged in order, and a window of them may be on their way
+ * at once (`windowBytesFor`): one frame with no modelled link, the link's
+ * bandwidth-delay product across one (up to 8 MiB), so that a large
+ * checkpoint fills the link instead of waiting a round trip per frame. (It
+ * used to send one frame per round trip, each the bandwidth-delay product:
+ * an 8 MiB frame held the thread, and other guests' requests, for up to
+ * 265 ms.)
  */
 export const DEFAULT_MAX_FRAME_BYTES = (256 + 4) << 10;
-export const MAX_FRAME_BYTES = 8 << 20;
+export const MAX_WINDOW_BYTES = 8 << 20;
 
-/** The frame size for a modelled link (null: none): its bandwidth-delay product (bandwidth null: not limited), between DEFAULT_MAX_FRAME_BYTES and 8 MiB. */
-export function frameBytesFor(link: { rttMs: number; mbps: number | null } | null): number {
+/** Bytes of a checkpoint's frames that may be unacknowledged at once over a modelled link (null: none): its bandwidth-delay product (bandwidth null: not limited), between one frame and 8 MiB. */
+export function windowBytesFor(link: { rttMs: number; mbps: number | null } | null): number {
   if (!link || link.rttMs === 0) return DEFAULT_MAX_FRAME_BYTES;
-  const bdp = link.mbps === null ? MAX_FRAME_BYTES : ((link.mbps * 1e6) / 8) * (link.rttMs / 1000);
-  return Math.round(Math.min(MAX_FRAME_BYTES, Math.max(DEFAULT_MAX_FRAME_BYTES, bdp)));
+  const bdp = link.mbps === null ? MAX_WINDOW_BYTES : ((link.mbps * 1e6) / 8) * (link.rttMs / 1000);
+  return Math.round(Math.min(MAX_WINDOW_BYTES, Math.max(DEFAULT_MAX_FRAME_BYTES, bdp)));
 }
 
 export class Replicator {
@@ -267,7 +278,7 @@ export class Replicator {
   constructor(
     readonly generation: number,
     private readonly link: SecondaryLink,
-    private readonly options: { maxFrameBytes?: number; delta?: boolean; historyPages?: number } = {},
+    private readonly options: { maxFrameBytes?: number; windowBytes?: number; delta?: boolean; historyPages?: number } = {},
   ) {
     this.history = new PageHistory(options.delta === false ? 0 : (options.historyPages ?? 1024));
   }
@@ -377,22 +388,46 @@ export class Replicator {
   private async transmit(c: Captured, opts: Pick<SyncOptions, "at">, out: () => void): Promise<SyncStats> {
     const { seq, full, pages, sent } = c;
     const limit = this.options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    const window = Math.max(limit, this.options.windowBytes ?? limit);
+    /** Frames sent and not yet acknowledged, oldest first. */
+    const flying: { reply: Promise<SyncReply>; bytes: number }[] = [];
+    let flyingBytes = 0;
     let sentBytes = 0;
     let commitSent = false;
     try {
       await opts.at?.("before-transfer");
       while (!c.done) {
-        if (c.frames === 1) await opts.at?.("mid-transfer");
+        if (c.frames > 0) {
+          if (c.frames === 1) await opts.at?.("mid-transfer");
+          await this.link.pace?.();
+        }
         const bytes = c.nextFrame(limit);
         sentBytes += bytes.length;
         commitSent = c.done;
-        const sending = this.link.send(bytes);
+        const reply = this.link.send(bytes);
+        // Awaited in its turn below; one behind it failing first must not go unhandled meanwhile.
+        reply.catch(() => undefined);
+        flying.push({ reply, bytes: bytes.length });
+        flyingBytes += bytes.length;
         // The final frame is out: the next checkpoint's frames may follow it.
         if (commitSent) out();
-        const reply = await sending;
-        if (!reply.ok) throw new SyncRefused(reply.code, reply.reason);
+        // The next frame is encoded once the window has room for it; the last waits for every reply.
+        // The first goes alone: it starts the checkpoint over at the secondary, and a later frame that
+        // overtook it (a link may reorder) would join whatever a failed attempt under the same seq left
+        // staged there — a copy no primary captured.
+        const alone = c.frames === 1 && !mutations.windowFromFirstFrame;
+        while (flying.length > 0 && (c.done || alone || flyingBytes + limit > window)) {
+          const oldest = flying.shift()!;
+          flyingBytes -= oldest.bytes;
+          const r = await oldest.reply;
+          if (!r.ok) throw new SyncRefused(r.code, r.reason);
+        }
       }
     } catch (e) {
+      // Nothing of a failed checkpoint may still be on its way when the next one starts: a frame of it
+      // arriving after the next one's first, under the same seq (a re-send takes it), would be applied as
+      // part of that one.
+      await Promise.allSettled(flying.map((f) => f.reply));
       c.release();
       c.memory.markDirty(pages);
       // The commit frame went out and no answer came back: the secondary may or

@@ -252,6 +252,7 @@ export class Host {
               }
               return peer.receive(frame);
             },
+            pace: () => this.io.turn(),
             diskWrite: (g, s, d) => peer.diskWrite(g, s, d),
           };
         },

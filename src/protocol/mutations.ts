@@ -34,6 +34,8 @@ export interface Mutations {
   checkInsForever: boolean;
   /** The pump awaits each check-in: a primary a long round trip from its witness (after a failover) stops for it every second. */
   checkInHoldsGuest: boolean;
+  /** A checkpoint's frames go out in a window from its first: a frame overtaking that first joins what a failed attempt left staged. */
+  windowFromFirstFrame: boolean;
 }
 
 export const mutations: Mutations = {
@@ -52,6 +54,7 @@ export const mutations: Mutations = {
   keepNothing: false,
   checkInsForever: false,
   checkInHoldsGuest: false,
+  windowFromFirstFrame: false,
 };
 
 export type MutationName = keyof Mutations;

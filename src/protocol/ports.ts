@@ -159,6 +159,8 @@ export interface HostIO {
   schedule(): void;
   /** Hand the thread to queued requests between slices. */
   yieldToRequests(): Promise<void>;
+  /** A timer turn, between a checkpoint's frames: where every object shares a thread, requests from outside get in only then. */
+  turn(): Promise<void>;
   /** Instructions a slice runs at most (default SLICE_INSTRUCTIONS; the simulator's are smaller, each costing virtual time). */
   sliceInstructions?: number;
 }

@@ -29,7 +29,7 @@ import { PAGE_SIZE } from "../guest/memory.ts";
 import { defaultEnv } from "../guest/machine.ts";
 import type { InFlight, SyncSummary, HostPlace } from "../host/status.ts";
 import { DEFAULT_PROTECTION, Fenced, Protection, type ProtectionHost } from "../kemari/protection.ts";
-import { frameBytesFor, InvariantError, type Replicator, type SyncStats } from "../kemari/replicator.ts";
+import { windowBytesFor, InvariantError, type Replicator, type SyncStats } from "../kemari/replicator.ts";
 import { Epoch } from "../remus/epoch.ts";
 import { EventTap, type Flight } from "./event-tap.ts";
 import { linkSpec } from "./link-model.ts";
@@ -111,7 +111,7 @@ export class Primary {
     this.protection = new Protection({ ...host, generation, sync: (r) => this.sync(r) }, io.witness, {
       ...DEFAULT_PROTECTION,
       sleep: (ms) => io.clock.sleep(ms),
-      maxFrameBytes: frameBytesFor(link),
+      windowBytes: windowBytesFor(link),
     });
     const protection = this.protection;
     if (disk instanceof ReplicatedDisk) disk.mirror = (sector, data) => protection.mirror(sector, data);

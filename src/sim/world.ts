@@ -297,6 +297,7 @@ export class World {
         schedule: () => this.schedule(h, inc),
         // A slice of guest code costs virtual time, so a guest that computes forever lets the world go on.
         yieldToRequests: () => this.sleepAs(life, inc, 1),
+        turn: () => this.sleepAs(life, inc, 0),
         sliceInstructions: SIM_SLICE_INSTRUCTIONS,
       };
       h.instance = new Host(io);
