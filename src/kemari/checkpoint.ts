@@ -30,6 +30,19 @@ import { crc32 } from "./crc32.ts";
 export const CHECKPOINT_MAGIC = 0x49524d4b; // "KMRI"
 export const CHECKPOINT_VERSION = 1;
 export const HEADER_BYTES = 36;
+/** Where each header field sits (little-endian): one table for encodeFrame, decodeFrame and peekFrame. */
+const enum At {
+  MAGIC = 0, // u32
+  VERSION = 4, // u16
+  FLAGS = 6, // u16
+  SEQ = 8,
+  GENERATION = 12,
+  PART = 16,
+  MEMORY_PAGES = 20,
+  DISK_SECTORS = 24,
+  ENTRIES = 28,
+  BODY = 32, // bytes between the header and the trailer
+}
 const MACHINE_FIXED_BYTES = 32 * 4 + 4 + 8 + 4 + 4 + 4;
 const BINDING_BYTES = 8;
 export const ENTRY_HEADER_BYTES = 12;
@@ -108,16 +121,16 @@ export function encodeFrame(f: Frame): Uint8Array {
   const total = frameBytes(f);
   const out = new Uint8Array(total);
   const v = new DataView(out.buffer);
-  v.setUint32(0, CHECKPOINT_MAGIC, true);
-  v.setUint16(4, CHECKPOINT_VERSION, true);
-  v.setUint16(6, (f.full ? FLAG_FULL : 0) | (f.machine ? FLAG_COMMIT : 0), true);
-  v.setUint32(8, f.seq, true);
-  v.setUint32(12, f.generation, true);
-  v.setUint32(16, f.part, true);
-  v.setUint32(20, f.memoryPages, true);
-  v.setUint32(24, f.diskSectors, true);
-  v.setUint32(28, f.entries.length, true);
-  v.setUint32(32, total - HEADER_BYTES - TRAILER_BYTES, true);
+  v.setUint32(At.MAGIC, CHECKPOINT_MAGIC, true);
+  v.setUint16(At.VERSION, CHECKPOINT_VERSION, true);
+  v.setUint16(At.FLAGS, (f.full ? FLAG_FULL : 0) | (f.machine ? FLAG_COMMIT : 0), true);
+  v.setUint32(At.SEQ, f.seq, true);
+  v.setUint32(At.GENERATION, f.generation, true);
+  v.setUint32(At.PART, f.part, true);
+  v.setUint32(At.MEMORY_PAGES, f.memoryPages, true);
+  v.setUint32(At.DISK_SECTORS, f.diskSectors, true);
+  v.setUint32(At.ENTRIES, f.entries.length, true);
+  v.setUint32(At.BODY, total - HEADER_BYTES - TRAILER_BYTES, true);
   let o = HEADER_BYTES;
   const m = f.machine;
   if (m) {
@@ -158,7 +171,7 @@ export function encodeFrame(f: Frame): Uint8Array {
 export function peekFrame(bytes: Uint8Array): { full: boolean; part: number } | null {
   if (bytes.length < HEADER_BYTES) return null;
   const v = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
-  return { full: (v.getUint16(6, true) & FLAG_FULL) !== 0, part: v.getUint32(16, true) };
+  return { full: (v.getUint16(At.FLAGS, true) & FLAG_FULL) !== 0, part: v.getUint32(At.PART, true) };
 }
 
 /**
@@ -168,24 +181,24 @@ export function peekFrame(bytes: Uint8Array): { full: boolean; part: number } | 
 export function decodeFrame(bytes: Uint8Array): Frame {
   if (bytes.length < HEADER_BYTES + TRAILER_BYTES) throw new CheckpointError(`frame of ${bytes.length} bytes is shorter than a header`);
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (v.getUint32(0, true) !== CHECKPOINT_MAGIC) throw new CheckpointError("bad magic");
-  const version = v.getUint16(4, true);
+  if (v.getUint32(At.MAGIC, true) !== CHECKPOINT_MAGIC) throw new CheckpointError("bad magic");
+  const version = v.getUint16(At.VERSION, true);
   if (version !== CHECKPOINT_VERSION) throw new CheckpointError(`unsupported version ${version}`);
-  const body = v.getUint32(32, true);
+  const body = v.getUint32(At.BODY, true);
   if (HEADER_BYTES + body + TRAILER_BYTES !== bytes.length) {
     throw new CheckpointError(`torn frame: header says ${HEADER_BYTES + body + TRAILER_BYTES} bytes, got ${bytes.length}`);
   }
   const end = bytes.length - TRAILER_BYTES;
   if (crc32(bytes, 0, end) !== v.getUint32(end, true)) throw new CheckpointError("checksum mismatch");
-  const flags = v.getUint16(6, true);
+  const flags = v.getUint16(At.FLAGS, true);
   if (flags & ~(FLAG_FULL | FLAG_COMMIT)) throw new CheckpointError(`unknown flags 0x${flags.toString(16)}`);
   const frame: Frame = {
-    seq: v.getUint32(8, true),
-    generation: v.getUint32(12, true),
-    part: v.getUint32(16, true),
+    seq: v.getUint32(At.SEQ, true),
+    generation: v.getUint32(At.GENERATION, true),
+    part: v.getUint32(At.PART, true),
     full: (flags & FLAG_FULL) !== 0,
-    memoryPages: v.getUint32(20, true),
-    diskSectors: v.getUint32(24, true),
+    memoryPages: v.getUint32(At.MEMORY_PAGES, true),
+    diskSectors: v.getUint32(At.DISK_SECTORS, true),
     machine: null,
     entries: [],
   };
@@ -223,7 +236,7 @@ export function decodeFrame(bytes: Uint8Array): Frame {
     }
     frame.machine = m;
   }
-  const entries = v.getUint32(28, true);
+  const entries = v.getUint32(At.ENTRIES, true);
   for (let i = 0; i < entries; i++) {
     need(ENTRY_HEADER_BYTES, "entry header");
     const space = bytes[o] as Space;
