@@ -32,22 +32,6 @@ const H = { authorization: `Bearer ${TOKEN}`, "content-type": "application/json"
 const LIMIT_MS = Number(process.env.RESPONSIVE_LIMIT_MS || 100);
 const MAX_MS = 1500;
 const SAMPLES = 12;
-/** A guest that NOTIFYs its console for ever: every event a sync in kemari's every-event mode. */
-const CONSOLE_LOOP = `
-_start:
-    li   a0, 0
-    la   a1, ring
-    li   a2, 1
-    li   a7, 3
-    ecall
-1:  li   a0, 1
-    li   a7, 1
-    ecall
-    j    1b
-.data
-.align 12
-ring: .space 4096
-`;
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const median = (xs) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
@@ -76,8 +60,12 @@ async function cleanup() {
   rmSync(stateDir, { recursive: true, force: true });
 }
 
-/** Status of the busy guest and of the idle one, alternately; then pause and delete of the busy one (its last act). */
-async function measure(what, busy, idle) {
+/**
+ * Status of the busy guest and of the idle one, alternately; then fault requests, pauses and the
+ * delete of the busy one (its last act). A guest a client is stepping (`stepped`) gets no pause,
+ * resume or delete here: the steps own its run state.
+ */
+async function measure(what, busy, idle, { stepped = false } = {}) {
   let found = await sample(busy, idle);
   if (breaches(found).length > 0) {
     console.log(`${what}: ${report(found)} — over ${LIMIT_MS} ms; measuring again`);
@@ -89,29 +77,19 @@ async function measure(what, busy, idle) {
   const pauses = [];
   for (let i = 0; i < 5; i++) {
     if (busy.mode !== "none") faults.push(await timed(() => api("POST", `/guests/${busy.id}/faults`, { target: "secondary", kind: "heal" })));
+    if (stepped) continue;
     pauses.push(await timed(() => api("POST", `/guests/${busy.id}/pause`)));
     await api("POST", `/guests/${busy.id}/resume`);
   }
-  await api("POST", `/guests/${busy.id}/pause`);
-  const del = await timed(() => api("DELETE", `/guests/${busy.id}`));
-  const control = [...(faults.length > 0 ? [["a fault", faults]] : []), ["pause", pauses]];
-  console.log(`${what}: ${report(found)}; ${report(control)}; delete ${del} ms`);
-  for (const b of [...breaches(found), ...breaches(control)]) failures.push(`${what}: ${b}`);
-  if (del > MAX_MS) failures.push(`${what}: delete ${del} ms (> ${MAX_MS} ms)`);
-}
-
-/** As measure, for a guest a client is stepping: statuses and fault requests (no pause or resume: the steps own its run state). */
-async function measureStepped(what, busy, idle) {
-  let found = await sample(busy, idle);
-  if (breaches(found).length > 0) {
-    console.log(`${what}: ${report(found)} — over ${LIMIT_MS} ms; measuring again`);
-    found = await sample(busy, idle);
+  let del = null;
+  if (!stepped) {
+    await api("POST", `/guests/${busy.id}/pause`);
+    del = await timed(() => api("DELETE", `/guests/${busy.id}`));
   }
-  const faults = [];
-  for (let i = 0; i < 5; i++) faults.push(await timed(() => api("POST", `/guests/${busy.id}/faults`, { target: "secondary", kind: "heal" })));
-  const control = [["a fault", faults]];
-  console.log(`${what}: ${report(found)}; ${report(control)}`);
+  const control = [...(faults.length > 0 ? [["a fault", faults]] : []), ...(pauses.length > 0 ? [["pause", pauses]] : [])];
+  console.log(`${what}: ${report(found)}; ${report(control)}${del === null ? "" : `; delete ${del} ms`}`);
   for (const b of [...breaches(found), ...breaches(control)]) failures.push(`${what}: ${b}`);
+  if (del !== null && del > MAX_MS) failures.push(`${what}: delete ${del} ms (> ${MAX_MS} ms)`);
 }
 
 async function sample(busy, idle) {
@@ -141,6 +119,8 @@ try {
     root, port: PORT, vars: { API_TOKEN: TOKEN }, persistTo: stateDir, timeoutMs: 60_000, what: "the API", serving,
     onOutput: (chunk) => (serverLog = (serverLog + chunk.toString()).slice(-100_000)),
   });
+  // NOTIFYs its console for ever: in every-event mode, a sync every few instructions.
+  const NOTIFY_LOOP = readFileSync(join(root, "test/helpers/notify-loop.s"), "utf8");
   const idle = await api("POST", "/guests", { image: { asm: "_start:\n  li a7, 2\n  ecall\n  j _start\n" }, mode: "none" });
 
   const spin = await api("POST", "/guests", { image: { asm: "_start:\n  addi s0, s0, 1\n  j _start\n" }, mode: "none" });
@@ -151,32 +131,28 @@ try {
     .replace(/^\.equ PAGES, \d+/m, ".equ PAGES, 16000")
     .replace(/^\.equ REGION, \d+/m, ".equ REGION, 16000")
     .replace(/^\.equ ROUNDS, \d+/m, ".equ ROUNDS, 1000000");
-  for (const mode of ["kemari", "remus"]) {
-    const heavy = await api("POST", "/guests", { image: { asm: stress }, mode, memoryPages: 16384 });
-    // Checkpoints of the whole memory are under way.
+  /** A 64 MiB guest with checkpoints of its whole memory under way. */
+  const heavyGuest = async (options) => {
+    const heavy = await api("POST", "/guests", { image: { asm: stress }, memoryPages: 16384, ...options });
     for (let t = 0; t < 60; t++) {
       const s = await api("GET", `/guests/${heavy.id}`);
       if ((s.sync?.syncs ?? 0) >= 2 && (s.sync?.last?.pages ?? 0) >= 16000) break;
       await sleep(500);
     }
-    await measure(`a 64 MiB guest checkpointing ~63 MiB at every event (mode ${mode})`, heavy, idle);
+    return heavy;
+  };
+  for (const mode of ["kemari", "remus"]) {
+    await measure(`a 64 MiB guest checkpointing ~63 MiB at every event (mode ${mode})`, await heavyGuest({ mode }), idle);
   }
   // Across a modelled link a window of frames is the bandwidth-delay product: 8 MiB at 80 ms and 1 Gbit/s
   // (it was one frame that size, and a request waited behind it up to 265 ms).
-  {
-    const heavy = await api("POST", "/guests", { image: { asm: stress }, mode: "kemari", memoryPages: 16384, latency: { rttMs: 80, mbps: 1000 }, regions: { primary: "weur", secondary: "enam" } });
-    for (let t = 0; t < 60; t++) {
-      const s = await api("GET", `/guests/${heavy.id}`);
-      if ((s.sync?.syncs ?? 0) >= 2 && (s.sync?.last?.pages ?? 0) >= 16000) break;
-      await sleep(500);
-    }
-    await measure("a 64 MiB guest checkpointing ~63 MiB at every event over an 80 ms, 1 Gbit/s link (an 8 MiB window of frames, kemari)", heavy, idle);
-  }
+  const linked = await heavyGuest({ mode: "kemari", latency: { rttMs: 80, mbps: 1000 }, regions: { primary: "weur", secondary: "enam" } });
+  await measure("a 64 MiB guest checkpointing ~63 MiB at every event over an 80 ms, 1 Gbit/s link (an 8 MiB window of frames, kemari)", linked, idle);
 
   // A kemari guest that syncs at every event, stop-and-wait, over an 80 ms modelled round trip:
   // a slice delivers no more events once it has used its time, so one event holds it, not 16 (1.3 s).
   const waiting = await api("POST", "/guests", {
-    image: { asm: CONSOLE_LOOP }, mode: "kemari", kemari: { syncOn: "every-event", pipeline: false },
+    image: { asm: NOTIFY_LOOP }, mode: "kemari", kemari: { syncOn: "every-event", pipeline: false },
     latency: { rttMs: 80 }, regions: { primary: "weur", secondary: "enam" },
   });
   await sleep(1500);
@@ -184,7 +160,7 @@ try {
 
   // The same guest paused and stepped by a client, 10 M instructions a request, again and again:
   // each step stops at a slice's bounds and answers what it executed.
-  const stepped = await api("POST", "/guests", { image: { asm: CONSOLE_LOOP }, mode: "kemari", paused: true });
+  const stepped = await api("POST", "/guests", { image: { asm: NOTIFY_LOOP }, mode: "kemari", paused: true });
   let stepping = true;
   let steps = 0;
   const stepper = (async () => {
@@ -194,7 +170,7 @@ try {
     }
   })();
   await sleep(500);
-  await measureStepped("a kemari guest stepped 10 M instructions a request, syncing at every event", stepped, idle);
+  await measure("a kemari guest stepped 10 M instructions a request, syncing at every event", stepped, idle, { stepped: true });
   stepping = false;
   await stepper;
   if (steps < 5) failures.push(`the stepped guest took only ${steps} steps`);

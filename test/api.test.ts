@@ -1,8 +1,8 @@
 /** Every API route, with good and bad input. */
 import { describe, expect, it } from "vitest";
 import hello from "../guests/hello.s?raw";
+import NOTIFY_LOOP from "./helpers/notify-loop.s?raw";
 import { call, consoleText, createGuest, json, status, waitFor } from "./helpers/api.ts";
-import { CONSOLE_START } from "./helpers/guests.ts";
 import { encodeBase64 } from "../src/image/load.ts";
 import { PROBLEM_STATUSES, problem, type Problem } from "../src/api/problem.ts";
 import { createApp } from "../src/api/app.ts";
@@ -343,17 +343,6 @@ describe("headers, methods and problem titles (#11)", () => {
 });
 
 describe("bounded work per call (#11, item 2)", () => {
-  /** A kemari guest that NOTIFYs its console in a loop: every event a sync. */
-  const NOTIFY_LOOP = `
-${CONSOLE_START}loop:
-    li   a0, CONSOLE_PORT
-    li   a7, 1
-    ecall
-    j    loop
-.data
-.align 12
-ring: .space 4096
-`;
 
   it("a step of 10 M instructions stops at a slice's event budget and says what it executed; the guest answers meanwhile", async () => {
     const g = await createGuest({ asm: NOTIFY_LOOP }, { mode: "kemari", paused: true });

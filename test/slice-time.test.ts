@@ -9,18 +9,7 @@ import { GuestRunner, EVENTS_PER_SLICE } from "../src/host/runner.ts";
 import { SLICE_MS } from "../src/host/slice-budget.ts";
 import { assemble } from "../src/image/assembler.ts";
 import type { Disk } from "../src/devices/backend.ts";
-import { CONSOLE_START } from "./helpers/guests.ts";
-
-/** NOTIFYs its console for ever: an event per few instructions. */
-const NOTIFY_LOOP = `${CONSOLE_START}
-1:  li   a0, CONSOLE_PORT
-    li   a7, 1
-    ecall
-    j    1b
-.data
-.align 12
-ring: .space 4096
-`;
+import NOTIFY_LOOP from "./helpers/notify-loop.s?raw";
 
 const disk: Disk = { sectors: 8, read: (_s, n) => new Uint8Array(n * 512), write: async () => {} };
 
