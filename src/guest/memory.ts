@@ -308,3 +308,18 @@ function packedArray<T>(n: number): (T | undefined)[] {
   for (let i = 0; i < n; i++) a.push(undefined);
   return a;
 }
+
+/**
+ * Are the bytes all zero (a page that need not be stored or sent, a chunk of
+ * an image left out)? By words over the aligned middle: a 64 MiB `.space` is
+ * 16M reads, not 64M.
+ */
+export function isZero(b: Uint8Array): boolean {
+  let i = 0;
+  const n = b.byteLength;
+  while (i < n && ((b.byteOffset + i) & 3) !== 0) if (b[i++] !== 0) return false;
+  const w = new Int32Array(b.buffer, b.byteOffset + i, (n - i) >>> 2);
+  for (let k = 0; k < w.length; k++) if (w[k] !== 0) return false;
+  for (i += w.length << 2; i < n; i++) if (b[i] !== 0) return false;
+  return true;
+}

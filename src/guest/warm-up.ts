@@ -19,20 +19,21 @@
  * seen everything a guest can do. It touches no guest: its memory and hart
  * are dropped afterwards.
  */
-import { enc } from "../image/encode.ts";
+import { BRANCHES, CSR, enc, I_ARITH, LOADS, R_TYPE, SHIFT_IMM, STORES } from "../image/encode.ts";
 import { Cpu, Exit } from "./cpu.ts";
 import { Memory, MIN_PAGES } from "./memory.ts";
 
 /** Registers: a large positive and a large negative value, a data page, a counter, scratch. */
 const BIG = 5, NEG = 6, DATA = 7, COUNT = 8, T = 10;
 const DATA_PAGE = 1;
-const REG_REG = ["add", "sub", "sll", "slt", "sltu", "xor", "srl", "sra", "or", "and", "mul", "mulh", "mulhsu", "mulhu", "div", "divu", "rem", "remu"] as const;
-const REG_IMM = ["addi", "slti", "sltiu", "xori", "ori", "andi"] as const;
-const SHIFTS = ["slli", "srli", "srai"] as const;
-const STORES = ["sb", "sh", "sw"] as const;
-const LOADS = ["lb", "lh", "lw", "lbu", "lhu"] as const;
-const BRANCHES = ["beq", "bne", "blt", "bge", "bltu", "bgeu"] as const;
-const COUNTERS = [0xc00, 0xc01, 0xc02, 0xc80, 0xc81, 0xc82];
+// Every mnemonic of each kind, from the encoder's own tables: a new one cannot be left out here.
+const REG_REG = Object.keys(R_TYPE) as (keyof typeof R_TYPE)[];
+const REG_IMM = Object.keys(I_ARITH) as (keyof typeof I_ARITH)[];
+const SHIFTS = Object.keys(SHIFT_IMM) as (keyof typeof SHIFT_IMM)[];
+const STORE_OPS = Object.keys(STORES) as (keyof typeof STORES)[];
+const LOAD_OPS = Object.keys(LOADS) as (keyof typeof LOADS)[];
+const BRANCH_OPS = Object.keys(BRANCHES) as (keyof typeof BRANCHES)[];
+const COUNTERS = Object.values(CSR);
 
 /** Straight-line code through every op the loop dispatches, loops for its fused pairs, then ecall. */
 export function warmUpProgram(): number[] {
@@ -48,13 +49,13 @@ export function warmUpProgram(): number[] {
   for (const op of REG_IMM) p.push(enc[op](T, BIG, -5), enc[op](T + 1, NEG, 1000));
   for (const op of SHIFTS) p.push(enc[op](T, BIG, 3), enc[op](T + 1, NEG, 7));
   // Stores: to a clean page (calls out), to it dirty, misaligned; then data beside decoded code.
-  for (const op of STORES) p.push(enc[op](NEG, DATA, 0), enc[op](BIG, DATA, 8), enc[op](BIG, DATA, 1));
+  for (const op of STORE_OPS) p.push(enc[op](NEG, DATA, 0), enc[op](BIG, DATA, 8), enc[op](BIG, DATA, 1));
   p.push(enc.sw(BIG, 0, 0x7f0)); // a word of page 0 past the program
-  for (const op of LOADS) p.push(enc[op](T, DATA, 0), enc[op](T + 1, DATA, 1), enc[op](T + 2, DATA, 8));
+  for (const op of LOAD_OPS) p.push(enc[op](T, DATA, 0), enc[op](T + 1, DATA, 1), enc[op](T + 2, DATA, 8));
   for (const c of COUNTERS) p.push(enc.csrrs(T, c));
   p.push(enc.fence());
   // Every branch taken (over the next slot) and not taken.
-  for (const op of BRANCHES) p.push(enc[op](NEG, BIG, 8), enc.addi(T, T, 1), enc[op](BIG, NEG, 8), enc.addi(T, T, 1));
+  for (const op of BRANCH_OPS) p.push(enc[op](NEG, BIG, 8), enc.addi(T, T, 1), enc[op](BIG, NEG, 8), enc.addi(T, T, 1));
   // A counted loop (addi + bne, fused), addi + beq, slli + add, jal, and jalr to the ecall.
   p.push(enc.addi(COUNT, COUNT, -1), enc.bne(COUNT, 0, -4));
   p.push(enc.addi(T, T, 1), enc.beq(T, BIG, 8), enc.addi(T, T, 1));

@@ -8,7 +8,7 @@
  * and only afterwards does the event reach its backend.
  */
 import type { GuestState } from "../guest/abi.ts";
-import { Machine, type Binding, type MachineEnv, type RunResult } from "../guest/machine.ts";
+import { defaultEnv, Machine, type Binding, type MachineEnv, type RunResult } from "../guest/machine.ts";
 import type { Backend, DeviceHost, Disk, Output } from "../devices/backend.ts";
 import { createBackend } from "../devices/index.ts";
 import { NetRxBackend } from "../devices/net.ts";
@@ -70,18 +70,15 @@ export class GuestRunner implements DeviceHost {
   /** Runs after an event has reached its backend and its outputs are out. */
   afterEvent: (event: NotifyEvent) => Promise<void> = async () => {};
 
-  /** The time now (the port's clock: virtual under the simulator), for a slice's time budget. */
-  private readonly now: () => number;
-
   constructor(
     pages: number,
     readonly disk: Disk,
     private readonly sink: (outputs: Output[]) => Promise<void>,
-    env?: MachineEnv,
+    /** The guest's clock and randomness (virtual under the simulator); also the clock of a slice's time budget. */
+    private readonly env: MachineEnv = defaultEnv,
     /** Guest memory to adopt (a takeover's replica), instead of fresh zeroed memory. */
     bytes?: Uint8Array,
   ) {
-    this.now = env ? () => env.now() : () => Date.now();
     this.machine = new Machine(pages, env, bytes);
     this.machine.onConnect = (b) => this.attach(b);
   }
@@ -187,20 +184,7 @@ export class GuestRunner implements DeviceHost {
     await this.machine.memory.unbraked();
     return this.exclusive(async () => {
       this.changing();
-      const m = this.machine;
-      const started = this.now();
-      let left = budget;
-      let events = 0;
-      while (left > 0 && m.runnable && events < maxEvents && !m.memory.braking && !(events > 0 && this.now() - started >= SLICE_MS)) {
-        const before = m.cpu.instret;
-        const r = m.run(left);
-        left -= m.cpu.instret - before;
-        if (r.kind === "notify") {
-          events++;
-          await this.deliver(r);
-        }
-      }
-      await this.settle();
+      await this.runEvents(budget, maxEvents);
     });
   }
 
@@ -218,22 +202,33 @@ export class GuestRunner implements DeviceHost {
       const m = this.machine;
       if (!m.resume()) return 0;
       const start = m.cpu.instret;
-      const started = this.now();
-      let left = Math.min(n, STEP_INSTRUCTIONS);
-      let events = 0;
-      while (left > 0 && m.runnable && events < maxEvents && !m.memory.braking && !(events > 0 && this.now() - started >= SLICE_MS)) {
-        const before = m.cpu.instret;
-        const r = m.run(left);
-        left -= m.cpu.instret - before;
-        if (r.kind === "notify") {
-          events++;
-          await this.deliver(r);
-        }
-      }
-      await this.settle();
+      await this.runEvents(Math.min(n, STEP_INSTRUCTIONS), maxEvents);
       if (m.state === "running" || m.state === "waiting") m.state = "paused";
       return m.cpu.instret - start;
     });
+  }
+
+  /**
+   * The work of a slice or a step (the caller holds the guest): up to `budget`
+   * instructions and `maxEvents` events, none once SLICE_MS has passed after
+   * the first, delivering each event after the tap lets it through; then the
+   * backends settle.
+   */
+  private async runEvents(budget: number, maxEvents: number): Promise<void> {
+    const m = this.machine;
+    const started = this.env.now();
+    let left = budget;
+    let events = 0;
+    while (left > 0 && m.runnable && events < maxEvents && !m.memory.braking && !(events > 0 && this.env.now() - started >= SLICE_MS)) {
+      const before = m.cpu.instret;
+      const r = m.run(left);
+      left -= m.cpu.instret - before;
+      if (r.kind === "notify") {
+        events++;
+        await this.deliver(r);
+      }
+    }
+    await this.settle();
   }
 
   /** Run `fn` with the guest to itself (no slice is running). */

@@ -1,4 +1,5 @@
 /** Turn an image as the API receives it into a loadable Image that fits the guest. */
+import { isZero, PAGE_SIZE } from "../guest/memory.ts";
 import { assemble } from "./assembler.ts";
 import { loadElf } from "./elf.ts";
 import { flatImage, imageEnd, ImageError, type Image, type Segment } from "./image.ts";
@@ -48,7 +49,7 @@ export function buildImage(source: ImageSource, memoryBytes: number): Image {
 export const MAX_IMAGE_DATA_BYTES = 16 << 20;
 
 /** A segment's data is looked at in chunks of this many bytes (a page's worth): an all-zero chunk is left out. */
-export const ZERO_GAP_BYTES = 4096;
+export const ZERO_GAP_BYTES = PAGE_SIZE;
 
 /**
  * A segment as the pieces of it that are not zero: its data cut into chunks
@@ -65,7 +66,7 @@ export function sparseSegment(seg: Segment): Segment[] {
   let start = -1;
   for (let at = 0; at < d.length; at += ZERO_GAP_BYTES) {
     const to = Math.min(d.length, at + ZERO_GAP_BYTES);
-    const zero = allZero(d, at, to);
+    const zero = isZero(d.subarray(at, to));
     if (!zero && start < 0) start = at;
     if (zero && start >= 0) {
       pieces.push(piece(seg, start, at));
@@ -86,14 +87,3 @@ function piece(seg: Segment, from: number, to: number): Segment {
   return { addr: seg.addr + from, data: seg.data.slice(from, to), size: to - from };
 }
 
-/** Are bytes [from, to) all zero? By words where the bytes are aligned (a 64 MiB .space is 16M reads, not 64M). */
-function allZero(d: Uint8Array, from: number, to: number): boolean {
-  let i = from;
-  if ((d.byteOffset + i) % 4 === 0) {
-    const words = new Uint32Array(d.buffer, d.byteOffset + i, (to - i) >>> 2);
-    for (let k = 0; k < words.length; k++) if (words[k] !== 0) return false;
-    i += words.length << 2;
-  }
-  for (; i < to; i++) if (d[i] !== 0) return false;
-  return true;
-}

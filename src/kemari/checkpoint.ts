@@ -163,15 +163,15 @@ export function encodeFrame(f: Frame): Uint8Array {
 }
 
 /**
- * A frame's header fields that say how to schedule it (its FULL flag and its
- * part number), read without verifying the frame: for the carrier's decisions
- * only — whether to wait before sending it, whether it opens a re-protection.
- * null: too short to have a header.
+ * Whether a frame belongs to a full checkpoint, read from its header without
+ * verifying the frame: for a carrier's decisions only (the test-only hold of
+ * a re-protection, durable-objects/guest-host.ts). null: too short to have a
+ * header.
  */
-export function peekFrame(bytes: Uint8Array): { full: boolean; part: number } | null {
+export function peekFrame(bytes: Uint8Array): { full: boolean } | null {
   if (bytes.length < HEADER_BYTES) return null;
   const v = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
-  return { full: (v.getUint16(At.FLAGS, true) & FLAG_FULL) !== 0, part: v.getUint32(At.PART, true) };
+  return { full: (v.getUint16(At.FLAGS, true) & FLAG_FULL) !== 0 };
 }
 
 /**

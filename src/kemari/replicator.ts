@@ -15,7 +15,7 @@
  */
 import type { Output } from "../devices/backend.ts";
 import type { Machine } from "../guest/machine.ts";
-import { PAGE_SIZE, type PageKeeper } from "../guest/memory.ts";
+import { isZero, PAGE_SIZE, type PageKeeper } from "../guest/memory.ts";
 import { Enc, Space, encodeFrame, machineBytes, ENTRY_HEADER_BYTES, HEADER_BYTES, TRAILER_BYTES, type Entry, type Frame } from "./checkpoint.ts";
 import { PageHistory, encodeDelta } from "./delta.ts";
 import { captureMachine } from "./state.ts";
@@ -349,8 +349,9 @@ export class Replicator {
   /**
    * Carry a checkpoint to the secondary; resolves once it holds all of it.
    * Checkpoints are sent in the order they were taken, each one's frames
-   * before any of the next; several may be on their way at once (their
-   * commit frames overlapping), as Remus's epochs are.
+   * before any of the next; several may be on their way at once (once a
+   * checkpoint's commit frame is sent, the next one's frames may follow while
+   * its own still await their acknowledgements), as Remus's epochs are.
    */
   async send(c: Captured, opts: Pick<SyncOptions, "at">): Promise<SyncStats> {
     const { seq } = c;
@@ -504,10 +505,3 @@ function allPages(n: number): Int32Array {
   return a;
 }
 
-/** The bytes are all zero (a page that need not be stored or sent). */
-export function isZero(b: Uint8Array): boolean {
-  if (b.byteOffset & 3 || b.byteLength & 3) return b.every((x) => x === 0);
-  const w = new Int32Array(b.buffer, b.byteOffset, b.byteLength >>> 2);
-  for (let i = 0; i < w.length; i++) if (w[i] !== 0) return false;
-  return true;
-}

@@ -23,9 +23,8 @@
  * secondary agree on every page, and replication carries on from the same
  * sequence number with no full checkpoint.
  */
-import { isZero } from "../kemari/replicator.ts";
 import { captureMachine, machineFromJson, machineToJson, restoreMachine } from "../kemari/state.ts";
-import { PAGE_SIZE } from "../guest/memory.ts";
+import { isZero, PAGE_SIZE } from "../guest/memory.ts";
 import { decodeBase64, encodeBase64 } from "../image/load.ts";
 import { mutations } from "./mutations.ts";
 import type { HostIO, IdleMeta } from "./ports.ts";
