@@ -6,7 +6,7 @@
 import { describe, expect, it } from "vitest";
 import { Cpu, Exit, Op } from "../src/guest/cpu.ts";
 import { Memory, MIN_PAGES } from "../src/guest/memory.ts";
-import { WARM_UP_ENDINGS, warmUpInterpreter, warmUpProgram } from "../src/guest/warm-up.ts";
+import { checkpointBookkeeping, WARM_UP_ENDINGS, warmUpInterpreter, warmUpProgram } from "../src/guest/warm-up.ts";
 
 /** Run `words` from address 0; the ops left in page 0's decoded cache, and how the run ended. */
 function runAndCollect(words: number[]): { exit: Exit; ops: Set<number>; cpu: Cpu } {
@@ -37,6 +37,12 @@ describe("interpreter warm-up", () => {
     const missing: number[] = [];
     for (let op = Op.UNDECODED + 1; op <= Op.SLLI_ADD; op++) if (!seen.has(op)) missing.push(op);
     expect(missing).toEqual([]);
+  });
+
+  it("writes the fields a checkpoint writes: memory brakes while pages are held, and lets go (the keep limit is left as it was)", () => {
+    const limit = Memory.keepLimitBytes;
+    expect(checkpointBookkeeping(warmUpProgram())).toEqual({ braked: 2, keptAfter: 0, brakingAfter: false });
+    expect(Memory.keepLimitBytes).toBe(limit);
   });
 
   it("is cheap and runs once", () => {

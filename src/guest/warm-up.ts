@@ -18,10 +18,22 @@
  * budget that ends mid-block, each fault), so that the optimised loop has
  * seen everything a guest can do. It touches no guest: its memory and hart
  * are dropped afterwards.
+ *
+ * It also takes that memory through a checkpoint's bookkeeping (the dirty
+ * set cleared, pages held, a store handing its page over, copies let go,
+ * braking on and off). The optimised loop inlines the store's slow path, and
+ * V8 lets it rely on a field that nothing has written since construction
+ * staying as it is; the first write to one — `braking`, when the first
+ * checkpoint in flight let go of its pages — threw the optimised loop away,
+ * and traced inside workerd (--trace-deopt --trace-generalization) it then
+ * never got back to optimised code: every slice began by deoptimising for
+ * on-stack replacement (13,381 times in one 10 s run), and a compute-bound
+ * guest ran at a third of its speed in every mode after the first Remus
+ * guest's first epoch.
  */
 import { BRANCHES, CSR, enc, I_ARITH, LOADS, R_TYPE, SHIFT_IMM, STORES } from "../image/encode.ts";
 import { Cpu, Exit } from "./cpu.ts";
-import { Memory, MIN_PAGES } from "./memory.ts";
+import { Memory, MIN_PAGES, PAGE_SIZE, type PageKeeper } from "./memory.ts";
 
 /** Registers: a large positive and a large negative value, a data page, a counter, scratch. */
 const BIG = 5, NEG = 6, DATA = 7, COUNT = 8, T = 10;
@@ -99,6 +111,41 @@ export function warmUpInterpreter(): void {
       cpu.reset(0, 0x8000);
       cpu.run(100);
     }
+  }
+  checkpointBookkeeping(code);
+}
+
+/**
+ * What a checkpoint does to memory, on a memory of its own whose keep limit
+ * is one page: take the dirty set and clear it, hold its pages, let a store
+ * hand one over (braking: the limit is reached), let go (braking off), put
+ * pages back, take the unsaved list.
+ */
+export function checkpointBookkeeping(code: number[]): { braked: number; keptAfter: number; brakingAfter: boolean } {
+  const limit = Memory.keepLimitBytes;
+  Memory.keepLimitBytes = PAGE_SIZE;
+  try {
+    const mem = new Memory(MIN_PAGES);
+    const cpu = new Cpu(mem, { now: () => 0 });
+    const keeper: PageKeeper = { keep: () => undefined };
+    load(mem, code);
+    let braked = 0;
+    for (let round = 0; round < 2; round++) {
+      cpu.reset(0, 0x8000);
+      while (cpu.run(1_000_000) === Exit.BUDGET);
+      const pages = mem.dirtyPages().slice();
+      mem.clearDirty();
+      mem.hold(keeper, pages);
+      cpu.reset(0, 0x8000);
+      cpu.run(1_000_000); // its stores hand the held pages over, and memory brakes
+      if (mem.braking) braked++;
+      mem.letGo(keeper, pages, mem.keptBytes);
+      mem.markDirty(pages);
+      mem.takeUnsaved();
+    }
+    return { braked, keptAfter: mem.keptBytes, brakingAfter: mem.braking };
+  } finally {
+    Memory.keepLimitBytes = limit;
   }
 }
 
