@@ -192,8 +192,8 @@ export class GuestRunner implements DeviceHost {
    * Execute `n` instructions of a paused guest, then pause again — fewer if it
    * stops, or once a slice's worth of work is done (STEP_INSTRUCTIONS, or
    * EVENTS_PER_SLICE events, or SLICE_MS once an event was delivered: each may
-   * be a sync), so no request holds the guest for longer than a slice. Returns how many it executed: the caller asks
-   * again for the rest.
+   * be a sync), so no request holds the guest for longer than a slice.
+   * Returns how many it executed: the caller asks again for the rest.
    */
   async step(n: number, maxEvents = EVENTS_PER_SLICE): Promise<number> {
     await this.machine.memory.unbraked();
