@@ -7,8 +7,20 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import hello from "../guests/hello.s?raw";
 import journal from "../guests/journal.s?raw";
+import type { GuestStatus } from "../src/host/status.ts";
 import { consoleText, createGuest, waitFor } from "./helpers/api.ts";
 import { tune } from "./helpers/guests.ts";
+
+/** The guest has stopped running (its instruction count stands still over a few reads): it has ended, whatever status shows yet. */
+async function untilStill(id: string): Promise<GuestStatus> {
+  let last = -1;
+  let still = 0;
+  return waitFor(id, (s) => {
+    still = s.instructions === last && s.instructions > 0 ? still + 1 : 0;
+    last = s.instructions;
+    return still >= 3;
+  });
+}
 
 describe("mode remus", () => {
   it("holds an epoch's output until its checkpoint is acknowledged, then releases it", async () => {
@@ -16,10 +28,11 @@ describe("mode remus", () => {
     expect(g).toMatchObject({ mode: "remus", epochMs: 400, protection: "protected" });
     const secondary = env.HOST.get(env.HOST.idFromName(g.hosts.secondary!.name));
     // The guest finishes within its first epoch: its line written, but held — so it does not
-    // read halted yet (a client that sees halted has seen all the output).
-    const held = await waitFor(g.id, (s) => s.exitCode !== null);
+    // read halted yet (a client that sees halted has seen all the output), nor show its exit code.
+    const held = await untilStill(g.id);
     expect(held.sync!.heldOutputs).toBe(1);
-    expect(held).toMatchObject({ state: "running", outputsInFlight: 1 });
+    // The held line, and the end itself (an output too: it waits for the same epoch).
+    expect(held).toMatchObject({ state: "running", exitCode: null, outputsInFlight: 2 });
     expect(await consoleText(g.id)).toBe("");
     // The secondary has not yet been given the epoch that printed it.
     expect((await secondary.replicaStatus()).instructions).toBeLessThan(held.instructions);
@@ -44,14 +57,14 @@ describe("mode remus", () => {
   it("writes the epoch's disk writes to the secondary's replica only when the epoch commits", async () => {
     const g = await createGuest({ asm: tune(journal, { ROUNDS: 5 }) }, { mode: "remus", epochMs: 400 });
     const secondary = env.HOST.get(env.HOST.idFromName(g.hosts.secondary!.name));
-    const done = await waitFor(g.id, (s) => s.exitCode !== null);
-    // The primary's own disk has all five records at once (the guest read them back) ...
-    expect(done.exitCode).toBe(15);
-    expect(done.state).toBe("running");
+    const done = await untilStill(g.id);
+    // The primary's own disk has all five records at once (the guest read them back and ended) ...
+    expect(done.state).toBe("running"); // its end waits for the epoch, as its outputs do
     expect(done.sync!.epochOpen).toBe(true);
     // ... the secondary's has none of them until the epoch's checkpoint arrives.
     expect((await secondary.replicaStatus()).sectorsHeld).toBe(0);
-    await waitFor(g.id, (s) => !s.sync!.epochOpen && s.sync!.heldOutputs === 0);
+    const halted = await waitFor(g.id, (s) => s.state === "halted");
+    expect(halted).toMatchObject({ exitCode: 15, outputsInFlight: 0, sync: { epochOpen: false, heldOutputs: 0 } });
     expect((await secondary.replicaStatus()).sectorsHeld).toBe(5);
   });
 
@@ -81,8 +94,8 @@ describe("mode remus", () => {
     expect(s.sync!.syncs).toBeGreaterThanOrEqual(2);
     const k = await createGuest({ asm: stress }, { mode: "kemari" });
     const ks = await waitFor(k.id, (x) => x.state === "halted");
-    // Kemari synchronises only at events: this guest has none after its full checkpoint.
-    expect(ks.sync!.syncs).toBe(1);
+    // Kemari synchronises only at events: this guest has none after its full checkpoint but its end.
+    expect(ks.sync!.syncs).toBe(2);
   });
 
   it("refuses an epoch outside 5..1000 ms", async () => {

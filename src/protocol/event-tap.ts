@@ -22,6 +22,9 @@
  *   checkpoint. The guest sees only a slower device. A full checkpoint (a new
  *   secondary) and any failed transfer fall back to stop-and-wait.
  *
+ * - The guest's end (it halts, or a fault crashes it) is seen outside, so it
+ *   waits for a checkpoint as an output does, in both tap modes (noteEnd).
+ *
  * Fault steps in the pipeline: `before-transfer` once the checkpoint is
  * taken (the guest may already have run on), `mid-transfer` between its
  * frames, `after-ack` once it is acknowledged and before any event it
@@ -58,7 +61,8 @@ export interface Flight {
 }
 
 interface Waiting {
-  event: NotifyEvent;
+  /** null: the guest's end (HALT, or a fault that crashed it) — an event too, since status shows it outside. */
+  event: NotifyEvent | null;
   /** Covered by a checkpoint taken (the req_prod it holds; undefined: no limit needed); null: not yet. */
   upTo: number | undefined | null;
 }
@@ -71,6 +75,8 @@ export class EventTap {
   /** The checkpoint in flight, and the events it covers. */
   flight: (Flight & { events: number }) | null = null;
   private stopped = false;
+  /** The guest's end has been queued for its checkpoint (once: a machine that ended stays so). */
+  private endNoted = false;
 
   constructor(
     private readonly host: TapHost,
@@ -83,7 +89,7 @@ export class EventTap {
     return OUTPUT_DEVICES.has(this.host.runner.deviceKind(port) ?? "");
   }
 
-  /** Events raised and not yet at their backends. */
+  /** Events raised and not yet at their backends (the guest's end among them, until its checkpoint lands). */
   get pending(): number {
     return this.waiting.length;
   }
@@ -107,8 +113,10 @@ export class EventTap {
    * for a checkpoint and none is in flight, take one now.
    */
   async settle(): Promise<void> {
-    if (this.flight || this.stopped || !this.waiting.some((w) => w.upTo === null)) return;
-    const flight = this.host.take();
+    if (this.stopped) return;
+    this.noteEnd();
+    if (this.flight || !this.waiting.some((w) => w.upTo === null)) return;
+    const flight = this.options.pipeline ? this.host.take() : null;
     if (flight) {
       this.launch(flight);
       return;
@@ -119,8 +127,28 @@ export class EventTap {
     await this.deliverCovered();
   }
 
+  /**
+   * The guest halted or crashed: that is seen outside (status shows the state
+   * and the exit code), so it waits for a checkpoint that holds it, like an
+   * output — in both tap modes. Until then status reads it as running, and the
+   * checkpoint also carries the disk writes made since the last one: a client
+   * that sees `halted` reads the whole disk in the acknowledged view. Without
+   * it a nondeterministic guest's exit code could change across a failover.
+   */
+  private noteEnd(): void {
+    const state = this.host.runner.machine.state;
+    if (this.endNoted || (state !== "halted" && state !== "crashed")) return;
+    this.endNoted = true;
+    if (!mutations.endBeforeAck) this.waiting.push({ event: null, upTo: null });
+  }
+
+  /** The `req_prod` a checkpoint taken now holds for `w`'s ring (undefined: no limit, as for the guest's end). */
+  private coverNow(w: Waiting): number | undefined {
+    return w.event ? this.host.runner.reqProd(w.event.port) : undefined;
+  }
+
   private coverAll(): void {
-    for (const w of this.waiting) if (w.upTo === null) w.upTo = this.host.runner.reqProd(w.event.port);
+    for (const w of this.waiting) if (w.upTo === null) w.upTo = this.coverNow(w);
   }
 
   /** Cover every waiting event by `flight` (taken just now) and see it land. */
@@ -128,7 +156,7 @@ export class EventTap {
     let events = 0;
     for (const w of this.waiting) {
       if (w.upTo !== null) continue;
-      w.upTo = mutations.pipelineUnbounded ? undefined : this.host.runner.reqProd(w.event.port);
+      w.upTo = mutations.pipelineUnbounded ? undefined : this.coverNow(w);
       events++;
     }
     this.flight = { ...flight, events };
@@ -177,7 +205,7 @@ export class EventTap {
     const runner = this.host.runner;
     while (this.waiting.length > 0 && this.waiting[0].upTo !== null) {
       const w = this.waiting.shift()!;
-      await runner.deliverEvent(w.event, w.upTo ?? undefined);
+      if (w.event) await runner.deliverEvent(w.event, w.upTo ?? undefined);
     }
   }
 }

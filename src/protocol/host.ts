@@ -181,6 +181,7 @@ export class Host {
     // The copy's memory becomes the guest's (no copy of up to 64 MiB).
     const p = this.newPrimary(meta.config, generation, copy.memory);
     restoreMachine(p.machine, copy.meta.machine, copy.memory);
+    p.fromAcknowledgedState();
     // Paused or not is the operator's say (kept by the witness), not the checkpoint's.
     if (paused) p.machine.pause();
     else p.machine.resume();
@@ -418,11 +419,12 @@ export class Host {
     }
     const m = p.machine;
     const outputsInFlight = p.outputsInFlight;
+    const ended = m.state === "halted" || m.state === "crashed";
     return {
-      // A client that sees halted has seen all of the guest's output.
-      state: m.state === "halted" && outputsInFlight > 0 ? "running" : m.state,
-      exitCode: m.exitCode,
-      crash: m.crash,
+      // A client that sees halted (or crashed) has seen all of the guest's output, and its end is in an acknowledged checkpoint.
+      state: ended && outputsInFlight > 0 ? "running" : m.state,
+      exitCode: ended && outputsInFlight > 0 ? null : m.exitCode,
+      crash: ended && outputsInFlight > 0 ? null : m.crash,
       pc: m.cpu.pc,
       instructions: m.cpu.instret,
       pending: m.pending,

@@ -188,5 +188,6 @@ export function resumeSaved(p: Primary, meta: IdleMeta, memory: Uint8Array): voi
   p.runner.attachAll();
   // Nothing changed since the save: the next one writes only what changes from here.
   m.memory.takeUnsaved();
+  p.fromAcknowledgedState();
   if (p.protection && meta.secondary) p.protection.resume(meta.secondary, meta.seq);
 }

@@ -36,6 +36,8 @@ export interface Mutations {
   checkInHoldsGuest: boolean;
   /** A checkpoint's frames go out in a window from its first: a frame overtaking that first joins what a failed attempt left staged. */
   windowFromFirstFrame: boolean;
+  /** A guest that halted (or crashed) shows it before any acknowledged checkpoint holds its end (its exit code, its last disk writes). */
+  endBeforeAck: boolean;
 }
 
 export const mutations: Mutations = {
@@ -55,6 +57,7 @@ export const mutations: Mutations = {
   checkInsForever: false,
   checkInHoldsGuest: false,
   windowFromFirstFrame: false,
+  endBeforeAck: false,
 };
 
 export type MutationName = keyof Mutations;

@@ -162,9 +162,30 @@ export class Primary {
     this.epochSoon();
   }
 
-  /** Outputs not yet at the witness, and events not yet at their backends: a guest reads halted only once this is 0. */
+  /**
+   * Outputs not yet at the witness, events not yet at their backends, and a
+   * guest's end (HALT, or a fault) not yet in an acknowledged checkpoint: a
+   * guest reads halted (or crashed) only once this is 0.
+   */
   get outputsInFlight(): number {
-    return this.outputs.inFlight + this.heldOutputs + (this.eventTap?.pending ?? 0);
+    return this.outputs.inFlight + this.heldOutputs + (this.eventTap?.pending ?? 0) + (this.endInEpoch() ? 1 : 0);
+  }
+
+  /**
+   * Remus: the guest ended in an epoch not yet acknowledged. Its end is seen
+   * outside, like an output, so it waits for its epoch (the epoch's checkpoint
+   * also carries its last disk writes); mode kemari's tap does the same with a
+   * checkpoint of its own (EventTap.noteEnd).
+   */
+  private endInEpoch(): boolean {
+    if (this.config.mode !== "remus" || mutations.endBeforeAck) return false;
+    const state = this.machine.state;
+    return (state === "halted" || state === "crashed") && (this.epochIsOpen() || this.epochFlights.length > 0);
+  }
+
+  /** The guest as it stands is what the secondary holds (a promotion's copy, an idle save resumed): Remus's open epoch starts empty. */
+  fromAcknowledgedState(): void {
+    this.epochInstret = this.machine.cpu.instret;
   }
 
   /** The output queue stopped: fenced (the witness refused this generation), or a failure no retry mends. */

@@ -7,6 +7,7 @@
 import { DeviceKind } from "../guest/abi.ts";
 import type { Output } from "../devices/backend.ts";
 import type { GuestConfig } from "../host/guest-config.ts";
+import type { HostStatus } from "../host/status.ts";
 import { GuestRunner } from "../host/runner.ts";
 import type { Image } from "../image/image.ts";
 import { PAGE_SIZE } from "../guest/memory.ts";
@@ -14,6 +15,9 @@ import { MemDisk } from "./stores.ts";
 import type { SimHost, World } from "./world.ts";
 
 type Copy = NonNullable<SimHost["durable"]["copy"]>;
+
+/** What a client reading the guest's status is told by its primary, and under which generation. */
+export type ClientStatus = HostStatus & { generation: number };
 
 export interface RunStats {
   faults: number;
@@ -31,6 +35,8 @@ export function watch(w: World, config: GuestConfig, violate: (s: string) => voi
   const releaser = new Map<number, string>();
   const consumed = new Map<number, { g: number; packet: Uint8Array }>();
 
+  /** Per generation: the guest's end (halted or crashed, with its exit code) as an acknowledged copy holds it. */
+  const endsAcked = new Map<number, string>();
   /** Every value each sector has held in any acknowledged copy (a hash of its 512 bytes). */
   const ackedValues = new Map<number, Set<number>>();
   const zeroSector = hashBytes(new Uint8Array(512));
@@ -76,6 +82,8 @@ export function watch(w: World, config: GuestConfig, violate: (s: string) => voi
     }
   };
   const noteCopy = (copy: Copy, generation: number) => {
+    const machine = copy.meta.machine;
+    if (machine.state === "halted" || machine.state === "crashed") endsAcked.set(generation, `${machine.state} (exit ${machine.exitCode})`);
     const m = acked.get(generation) ?? new Map<DeviceKind, number>();
     for (const b of copy.meta.machine.bindings) {
       if (b.kind !== DeviceKind.CONSOLE && b.kind !== DeviceKind.NET_TX) continue;
@@ -136,6 +144,17 @@ export function watch(w: World, config: GuestConfig, violate: (s: string) => voi
 
 
   return {
+    /**
+     * A client read the guest's status. An end it shows (halted or crashed, and
+     * the exit code) is seen outside: an acknowledged copy must hold it, as it
+     * holds the state behind every output — else a failover could take it back.
+     */
+    onStatus(s: ClientStatus): void {
+      if (s.state !== "halted" && s.state !== "crashed") return;
+      const shown = `${s.state} (exit ${s.exitCode})`;
+      const held = endsAcked.get(s.generation);
+      if (held !== shown) violate(`end commit: status showed the guest ${shown} under generation ${s.generation}, but ${held ? `the acknowledged copy holds ${held}` : "no acknowledged copy holds its end"}`);
+    },
     /**
      * Nothing left in motion at the primary: the guest waits (or is done), no event on
      * its way to a backend, no output on its way to the switch. Only then may the outputs seen outside be counted against the

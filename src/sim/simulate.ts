@@ -22,6 +22,7 @@ import batch from "./batch.s";
 import burst from "./burst.s";
 import { watch } from "./checker.ts";
 import { World } from "./world.ts";
+import type { ClientStatus } from "./checker.ts";
 
 export const SIM_GUESTS = { counter, echo, hello, journal, batch, burst } as const;
 export type SimGuest = keyof typeof SIM_GUESTS;
@@ -55,6 +56,8 @@ export interface Scenario {
   wait(ms: number): Promise<void>;
   /** Wait (up to `ms`) until `done` holds; false if it never did. */
   until(done: () => boolean, ms?: number): Promise<boolean>;
+  /** Read the guest's status as a client would (null: the call failed); what it shows is checked. */
+  status(): Promise<ClientStatus | null>;
 }
 
 export interface SimResult {
@@ -183,6 +186,20 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
     }
     return false;
   }
+  /**
+   * The status the current primary gives a client now, read from it directly:
+   * no call through the simulated network, so reading it draws nothing from
+   * the seed's random stream (every seed runs as it did before the checker read it).
+   */
+  function readStatus(): Promise<ClientStatus | null> {
+    const meta = w.witnessDurable.meta;
+    const host = meta && !meta.lost ? w.hosts.get(meta.primary.name) : undefined;
+    const role = host ? w.hostInstance(host).role : null;
+    if (!host || role?.kind !== "primary") return Promise.resolve(null);
+    const status = { ...w.hostInstance(host).status(), generation: role.generation };
+    checker.onStatus(status);
+    return Promise.resolve(status);
+  }
   function wait(ms: number): Promise<void> {
     return new Promise((resolve) => w.at(ms, resolve));
   }
@@ -193,6 +210,8 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
       await wait(100);
       const data = await w.api((x) => x.onPrimary((h) => h.readDisk(1, READ_SECTORS))).catch(() => null);
       if (data) stats.reads++;
+      // And its status, as a client polling for the end would.
+      await readStatus();
     }
   })();
 
@@ -203,6 +222,7 @@ export async function simulate(seed: number, opts: SimOptions = {}): Promise<Sim
       for (let t = 0; t < ms && !done(); t += 5) await wait(5);
       return done();
     },
+    status: readStatus,
   };
   let scriptDone = !opts.script;
   if (opts.script) {

@@ -49,6 +49,7 @@ describe("the simulator's mutation tests: each bug switched back on is caught", 
     ["outputsNotCarried", "outputs on their way to the witness left out of checkpoints", /^output commit: checkpoint .* neither the outside world nor the checkpoint holds/],
     ["keepBasesOfFailed", "a failed pipelined checkpoint's pages kept as the next one's delta bases", /^(output commit|transparency|atomicity)/],
     ["deltaBaseAtAck", "Remus's epochs in flight: the next checkpoint's deltas against pages the secondary will no longer hold", /^(output commit|transparency|atomicity)/],
+    ["endBeforeAck", "a guest's end (halted, its exit code) shown before an acknowledged checkpoint holds it", /^end commit/],
     ["keepNothing", "copy-on-write capture: a page a checkpoint in flight still reads live is changed without keeping it", /^(atomicity|uncaught: InvariantError: checkpoint \d+: page \d+ changed)/],
   ];
   for (const [name, what, expected] of cases) {
