@@ -259,6 +259,8 @@ export class Host {
         },
         reprotected: () => this.dropKeptCopy(generation),
         wake: () => {
+          // A running pump sees the guest runnable at its next turn: a kick would be a timer (and an alarm read) for nothing.
+          if (this.pumping) return;
           this.io.schedule();
           void this.pump();
         },

@@ -73,17 +73,20 @@ export class Arrivals {
   /** Resolves at `at`: by `clock`'s timer, or by `release` once it is due. */
   wait(at: number, clock: Clock): Promise<void> {
     return new Promise<void>((resolve) => {
+      // Delivered between slices, its timer is cancelled: a timer left to fire for nothing still wakes the event loop.
+      const timer = new AbortController();
       const entry = {
         at,
         deliver: () => {
           const i = this.waiting.indexOf(entry);
           if (i < 0) return; // delivered already
           this.waiting.splice(i, 1);
+          timer.abort();
           resolve();
         },
       };
       this.waiting.push(entry);
-      clock.sleep(at - clock.now()).then(entry.deliver, () => undefined);
+      clock.sleep(at - clock.now(), timer.signal).then(entry.deliver, () => undefined);
     });
   }
 

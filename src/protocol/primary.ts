@@ -74,7 +74,8 @@ export class Primary {
   private readonly cadenceStart: number;
   /** When the open epoch first had something to checkpoint (null: nothing yet). */
   private openedAt: number | null = null;
-  private epochTimer = false;
+  /** The timer that ends the open epoch at its boundary, if one is set (cancelled when the pump ends the epoch first). */
+  private epochTimer: AbortController | null = null;
   private lastSync: SyncStats | null = null;
   private lastPauseMs = 0;
   private lastFlightMs = 0;
@@ -308,9 +309,10 @@ export class Primary {
     if (this.epochTimer || this.config.mode !== "remus") return;
     const now = this.io.clock.now();
     this.openedAt ??= now;
-    this.epochTimer = true;
-    void this.io.clock.sleep(this.nextBoundary(now) - now).then(() => {
-      this.epochTimer = false;
+    const timer = new AbortController();
+    this.epochTimer = timer;
+    void this.io.clock.sleep(this.nextBoundary(now) - now, timer.signal).then(() => {
+      if (this.epochTimer === timer) this.epochTimer = null;
       return this.commitEpoch();
     }).catch((e: unknown) => {
       if (!(e instanceof Fenced)) throw e;
@@ -370,6 +372,9 @@ export class Primary {
         const outputs = this.epoch.outputs;
         const taken = this.take();
         this.epoch = new Epoch();
+        // Its timer, if the pump got here first, would only wake the event loop (locally, every object's) for nothing.
+        this.epochTimer?.abort();
+        this.epochTimer = null;
         this.epochInstret = runner.machine.cpu.instret;
         this.openedAt = null;
         if (taken) {
