@@ -284,7 +284,9 @@ export class GuestHost extends DurableObject<Env> {
       return;
     }
     void this.pump();
-    if (this.host.runnable) await this.storage.setAlarm(Date.now() + RUNNING_BACKSTOP_MS);
+    // A pump that is running keeps its backstop too: the guest may be waiting only for a moment, and a
+    // landing that makes it runnable again does not schedule a running pump (host.ts, wake).
+    if (this.host.runnable || this.host.pumpRunning) await this.storage.setAlarm(Date.now() + RUNNING_BACKSTOP_MS);
   }
 
   /**

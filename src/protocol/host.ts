@@ -334,6 +334,11 @@ export class Host {
     throw new GuestError("not-found", "no guest on this host");
   }
 
+  /** The pump is driving the guest (it may be between slices, the guest waiting for a moment). */
+  get pumpRunning(): boolean {
+    return this.pumping;
+  }
+
   get runnable(): boolean {
     return this.role.kind === "primary" && this.role.primary.machine.runnable;
   }
