@@ -318,6 +318,8 @@ export function isZero(b: Uint8Array): boolean {
   let i = 0;
   const n = b.byteLength;
   while (i < n && ((b.byteOffset + i) & 3) !== 0) if (b[i++] !== 0) return false;
+  // All of it was before the first word boundary (a short view at an odd offset): no word view to make there.
+  if (i === n) return true;
   const w = new Int32Array(b.buffer, b.byteOffset + i, (n - i) >>> 2);
   for (let k = 0; k < w.length; k++) if (w[k] !== 0) return false;
   for (i += w.length << 2; i < n; i++) if (b[i] !== 0) return false;
