@@ -12,6 +12,16 @@
  * through the (ver, key) index), and everything before a full checkpoint.
  * Until then they are shadowed: the newest row per index is the copy's.
  *
+ * The common checkpoint — incremental, one frame — needs none of that: its
+ * commit is one transaction anyway, so each of its pages and sectors
+ * overwrites the copy's row for it in place (the newest at or below the
+ * pointer; one the copy lacks is added under the new version). It leaves
+ * nothing superseded to clean up, and it costs one row per page where a new
+ * row, its index entry and their later deletion cost four. Nor does a commit
+ * rewrite the held outputs when there were none and are none (this object
+ * knows, once it has committed), or look above the pointer for a torn
+ * staging when it knows there is none.
+ *
  *   replica_pages (idx, ver, data)    a page as of version `ver` (NULL: all zero)
  *   replica_disk  (sector, ver, data) a disk sector as of version `ver`
  *   replica_meta  'replica' → { seq, generation, …, machine, ver, fullVer, cleanVer, format }
@@ -61,6 +71,10 @@ export class SqlReplicaStore implements ReplicaStore {
   private cleanVer: number | undefined = undefined;
   /** Where cleaning up version cleanVer + 1 has got to: which table, and the last key done. */
   private cursor = { table: 0, after: -1 };
+  /** Rows may lie above the pointer (a checkpoint being staged, or a torn one); unknown until this object's first commit. */
+  private stagedAbove = true;
+  /** Rows in replica_outputs (undefined: not known since this object started). */
+  private outputsHeld: number | undefined = undefined;
 
   constructor(private readonly storage: DurableObjectStorage) {
     const sql = storage.sql;
@@ -85,6 +99,7 @@ export class SqlReplicaStore implements ReplicaStore {
 
   stage(first: boolean, pages: [number, Uint8Array | null][], sectors: [number, Uint8Array][]): void {
     this.storage.transactionSync(() => this.writeRows(first, pages, sectors));
+    this.stagedAbove = true;
     // At least as many as it wrote: cleaning up keeps pace with writing, however small the entries.
     this.tidy(Math.max(CLEANUP_BATCH, pages.length + sectors.length));
   }
@@ -95,8 +110,10 @@ export class SqlReplicaStore implements ReplicaStore {
     if (first) {
       // A new checkpoint: whatever a torn one left above the pointer goes.
       this.stagingVer = (this.meta()?.ver ?? 0) + 1;
-      sql.exec("DELETE FROM replica_pages WHERE ver >= ?", this.stagingVer);
-      sql.exec("DELETE FROM replica_disk WHERE ver >= ?", this.stagingVer);
+      if (this.stagedAbove) {
+        sql.exec("DELETE FROM replica_pages WHERE ver >= ?", this.stagingVer);
+        sql.exec("DELETE FROM replica_disk WHERE ver >= ?", this.stagingVer);
+      }
     }
     const half = pages.length >> 1;
     pages.forEach(([p, data], i) => {
@@ -110,13 +127,20 @@ export class SqlReplicaStore implements ReplicaStore {
   commit(b: CommitBatch): void {
     const sql = this.storage.sql;
     const prev = this.meta();
+    let inPlace = false;
     this.storage.transactionSync(() => {
       // Not staged (a checkpoint of one frame): its rows go in with the switch, in the same transaction,
       // and whatever a torn checkpoint staged before it goes (first = true).
       const fresh = !b.staged || this.stagingVer <= (prev?.ver ?? 0);
-      if (fresh || b.pages.length > 0 || b.sectors.length > 0) this.writeRows(fresh, b.pages, b.sectors);
-      sql.exec("DELETE FROM replica_outputs");
-      b.outputs.forEach((o, i) => sql.exec("INSERT INTO replica_outputs (seq, device, idx, data) VALUES (?, ?, ?, ?)", i, o.device, o.index, o.data));
+      // An incremental checkpoint of one frame — the common, small one — overwrites the copy's rows
+      // where they stand: the switch is this one transaction anyway, and no row is left to clean up.
+      inPlace = fresh && !b.full && prev !== null;
+      if (inPlace) this.overwriteRows(prev!, b.pages, b.sectors);
+      else if (fresh || b.pages.length > 0 || b.sectors.length > 0) this.writeRows(fresh, b.pages, b.sectors);
+      if (this.outputsHeld !== 0 || b.outputs.length > 0) {
+        sql.exec("DELETE FROM replica_outputs");
+        b.outputs.forEach((o, i) => sql.exec("INSERT INTO replica_outputs (seq, device, idx, data) VALUES (?, ?, ?, ?)", i, o.device, o.index, o.data));
+      }
       const meta: StoredMeta = {
         ...b.meta,
         machine: machineToJson(b.meta.machine),
@@ -128,8 +152,44 @@ export class SqlReplicaStore implements ReplicaStore {
       sql.exec("INSERT OR REPLACE INTO replica_meta (k, v) VALUES ('replica', ?)", JSON.stringify(meta));
       this.cached = meta;
     });
+    this.stagedAbove = false;
+    this.outputsHeld = b.outputs.length;
+    // Rows written in place superseded none, and a row it added is its key's first in the copy:
+    // this version leaves nothing to clean up (if every one before it is clean).
+    if (inPlace && this.cleanVer === prev!.ver) this.cleanVer = this.stagingVer;
     if (b.full) this.untidy = true;
     this.tidy(Math.max(CLEANUP_BATCH, b.pages.length + b.sectors.length));
+  }
+
+  /**
+   * An unstaged incremental checkpoint's rows (inside the commit's transaction):
+   * each page or sector overwrites the copy's row for it — the newest at or
+   * below the pointer — in place; one the copy has no row for yet is added
+   * under the new version. Rows above the pointer (a torn staging) go first.
+   */
+  private overwriteRows(prev: StoredMeta, pages: [number, Uint8Array | null][], sectors: [number, Uint8Array][]): void {
+    const sql = this.storage.sql;
+    this.stagingVer = prev.ver + 1;
+    if (this.stagedAbove) {
+      sql.exec("DELETE FROM replica_pages WHERE ver >= ?", this.stagingVer);
+      sql.exec("DELETE FROM replica_disk WHERE ver >= ?", this.stagingVer);
+    }
+    const half = pages.length >> 1;
+    pages.forEach(([p, data], i) => {
+      if (i === half) this.midway?.();
+      const n = sql.exec(
+        "UPDATE replica_pages SET data = ? WHERE idx = ? AND ver = (SELECT MAX(ver) FROM replica_pages WHERE idx = ? AND ver >= ? AND ver <= ?)",
+        data, p, p, prev.fullVer, prev.ver,
+      ).rowsWritten;
+      if (n === 0) sql.exec("INSERT INTO replica_pages (idx, ver, data) VALUES (?, ?, ?)", p, this.stagingVer, data);
+    });
+    for (const [sector, data] of sectors) {
+      const n = sql.exec(
+        "UPDATE replica_disk SET data = ? WHERE sector = ? AND ver = (SELECT MAX(ver) FROM replica_disk WHERE sector = ? AND ver >= ? AND ver <= ?)",
+        data, sector, sector, prev.fullVer, prev.ver,
+      ).rowsWritten;
+      if (n === 0) sql.exec("INSERT INTO replica_disk (sector, ver, data) VALUES (?, ?, ?)", sector, this.stagingVer, data);
+    }
   }
 
   private cleanedUpTo(): number {
@@ -239,6 +299,9 @@ export class SqlReplicaStore implements ReplicaStore {
     this.untidy = false;
     this.cleanVer = 0;
     this.cursor = { table: 0, after: -1 };
+    // forget() leaves the rows for the host's wipe: as after a restart, what lies above the pointer is unknown.
+    this.stagedAbove = true;
+    this.outputsHeld = 0;
   }
 
   private hasFormat1Pages(): boolean {

@@ -133,6 +133,46 @@ describe("upgrades", () => {
     });
   });
 
+  it("an incremental checkpoint of one frame overwrites the copy's rows in place: nothing to clean up, a torn staging still dropped", async () => {
+    const stub = env.HOST.get(env.HOST.idFromName("cleanup/in-place"));
+    await runInDurableObject(stub, (_instance, state) => {
+      const sql = state.storage.sql;
+      const count = (t: string) => sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${t}`).one().n;
+      const page = (v: number) => new Uint8Array(4096).fill(v);
+      const sector = (v: number) => new Uint8Array(512).fill(v);
+      const meta = (seq: number) => ({ seq, generation: 0, memoryPages: 16, diskSectors: 64, machine: captureMachine(new Machine(16)) });
+      const held = { device: "console" as const, index: 0, data: new TextEncoder().encode("held") };
+      const store = new SqlReplicaStore(state.storage);
+      store.commit({ full: true, pages: [[1, page(1)], [2, page(1)]], sectors: [[3, sector(1)]], outputs: [held], meta: meta(1) });
+      // A staging torn after its first frame, then a checkpoint of one frame.
+      store.stage(true, [[1, page(9)], [6, page(9)]], [[7, sector(9)]]);
+      store.commit({ full: false, pages: [[2, page(2)], [4, page(2)]], sectors: [[3, sector(2)], [5, sector(2)]], outputs: [], meta: meta(2) });
+      const check = (s: SqlReplicaStore) => {
+        const copy = s.load()!;
+        const pages = copy.pages as Map<number, Uint8Array>;
+        expect([...pages.keys()].sort()).toEqual([1, 2, 4]);
+        expect([pages.get(1)![0], pages.get(2)![0], pages.get(4)![0]]).toEqual([1, 2, 2]);
+        expect(copy.outputs).toEqual([]);
+        expect(s.sectorsHeld()).toBe(2);
+      };
+      check(store);
+      // One row per page and sector held: the torn rows went, and the rewritten ones were not copied.
+      expect([count("replica_pages"), count("replica_disk"), count("replica_outputs")]).toEqual([3, 2, 0]);
+      // After a restart too (what lies above the pointer is unknown again).
+      const reopened = new SqlReplicaStore(state.storage);
+      check(reopened);
+      reopened.stage(true, [[6, page(8)]], []);
+      const again = new SqlReplicaStore(state.storage);
+      again.commit({ full: false, pages: [[1, null]], sectors: [], outputs: [held], meta: meta(3) });
+      const last = new SqlReplicaStore(state.storage).load()!;
+      expect([...(last.pages as Map<number, Uint8Array>).keys()].sort()).toEqual([2, 4]);
+      expect(last.outputs.map((o) => new TextDecoder().decode(o.data))).toEqual(["held"]);
+      expect(count("replica_pages")).toBe(3); // page 1's zero marker, pages 2 and 4
+      again.adoptDisk();
+      expect(new Uint8Array(sql.exec<{ data: ArrayBuffer }>("SELECT data FROM disk WHERE sector = 3").one().data)[0]).toBe(2);
+    });
+  });
+
   it("a torn checkpoint's staged rows never become part of the next one, committed in one frame", async () => {
     // Found by review: part 0 of an incremental checkpoint staged page 7, its commit frame's reply was
     // lost, the guest zeroed page 7, and the next (full, one frame) checkpoint left that zero page out —
