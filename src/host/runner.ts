@@ -203,7 +203,11 @@ export class GuestRunner implements DeviceHost {
       if (!m.resume()) return 0;
       const start = m.cpu.instret;
       await this.runEvents(Math.min(n, STEP_INSTRUCTIONS), maxEvents);
-      if (m.state === "running" || m.state === "waiting") m.state = "paused";
+      if (m.state === "running" || m.state === "waiting") {
+        m.state = "paused";
+        // It will not run on by itself: what the tap held for its next slice is taken now.
+        await this.settle();
+      }
       return m.cpu.instret - start;
     });
   }

@@ -13,7 +13,14 @@
  *   event-tap to make VM sync live"): the event waits in a queue and the
  *   guest runs on; when it stops running (it waits, or its slice ends) the
  *   checkpoint is taken — encoded and copied, so the guest can run on at once
- *   — and sent. An event reaches its backend when a checkpoint that holds its
+ *   — and sent. A guest that runs on when its slice ends (its time or its
+ *   instructions were spent) gets one more slice first: the events it raised
+ *   in the slice just ended share a checkpoint with those of the next, so a
+ *   busy guest takes half as many (each costs a request to the secondary and
+ *   a durable write there) and its events wait at most a slice longer. A
+ *   guest that stops — it waits, halts, is paused — has its checkpoint at
+ *   once, and an event that has already waited through a slice end (behind a
+ *   checkpoint in flight) is not held again. An event reaches its backend when a checkpoint that holds its
  *   request is acknowledged, with the ring's req_prod as that checkpoint
  *   captured it, so a request posted later is not acted on before its own
  *   checkpoint. Events reach their backends in order. One checkpoint is in
@@ -65,6 +72,8 @@ interface Waiting {
   event: NotifyEvent | null;
   /** Covered by a checkpoint taken (the req_prod it holds; undefined: no limit needed); null: not yet. */
   upTo: number | undefined | null;
+  /** How many times the guest had settled when it was raised: it has met a slice end since once `settles` is further on. */
+  raisedAt: number;
 }
 
 /** Devices whose events leave the replicated world. */
@@ -77,6 +86,8 @@ export class EventTap {
   private stopped = false;
   /** The guest's end has been queued for its checkpoint (once: a machine that ended stays so). */
   private endNoted = false;
+  /** Times the guest has settled (a slice ended, or it stopped). */
+  private settles = 0;
 
   constructor(
     private readonly host: TapHost,
@@ -104,18 +115,22 @@ export class EventTap {
     if (this.waiting.length === 0 && !sync) return;
     // Taken at the end of this run of the guest (`settle`), not now: the events
     // a guest raises back to back (a driver filling its ring) share one checkpoint.
-    this.waiting.push({ event, upTo: sync ? null : undefined });
+    this.waiting.push({ event, upTo: sync ? null : undefined, raisedAt: this.settles });
     return "deferred";
   }
 
   /**
    * The guest stopped running (it waits, or its slice ended): if events wait
-   * for a checkpoint and none is in flight, take one now.
+   * for a checkpoint and none is in flight, take one now — unless the guest
+   * runs on and every one of them was raised in the slice just ended
+   * (`coalescing`): then at the end of the next.
    */
   async settle(): Promise<void> {
     if (this.stopped) return;
+    this.settles++;
     this.noteEnd();
     if (this.flight || !this.waiting.some((w) => w.upTo === null)) return;
+    if (this.coalescing()) return;
     const flight = this.options.pipeline ? this.host.take() : null;
     if (flight) {
       this.launch(flight);
@@ -125,6 +140,13 @@ export class EventTap {
     await this.host.syncNow();
     this.coverAll();
     await this.deliverCovered();
+  }
+
+  /** Pipelined, the guest runs on, and no waiting event has met a slice end before this one: wait for the next. */
+  private coalescing(): boolean {
+    if (!this.options.pipeline || !this.host.runner.machine.runnable) return false;
+    if (mutations.coalesceUnbounded) return true;
+    return this.waiting.every((w) => w.upTo !== null || w.raisedAt === this.settles - 1);
   }
 
   /**
@@ -139,7 +161,7 @@ export class EventTap {
     const state = this.host.runner.machine.state;
     if (this.endNoted || (state !== "halted" && state !== "crashed")) return;
     this.endNoted = true;
-    if (!mutations.endBeforeAck) this.waiting.push({ event: null, upTo: null });
+    if (!mutations.endBeforeAck) this.waiting.push({ event: null, upTo: null, raisedAt: this.settles });
   }
 
   /** The `req_prod` a checkpoint taken now holds for `w`'s ring (undefined: no limit, as for the guest's end). */

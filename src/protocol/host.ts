@@ -452,6 +452,8 @@ export class Host {
       if (p.runner.state !== "running" && p.runner.state !== "waiting") throw new GuestError("conflict", `cannot pause a guest that is ${p.runner.state}`);
       this.saver?.changing();
       p.machine.pause();
+      // Events its last slice left for the next one's checkpoint (the tap coalescing) must not wait for a resume.
+      await p.runner.settle();
     });
     this.touched();
     return this.status();

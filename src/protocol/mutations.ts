@@ -38,6 +38,8 @@ export interface Mutations {
   windowFromFirstFrame: boolean;
   /** A guest that halted (or crashed) shows it before any acknowledged checkpoint holds its end (its exit code, its last disk writes). */
   endBeforeAck: boolean;
+  /** Pipelined tap: events wait for a checkpoint for as long as the guest runs on (coalescing over a slice that never ends). */
+  coalesceUnbounded: boolean;
 }
 
 export const mutations: Mutations = {
@@ -58,6 +60,7 @@ export const mutations: Mutations = {
   checkInHoldsGuest: false,
   windowFromFirstFrame: false,
   endBeforeAck: false,
+  coalesceUnbounded: false,
 };
 
 export type MutationName = keyof Mutations;
