@@ -245,21 +245,28 @@ export class SqlReplicaStore implements ReplicaStore {
     }
   }
 
-  load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array]>; outputs: Output[] } | null {
+  load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array | null]>; outputs: Output[] } | null {
     const m = this.meta();
     if (!m) return null;
     const sql = this.storage.sql;
     const meta: ReplicaMeta = { seq: m.seq, generation: m.generation, memoryPages: m.memoryPages, diskSectors: m.diskSectors, machine: machineFromJson(m.machine) };
-    const pages = new Map<number, Uint8Array>();
-    for (const r of sql.exec<{ idx: number; data: ArrayBuffer | null }>("SELECT idx, data FROM replica_pages WHERE ver >= ? AND ver <= ? ORDER BY ver", m.fullVer, m.ver)) {
-      if (r.data) pages.set(r.idx, new Uint8Array(r.data));
-      else pages.delete(r.idx);
-    }
+    const pages = this.pagesInOrder(m.fullVer, m.ver);
     const outputs = sql
       .exec<{ device: string; idx: number; data: ArrayBuffer }>("SELECT device, idx, data FROM replica_outputs ORDER BY seq")
       .toArray()
       .map((o) => ({ device: o.device as Output["device"], index: o.idx, data: new Uint8Array(o.data) }));
     return { meta, outputs, pages };
+  }
+
+  /**
+   * The copy's rows, oldest version first (so the newest per page is applied
+   * last), read as the caller iterates: collecting the newest per page first
+   * held a 64 MiB copy twice — 128 MiB with the guest's RAM, the whole
+   * isolate's budget — and took ~280 ms where streaming it into RAM takes ~95.
+   */
+  private *pagesInOrder(fromVer: number, toVer: number): Generator<[number, Uint8Array | null]> {
+    const rows = this.storage.sql.exec<{ idx: number; data: ArrayBuffer | null }>("SELECT idx, data FROM replica_pages WHERE ver >= ? AND ver <= ? ORDER BY ver", fromVer, toVer);
+    for (const r of rows) yield [r.idx, r.data ? new Uint8Array(r.data) : null];
   }
 
   /** Sectors the copy holds (written ones; the rest read as zeros). */

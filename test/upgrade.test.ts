@@ -15,6 +15,16 @@ import { captureMachine, machineToJson } from "../src/kemari/state.ts";
 import { Machine } from "../src/guest/machine.ts";
 import { REPLICA_FORMAT, SqlReplicaStore } from "../durable-objects/replica-store.ts";
 
+/** The copy's pages as a map: the store's entries applied in order (a later one replaces; null: all zero). */
+function pagesOf(copy: { pages: Iterable<[number, Uint8Array | null]> }): Map<number, Uint8Array> {
+  const map = new Map<number, Uint8Array>();
+  for (const [p, data] of copy.pages) {
+    if (data) map.set(p, data);
+    else map.delete(p);
+  }
+  return map;
+}
+
 describe("upgrades", () => {
   it("reads an acknowledged copy stored in replica format 1 and moves its disk apart from the live disk", async () => {
     const stub = env.HOST.get(env.HOST.idFromName("upgrade/host-1"));
@@ -69,7 +79,7 @@ describe("upgrades", () => {
       store.stage(true, [[1, page(2)]], []);
       store.stage(false, [[2, null]], [[3, new Uint8Array(512).fill(2)]]);
       const reopened = new SqlReplicaStore(state.storage);
-      const pages = reopened.load()!.pages as Map<number, Uint8Array>;
+      const pages = pagesOf(reopened.load()!);
       expect([...pages.keys()].sort()).toEqual([1, 2]);
       expect(pages.get(1)![0]).toBe(1);
       // Checkpoint 2 sent again whole, and committed: page 2 is zero now, page 1 and sector 3 new.
@@ -78,7 +88,7 @@ describe("upgrades", () => {
       reopened.commit({ full: false, pages: [], sectors: [], outputs: [], meta: meta(2), staged: true });
       const after = new SqlReplicaStore(state.storage).load()!;
       expect(after.meta.seq).toBe(2);
-      const p2 = after.pages as Map<number, Uint8Array>;
+      const p2 = pagesOf(after);
       expect([...p2.keys()]).toEqual([1]);
       expect(p2.get(1)![0]).toBe(3);
       reopened.adoptDisk();
@@ -106,12 +116,12 @@ describe("upgrades", () => {
       // Its commit deleted one batch (512) of the 2000 rows it superseded, not all of them.
       expect(rows()).toBe(4000 - 512);
       // The copy is checkpoint 2 all the same (the newest row per page).
-      expect((new SqlReplicaStore(state.storage).load()!.pages as Map<number, Uint8Array>).get(7)![0]).toBe(2);
+      expect(pagesOf(new SqlReplicaStore(state.storage).load()!).get(7)![0]).toBe(2);
       // A restart loses only the cursor: the store opened again carries on from the meta.
       const reopened = new SqlReplicaStore(state.storage);
       for (let seq = 3; seq <= 6; seq++) reopened.commit({ full: false, pages: [[5, page(seq)]], sectors: [], outputs: [], meta: meta(seq) });
       expect(rows()).toBe(2000);
-      const pages = reopened.load()!.pages as Map<number, Uint8Array>;
+      const pages = pagesOf(reopened.load()!);
       expect(pages.size).toBe(2000);
       expect([pages.get(5)![0], pages.get(1999)![0]]).toEqual([6, 2]);
     });
@@ -149,7 +159,7 @@ describe("upgrades", () => {
       store.commit({ full: false, pages: [[2, page(2)], [4, page(2)]], sectors: [[3, sector(2)], [5, sector(2)]], outputs: [], meta: meta(2) });
       const check = (s: SqlReplicaStore) => {
         const copy = s.load()!;
-        const pages = copy.pages as Map<number, Uint8Array>;
+        const pages = pagesOf(copy);
         expect([...pages.keys()].sort()).toEqual([1, 2, 4]);
         expect([pages.get(1)![0], pages.get(2)![0], pages.get(4)![0]]).toEqual([1, 2, 2]);
         expect(copy.outputs).toEqual([]);
@@ -165,12 +175,22 @@ describe("upgrades", () => {
       const again = new SqlReplicaStore(state.storage);
       again.commit({ full: false, pages: [[1, null]], sectors: [], outputs: [held], meta: meta(3) });
       const last = new SqlReplicaStore(state.storage).load()!;
-      expect([...(last.pages as Map<number, Uint8Array>).keys()].sort()).toEqual([2, 4]);
+      expect([...pagesOf(last).keys()].sort()).toEqual([2, 4]);
       expect(last.outputs.map((o) => new TextDecoder().decode(o.data))).toEqual(["held"]);
       expect(count("replica_pages")).toBe(3); // page 1's zero marker, pages 2 and 4
+      // A restarted secondary streams the rows into the guest's RAM.
+      const ram = new Replica(new SqlReplicaStore(state.storage), 0).memory!;
+      expect([ram[1 * PAGE_SIZE], ram[2 * PAGE_SIZE], ram[4 * PAGE_SIZE], ram[6 * PAGE_SIZE]]).toEqual([0, 2, 2, 0]);
       again.adoptDisk();
       expect(new Uint8Array(sql.exec<{ data: ArrayBuffer }>("SELECT data FROM disk WHERE sector = 3").one().data)[0]).toBe(2);
     });
+  });
+
+  it("a restarted secondary applies its store's rows in order: a page written and then zeroed by a later version reads zero", () => {
+    const meta = { seq: 3, generation: 0, memoryPages: 16, diskSectors: 64, machine: captureMachine(new Machine(16)) };
+    const rows: [number, Uint8Array | null][] = [[2, new Uint8Array(PAGE_SIZE).fill(5)], [3, new Uint8Array(PAGE_SIZE).fill(6)], [2, null]];
+    const ram = new Replica({ commit: () => undefined, load: () => ({ meta, pages: rows, outputs: [] }) }, 0).memory!;
+    expect([ram[2 * PAGE_SIZE], ram[3 * PAGE_SIZE + 4095]]).toEqual([0, 6]);
   });
 
   it("a torn checkpoint's staged rows never become part of the next one, committed in one frame", async () => {

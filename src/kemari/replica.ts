@@ -51,7 +51,12 @@ export interface ReplicaStore {
    */
   stage?(first: boolean, pages: [number, Uint8Array | null][], sectors: [number, Uint8Array][]): void;
   commit(batch: CommitBatch): void;
-  load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array]>; outputs: Output[] } | null;
+  /**
+   * The copy. `pages` in the order to apply them — a later entry for a page
+   * replaces an earlier one; null: all zero — and read as it is iterated, so
+   * a 64 MiB copy goes straight into the guest's RAM and is never held twice.
+   */
+  load(): { meta: ReplicaMeta; pages: Iterable<[number, Uint8Array | null]>; outputs: Output[] } | null;
 }
 
 export class Replica {
@@ -97,7 +102,10 @@ export class Replica {
     if (!saved || saved.meta.generation !== this.generation) return;
     this.meta = saved.meta;
     this.ram = new Uint8Array(saved.meta.memoryPages * PAGE_SIZE);
-    for (const [p, data] of saved.pages) this.ram.set(data, p * PAGE_SIZE);
+    for (const [p, data] of saved.pages) {
+      if (data) this.ram.set(data, p * PAGE_SIZE);
+      else this.ram.fill(0, p * PAGE_SIZE, (p + 1) * PAGE_SIZE);
+    }
     this.outputs = saved.outputs;
   }
 
