@@ -5,10 +5,11 @@
  */
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
+import counter from "../guests/counter.s?raw";
 import hello from "../guests/hello.s?raw";
 import journal from "../guests/journal.s?raw";
 import type { GuestStatus } from "../src/host/status.ts";
-import { consoleText, createGuest, waitFor } from "./helpers/api.ts";
+import { client, consoleText, createGuest, sendPacket, status, waitFor } from "./helpers/api.ts";
 import { tune } from "./helpers/guests.ts";
 
 /** The guest has stopped running (its instruction count stands still over a few reads): it has ended, whatever status shows yet. */
@@ -84,6 +85,18 @@ describe("mode remus", () => {
     await call("POST", `/api/guests/${g.id}/resume`);
     await waitFor(g.id, (s) => s.state === "halted");
     expect((await secondary.replicaStatus()).sectorsHeld).toBe(5);
+  });
+
+  it("a packet taken in while the guest is paused ends its epoch all the same: what it wrote reaches the secondary without a resume", async () => {
+    const g = await createGuest({ asm: counter }, { mode: "remus", epochMs: 20 });
+    await waitFor(g.id, (s) => s.state === "waiting" && s.devices.length === 4 && s.dirtyPages === 0 && !s.sync!.epochOpen);
+    await client.pause(g.id);
+    const before = await waitFor(g.id, (s) => s.state === "paused" && s.dirtyPages === 0);
+    // The backend writes the packet into the rx buffer the guest posted: guest memory changes while it is paused.
+    await sendPacket(g.id, new Uint8Array(new Uint32Array([1, 7]).buffer));
+    const after = await waitFor(g.id, (s) => s.counters.packetsIn === 1 && s.dirtyPages === 0 && s.sync!.syncs > before.sync!.syncs, 3000);
+    expect(after.state).toBe("paused");
+    expect((await status(g.id)).instructions).toBe(before.instructions);
   });
 
   it("checkpoints per epoch, not per event", async () => {
