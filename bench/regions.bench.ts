@@ -140,32 +140,39 @@ async function stream(setup: Setup, rttMs: number, ms: number): Promise<{ pps: n
 }
 
 /**
- * A compute-bound guest's throughput: instructions per second while it runs,
- * from its status before and after a window (past its start, well before its end).
- * A batch's time to halt also counts its last outputs' flight (a round trip in
- * kemari, an epoch and a round trip in remus), which is latency, not throughput.
+ * Compute-bound guests' throughput: instructions per second while they run.
+ * Every setup's guest is created once and they take turns: each round
+ * resumes one, lets it settle, reads its instructions over a window of `ms`,
+ * pauses it, and moves on to the next, so the setups' windows of one round
+ * lie within a few seconds of each other. Each setup's figure is its median
+ * rate and the median of its ratios to the first setup's rate in the same
+ * round. Why turns and not a fresh guest per window: this machine's speed
+ * drifts (a window of mode none read 43 M/s between two of 300), and a
+ * fresh guest per window spread a round's windows over ~10 s of starts,
+ * removals and first checkpoints; its kemari/none ratio read 0.94–0.96
+ * where turns read 0.98 (2026-12-03, 10 rounds of 1 s, 80 ms).
  */
-async function rate(source: string, setup: Setup, rttMs: number, ms: number): Promise<number> {
-  const g = await create(source, setup, rttMs, { paused: true });
-  await client.resume(g.id);
-  await sleep(300);
-  const a = await status(g.id);
-  const t0 = Date.now();
-  await sleep(ms);
-  const b = await status(g.id);
-  const r = (b.instructions - a.instructions) / ((Date.now() - t0) / 1000);
-  if (b.state !== "running" && b.state !== "waiting") throw new Error(`${setup.name}: the guest ended inside the window (${b.state}); make it longer`);
-  await client.remove(g.id);
-  return r;
-}
-
-/** Interleaved rates: each setup's median rate and its median ratio to the first setup's within a round. */
-async function rates(source: string, setups: Setup[], rttMs: number, ms: number): Promise<Map<string, { ips: number; thru: number }>> {
-  const runs = new Map<string, number[]>(setups.map((s) => [s.name, []]));
-  for (let rep = 0; rep < REPEAT; rep++) for (const setup of setups) runs.get(setup.name)!.push(await rate(source, setup, rttMs, ms));
-  const base = runs.get(setups[0].name)!;
+async function rates(source: string, setups: Setup[], rttMs: number, ms: number, rounds: number): Promise<Map<string, { ips: number; thru: number }>> {
+  const ids: string[] = [];
+  for (const setup of setups) ids.push((await create(source, setup, rttMs, { paused: true })).id);
+  const runs = setups.map((): number[] => []);
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < setups.length; i++) {
+      await client.resume(ids[i]);
+      await sleep(250); // past the resume (and, the first time, the start and its full checkpoint)
+      const a = await status(ids[i]);
+      const t0 = Date.now();
+      await sleep(ms);
+      const b = await status(ids[i]);
+      const t1 = Date.now();
+      await client.pause(ids[i]);
+      if (b.state !== "running" && b.state !== "waiting") throw new Error(`${setups[i].name}: the guest ended inside a window (${b.state}); make it longer`);
+      runs[i].push((b.instructions - a.instructions) / ((t1 - t0) / 1000));
+    }
+  }
+  for (const id of ids) await client.remove(id);
   const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
-  return new Map([...runs].map(([k, rs]) => [k, { ips: median(rs), thru: median(rs.map((r, i) => r / base[i])) }]));
+  return new Map(setups.map((setup, i) => [setup.name, { ips: median(runs[i]), thru: median(runs[i].map((r, k) => r / runs[0][k])) }]));
 }
 
 const pct = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor((p / 100) * xs.length))];
@@ -242,9 +249,9 @@ it("measures the modes across regions", async () => {
     for (const [name, r] of waiting) rows.push({ what: "compute-bound, waits on each line", rttMs: 80, setup: name, figure: r.thru, unit: "x none thru", note: `${r.ms} ms` });
     const m = await batches(COMPUTE_ASYNC, [NONE, KEMARI, REMUS], 80);
     for (const [name, r] of m) rows.push({ what: "compute-bound (200 M instr), time to halt", rttMs: 80, setup: name, figure: r.thru, unit: "x none thru", note: `${r.ms} ms, the last outputs' flight included` });
-    // Throughput proper: the rate while it computes (a longer run of the same guest, measured in a window).
+    // Throughput proper: the rate while it computes (a longer run of the same guest, measured in windows taken in turns).
     const long = COMPUTE_ASYNC.replace("li   s0, 6", "li   s0, 600");
-    const ips = await rates(long, [NONE, KEMARI, REMUS], 80, 2500);
+    const ips = await rates(long, [NONE, KEMARI, REMUS], 80, 1000, 2 * REPEAT);
     for (const [name, r] of ips) rows.push({ what: "compute-bound, instructions/s while running", rttMs: 80, setup: name, figure: r.thru, unit: "x none thru", note: `${(r.ips / 1e6).toFixed(0)} M instr/s` });
     const k = ips.get("kemari")!.thru;
     const r = ips.get("remus")!.thru;

@@ -23,7 +23,7 @@ async function api(method, path, body) {
 }
 
 /** Instructions per second of `asm` in mode none, per window of `windowMs` (after a warm-up). */
-export async function rateThroughApi(root, asm, { windows = 3, windowMs = 3000 } = {}) {
+export async function rateThroughApi(root, asm, { windows = 5, windowMs = 3000 } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "kemari-bench-api-"));
   let log = "";
   let server = null;
